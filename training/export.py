@@ -1,0 +1,183 @@
+"""``export``: a training run's generator -> TensorFlow SavedModel + manifest.json (see docs/ARCHITECTURE.md).
+
+The SavedModel holds the whole path from (noise, attributes) to uint8 RGB pixels, so serving needs TensorFlow,
+NumPy and the manifest, and no Keras or training code.
+"""
+
+import datetime
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from training.errors import UsageError
+
+MANIFEST = "manifest.json"
+FORMAT = "facegen-model/1"
+
+
+def add_arguments(parser):
+    parser.add_argument("--run", required=True, type=Path, help="training run folder (written by `train --out`)")
+    parser.add_argument("--out", required=True, type=Path, help="model folder to write (replaced if it exists)")
+    parser.add_argument("--name", help="model name for the manifest (default: the --out folder's name)")
+    parser.add_argument("--raw", action="store_true", help="export the raw generator instead of its EMA copy")
+    parser.add_argument("--default", action="store_true",
+                        help="also record this model as the default in the models folder's DEFAULT file")
+
+
+def run(args) -> int:
+    path = export_run(args.run, args.out, name=args.name, use_ema=not args.raw)
+    if args.default:
+        (path.parent / "DEFAULT").write_text(path.name + "\n")
+    manifest = read_manifest(path)
+    print(f"exported {manifest['name']}: {manifest['resolution']}x{manifest['resolution']}, "
+          f"{manifest['parameters']:,} parameters, {len(manifest['attributes'])} attributes -> {path}")
+    return 0
+
+
+def _use_tensorflow_backend():
+    # A SavedModel is TensorFlow's format: the generator is rebuilt on the TensorFlow backend whatever trained it.
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend != "tensorflow":
+        raise UsageError(f"export needs KERAS_BACKEND=tensorflow (it is {backend!r}): a SavedModel is "
+                         "TensorFlow's format. Train on any backend, export on TensorFlow.")
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+
+
+def write_saved_model(generator, config, out_dir: Path, manifest_fields: dict) -> Path:
+    """Write ``generator`` (a built Keras model, TensorFlow backend) as a SavedModel plus its manifest."""
+    import numpy as np
+    import tensorflow as tf
+
+    from training.networks import count_parameters
+
+    latent, a, r = config.latent_size, config.num_attributes, config.resolution
+
+    class FaceGenerator(tf.Module):
+        def __init__(self, model):
+            super().__init__(name="facegen")
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec([None, latent], tf.float32, name="noise"),
+                                      tf.TensorSpec([None, a], tf.float32, name="attrs")])
+        def generate(self, noise, attrs):
+            pixels = self.model([noise, attrs], training=False)
+            # [-1, 1] -> [0, 255] rounded, inside the graph, so every client gets identical pixels.
+            return tf.cast(tf.clip_by_value(tf.round((pixels + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, latent], tf.float32, name="noise"),
+                                      tf.TensorSpec([None, a], tf.float32, name="attrs")])
+        def serve(self, noise, attrs):
+            return {"images": self.generate(noise, attrs)}
+
+    module = FaceGenerator(generator)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the target, then swap, so a failed export never leaves a half model where a good one was.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        tf.saved_model.save(module, str(staging), signatures={"serving_default": module.serve})
+        manifest = {
+            "format": FORMAT,
+            "name": manifest_fields.get("name") or out_dir.name,
+            "resolution": r,
+            "latent_size": latent,
+            "attributes": list(config.attributes),
+            "attribute_frequencies": [round(float(f), 4) for f in
+                                      manifest_fields.get("attribute_frequencies", [0.5] * a)],
+            "conditional": a > 0,
+            "architecture": config.architecture,
+            "parameters": count_parameters(generator),
+            "signature": {"name": "serving_default",
+                          "inputs": {"noise": [None, latent], "attrs": [None, a]},
+                          "output": {"images": [None, r, r, 3], "dtype": "uint8"}},
+            "dataset": manifest_fields.get("dataset", {}),
+            "training": manifest_fields.get("training", {}),
+            "metrics": manifest_fields.get("metrics", {}),
+            "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        write_manifest(staging, manifest)
+        # Check the artefact the way serving will use it before it replaces anything.
+        loaded = tf.saved_model.load(str(staging))
+        probe = loaded.generate(np.zeros((1, latent), np.float32), np.zeros((1, a), np.float32)).numpy()
+        if probe.shape != (1, r, r, 3) or probe.dtype != np.uint8:
+            raise RuntimeError(f"exported model returned {probe.shape} {probe.dtype}")
+        for extra in ("MODEL_CARD.md",):  # keep a hand-kept card across re-exports
+            if (out_dir / extra).is_file():
+                shutil.copy2(out_dir / extra, staging / extra)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def write_manifest(model_dir: Path, manifest: dict) -> None:
+    path = Path(model_dir) / MANIFEST
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def read_manifest(model_dir: Path) -> dict:
+    path = Path(model_dir) / MANIFEST
+    if not path.is_file():
+        raise UsageError(f"{model_dir} is not a facegen model: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{path} is not valid JSON: {error}") from None
+    if manifest.get("format") != FORMAT:
+        raise UsageError(f"{path}: format is {manifest.get('format')!r}, expected {FORMAT!r}")
+    return manifest
+
+
+def export_run(run_dir: Path, out_dir: Path, name: str | None = None, use_ema: bool = True) -> Path:
+    """Rebuild the run's generator on the TensorFlow backend, load its checkpoint and export it."""
+    _use_tensorflow_backend()
+    from training import checkpoint
+    from training.config import load_config
+    from training.networks import build_generator
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise UsageError(f"--run: {run_dir} is not a training run (config.json is missing)")
+    config = load_config(run_dir / "config.json")
+    run_info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    groups, meta = checkpoint.load_state(run_dir)
+    group = "g_ema" if use_ema and groups.get("g_ema") else "g"
+    generator = build_generator(config)
+    checkpoint.assign(generator.variables, groups[group], f"generator ({group})")
+    training = dict(run_info.get("training", {}))
+    training.update(steps=meta["step"], epochs=meta.get("epoch"), images_seen=meta["step"] * config.batch_size,
+                    train_seconds=round(meta.get("seconds", 0.0), 1), weights="ema" if group == "g_ema" else "raw",
+                    batch_size=config.batch_size, config=config.to_dict())
+    fields = {"name": name, "attribute_frequencies": run_info.get("attribute_frequencies", [0.5] * config.num_attributes),
+              "dataset": run_info.get("dataset", {}), "training": training}
+    return write_saved_model(generator, config, out_dir, fields)
+
+
+def export_random_model(out_dir, name="tiny", resolution=32, latent_size=16,
+                        attributes=("Male", "Eyeglasses", "Smiling"), seed=0) -> Path:
+    """An untrained small generator exported with the real export path: for tests and demos of serving.
+
+    The manifest says plainly that it is untrained.
+    """
+    _use_tensorflow_backend()
+    import keras
+
+    from training.config import TrainConfig
+    from training.networks import build_generator
+
+    keras.utils.set_random_seed(seed)
+    config = TrainConfig(resolution=resolution, latent_size=latent_size, attributes=list(attributes),
+                         g_width=8, g_max_width=32, d_width=8, d_max_width=32).validate()
+    generator = build_generator(config)
+    fields = {"name": name, "attribute_frequencies": [0.5] * len(attributes),
+              "dataset": {"name": "none", "synthetic": True, "images": 0,
+                          "note": "untrained random weights, made by training.export.export_random_model"},
+              "training": {"steps": 0, "note": "untrained"}}
+    return write_saved_model(generator, config, Path(out_dir), fields)
