@@ -1,7 +1,7 @@
 """``python -m training <command>``: a thin dispatcher; each command lives in its own module.
 
-Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when
-their command runs, so ``--help`` and ``synth`` stay fast and never load TensorFlow.
+Each command module defines ``add_arguments(parser)`` and ``run(args) -> int`` and imports TensorFlow/Keras only
+inside ``run``. Only the chosen command's module is imported, so ``--help`` is instant.
 """
 
 import argparse
@@ -19,23 +19,25 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv) -> argparse.ArgumentParser:
+    """The parser, with the full argument list of the chosen command only (only that module is imported)."""
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
-        command_parser.set_defaults(_module=module_name)
-        # Argument definitions are light (argparse only), so import the module's argument hook lazily here.
-        importlib.import_module(module_name).add_arguments(command_parser)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(command_parser)
+            command_parser.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    module = importlib.import_module(args._module)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
-        return int(module.run(args) or 0)
+        return int(args._run(args) or 0)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,313 @@
+"""``train``: the training loop. Data in, checkpoints, logs and pictures out; the maths is in loss.py/step_*.py.
+
+RUN_DIR/
+  config.json   the config this run trains with (``--resume`` reads it back)
+  run.json      data set, attribute frequencies, device: what export copies into the manifest
+  log.csv       scalars every ``log_every`` steps
+  checkpoint/   state.npz, rewritten atomically every ``checkpoint_every`` steps and when stopped
+  samples/      a fixed-seed sample grid per ``sample_every`` epochs; loss_curves.png; training.gif at the end
+"""
+
+import csv
+import datetime
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.config import load_config
+from training.errors import UsageError
+from training.hardware import require_avx
+
+LOG_FIELDS = ["step", "epoch", "seconds", "images_per_second", "d_loss", "g_loss", "d_class", "g_class",
+              "d_accuracy", "d_accuracy_running", "d_real", "d_fake"]
+
+
+def add_arguments(parser):
+    parser.add_argument("--data", required=True, type=Path,
+                        help="a cache written by `prepare`, or a CelebA-layout folder (prepared once and cached)")
+    parser.add_argument("--out", required=True, type=Path, help="run folder for checkpoints, logs and samples")
+    parser.add_argument("--config", type=Path, help="JSON file of training settings (see training/config.py)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="train until this many generator steps in all")
+    length.add_argument("--epochs", type=float, help="train until this many epochs in all")
+    parser.add_argument("--max-seconds", type=float,
+                        help="stop (with a checkpoint) after this much training time in this session")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--batch-size", type=int, help="override the config's batch_size")
+    parser.add_argument("--sample-every", type=int, default=1, metavar="EPOCHS",
+                        help="write the fixed-seed sample grid every this many epochs (default 1)")
+    parser.add_argument("--distribute", action="store_true",
+                        help="data-parallel over all visible devices (keras.distribution.DataParallel; JAX backend)")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="where a data folder is prepared to (default $FACEGEN_CACHE_DIR or ~/.cache/facegen)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+
+
+def _positive(value, flag):
+    if value is not None and value <= 0:
+        raise UsageError(f"{flag} must be positive, got {value}")
+
+
+def run(args) -> int:
+    for value, flag in ((args.steps, "--steps"), (args.epochs, "--epochs"), (args.max_seconds, "--max-seconds"),
+                        (args.batch_size, "--batch-size"), (args.sample_every, "--sample-every")):
+        _positive(value, flag)
+    if args.steps is None and args.epochs is None and args.max_seconds is None:
+        raise UsageError("say how long to train: --steps N, --epochs N or --max-seconds S")
+    run_dir: Path = args.out
+    config_file = run_dir / "config.json"
+    from training import checkpoint
+
+    if args.resume:
+        if not checkpoint.has_state(run_dir):
+            raise UsageError(f"--resume: {run_dir} holds no checkpoint to resume from")
+        config = load_config(config_file)
+        if args.config is not None and load_config(args.config, batch_size=args.batch_size) != config:
+            raise UsageError(f"--config differs from the config {run_dir} was trained with ({config_file}); "
+                             "resume without --config, or start a new run in another folder")
+    else:
+        if checkpoint.has_state(run_dir):
+            raise UsageError(f"--out: {run_dir} already holds a training run; pass --resume to continue it, "
+                             "or choose another folder (nothing was overwritten)")
+        config = load_config(args.config, batch_size=args.batch_size)
+    if not args.data.exists():
+        raise UsageError(f"--data: no such file or folder: {args.data}")
+    require_avx()
+    return Training(config, args).run()
+
+
+class Training:
+    def __init__(self, config, args):
+        self.config, self.args = config, args
+        self.run_dir: Path = args.out
+        self.stop_requested = False
+
+    # -- setup ---------------------------------------------------------------------------------------------
+    def load_data(self):
+        from training.data import open_dataset
+
+        config = self.config
+        cache_dir = self.args.cache_dir or Path(os.environ.get("FACEGEN_CACHE_DIR", Path.home() / ".cache" / "facegen"))
+        cache = open_dataset(self.args.data, config.resolution, cache_dir)
+        if cache.images.shape[1] != config.resolution:
+            raise UsageError(f"--data: images are {cache.images.shape[1]}px but the config trains at "
+                             f"{config.resolution}px; prepare the data with --size {config.resolution}")
+        names = {name.lower(): i for i, name in enumerate(cache.attribute_names)}
+        missing = [a for a in config.attributes if a.lower() not in names]
+        if missing:
+            raise UsageError(f"config attributes {missing} are not in the data; it has {list(cache.attribute_names)}")
+        train = np.flatnonzero(np.asarray(cache.partition) == 0)
+        if len(train) == 0:  # a set without the training partition: train on everything
+            train = np.arange(len(cache.images))
+        columns = [names[a.lower()] for a in config.attributes]
+        self.images = np.ascontiguousarray(cache.images[train])
+        self.attributes = np.ascontiguousarray(cache.attributes[train][:, columns], dtype=np.float32)
+        if len(self.images) < config.batch_size * config.d_steps:
+            raise UsageError(f"the data has {len(self.images)} training images, fewer than one batch "
+                             f"({config.batch_size} x d_steps {config.d_steps}); lower --batch-size")
+        meta = cache.meta
+        self.dataset_info = {
+            "name": meta.get("dataset_name", Path(str(self.args.data)).stem), "synthetic": bool(meta.get("synthetic")),
+            "images": int(len(self.images)), "total_images": int(len(cache.images)),
+            "resolution": int(config.resolution), "source": str(meta.get("source", self.args.data)),
+            "layout": meta.get("layout"), "crop": meta.get("crop"), "skipped": meta.get("skipped"),
+        }
+        if self.dataset_info["synthetic"]:
+            self.dataset_info["note"] = ("procedural faces rendered by `python -m training synth`, not photographs "
+                                         "of people: no real face data set was available for training")
+
+    def setup(self):
+        import keras
+
+        from training.hardware import describe_accelerator
+        from training.models import build_models
+
+        config = self.config
+        self.device_line = describe_accelerator()
+        print(self.device_line, flush=True)
+        distribution = None
+        if self.args.distribute:
+            if keras.backend.backend() != "jax":
+                raise UsageError("--distribute needs KERAS_BACKEND=jax (keras.distribution's data parallelism)")
+            devices = keras.distribution.list_devices()
+            if config.batch_size % len(devices):
+                raise UsageError(f"--batch-size {config.batch_size} must be a multiple of the {len(devices)} devices")
+            distribution = keras.distribution.DataParallel(devices=devices)
+            keras.distribution.set_distribution(distribution)
+            print(f"data-parallel over {len(devices)} devices", flush=True)
+        self.models = build_models(config)
+        self.start_step, self.seconds_before = 0, 0.0
+        if self.args.resume:
+            from training import checkpoint
+
+            groups, meta = checkpoint.load_state(self.run_dir)
+            self.models.load_groups(groups)
+            self.start_step, self.seconds_before = int(meta["step"]), float(meta.get("seconds", 0.0))
+            print(f"resuming {self.run_dir} at step {self.start_step}", flush=True)
+        backend = keras.backend.backend()
+        if backend == "jax":
+            from training.step_jax import Trainer
+        elif backend == "tensorflow":
+            from training.step_tensorflow import Trainer
+        else:
+            raise UsageError(f"KERAS_BACKEND={backend} is not supported: use tensorflow or jax")
+        self.trainer = Trainer(config, self.images, self.attributes, self.models, distribution)
+        self.backend = backend
+        self.mixed_precision = keras.config.dtype_policy().name
+        self.devices = len(keras.distribution.list_devices()) if backend == "jax" else 1
+
+    def write_run_files(self):
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        if not self.args.resume:
+            self.config.save(self.run_dir / "config.json")
+        from training.networks import count_parameters
+
+        info = {
+            "dataset": self.dataset_info,
+            "attribute_frequencies": [float(f) for f in self.attributes.mean(axis=0)] if self.config.num_attributes else [],
+            "training": {"backend": self.backend, "device": self.device_line, "devices": self.devices,
+                         "precision": self.mixed_precision,
+                         "generator_parameters": count_parameters(self.models.generator),
+                         "discriminator_parameters": count_parameters(self.models.discriminator)},
+        }
+        path = self.run_dir / "run.json"
+        if path.is_file():  # keep history (e.g. the first session's start time) across resumes
+            info["training"] = {**json.loads(path.read_text()).get("training", {}), **info["training"]}
+        info["training"].setdefault("started", _now())
+        path.write_text(json.dumps(info, indent=2) + "\n")
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        self.load_data()
+        self.setup()
+        self.write_run_files()
+        config, trainer = self.config, self.trainer
+        n = len(self.images)
+        per_step = config.batch_size * config.d_steps
+        epoch_size = max(per_step, int(math.ceil(n * config.subset)))
+        self.steps_per_epoch = max(1, epoch_size // per_step)
+        if self.args.steps is not None:
+            total = self.args.steps
+        elif self.args.epochs is not None:
+            total = int(math.ceil(self.args.epochs * self.steps_per_epoch))
+        else:
+            total = 2**62  # --max-seconds alone
+        if self.start_step >= total:
+            print(f"the run is already at step {self.start_step} of {total}: nothing to do")
+            self.finish(self.start_step)
+            return 0
+        self.sample_z, self.sample_a = self.sample_inputs()
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        log_file = open(self.run_dir / "log.csv", "a", newline="")
+        log = csv.DictWriter(log_file, fieldnames=LOG_FIELDS, extrasaction="ignore")
+        if log_file.tell() == 0:
+            log.writeheader()
+        progress = None
+        if not self.args.no_progress and total < 2**62:
+            from tqdm import tqdm
+
+            progress = tqdm(total=total, initial=self.start_step, unit="step", dynamic_ncols=True)
+        step, epoch_order, epoch_loaded = self.start_step, None, -1
+        started = window_start = time.monotonic()
+        window_step = step
+        try:
+            while step < total and not self.stop_requested:
+                epoch, position = divmod(step, self.steps_per_epoch)
+                if epoch != epoch_loaded:
+                    # The epoch's order (and random subset) depends only on (seed, epoch): resume replays it.
+                    epoch_order = np.random.default_rng([config.seed, epoch]).permutation(n)[:epoch_size]
+                    epoch_loaded = epoch
+                real_index = epoch_order[position * per_step:(position + 1) * per_step]
+                real_index = real_index.reshape(config.d_steps, config.batch_size).astype(np.int32)
+                cond_index = np.random.default_rng([config.seed, epoch, position, 1]).integers(
+                    0, n, (config.d_steps + 1, config.batch_size), dtype=np.int32)
+                metrics = trainer.train_step(real_index, cond_index, step)
+                step += 1
+                if progress is not None:
+                    progress.update(1)
+                at_epoch_end = step % self.steps_per_epoch == 0
+                if step % config.log_every == 0 or step == total:
+                    values = trainer.to_host(metrics)  # waits for the device: only every log_every steps
+                    now = time.monotonic()
+                    rate = (step - window_step) * config.batch_size / max(now - window_start, 1e-9)
+                    window_start, window_step = now, step
+                    values.update(step=step, epoch=round(step / self.steps_per_epoch, 3),
+                                  seconds=round(self.seconds_before + now - started, 2),
+                                  images_per_second=round(rate, 1))
+                    log.writerow({k: (round(v, 5) if isinstance(v, float) else v) for k, v in values.items()})
+                    log_file.flush()
+                    if progress is not None:
+                        progress.set_postfix(d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}",
+                                             img_s=f"{rate:,.0f}")
+                    else:
+                        print(f"step {step} epoch {values['epoch']:.2f} d_loss {values['d_loss']:.4f} "
+                              f"g_loss {values['g_loss']:.4f} images/s {rate:,.0f}", flush=True)
+                if at_epoch_end and (step // self.steps_per_epoch) % self.args.sample_every == 0:
+                    self.save_samples(step)
+                if step % config.checkpoint_every == 0:
+                    self.save_checkpoint(step, self.seconds_before + time.monotonic() - started)
+                if self.args.max_seconds is not None and time.monotonic() - started >= self.args.max_seconds:
+                    print(f"\n--max-seconds {self.args.max_seconds:g} reached at step {step}", flush=True)
+                    break
+        except KeyboardInterrupt:
+            print(f"\ninterrupted at step {step}: saving a checkpoint", flush=True)
+        finally:
+            if progress is not None:
+                progress.close()
+            log_file.close()
+            signal.signal(signal.SIGTERM, previous)
+            if step > self.start_step:
+                self.save_checkpoint(step, self.seconds_before + time.monotonic() - started)
+        self.finish(step)
+        return 0
+
+    def _on_sigterm(self, signum, frame):
+        self.stop_requested = True  # finish the step in flight, checkpoint, exit cleanly
+
+    def sample_inputs(self):
+        side = self.config.sample_grid
+        rng = np.random.RandomState(1234)
+        z = rng.standard_normal((side * side, self.config.latent_size)).astype(np.float32)
+        a = self.attributes[rng.randint(0, len(self.attributes), side * side)]
+        return z, a
+
+    def save_samples(self, step: int) -> Path:
+        from training.report import grid, to_uint8
+
+        images = to_uint8(self.trainer.generate(self.sample_z, self.sample_a))
+        path = self.run_dir / "samples" / f"step_{step:08d}.png"
+        grid(images, self.config.sample_grid).save(path)
+        return path
+
+    def save_checkpoint(self, step: int, seconds: float) -> None:
+        from training import checkpoint
+
+        self.trainer.pull()
+        checkpoint.save_state(self.run_dir, self.models.checkpoint_groups(),
+                              {"step": int(step), "epoch": round(step / self.steps_per_epoch, 4),
+                               "seconds": round(seconds, 2), "saved": _now()})
+
+    def finish(self, step: int) -> None:
+        from training.report import make_gif, plot_losses
+
+        samples = self.run_dir / "samples"
+        final = samples / f"step_{step:08d}.png"
+        if not final.is_file():
+            self.save_samples(step)
+        frames = sorted(samples.glob("step_*.png"))
+        if len(frames) > 120:  # keep the GIF small: an even spread of frames, always with the last one
+            frames = [frames[round(i * (len(frames) - 1) / 119)] for i in range(120)]
+        make_gif(frames, self.run_dir / "training.gif")
+        if (self.run_dir / "log.csv").is_file():
+            plot_losses(self.run_dir / "log.csv", self.run_dir / "loss_curves.png")
+        print(f"run folder: {self.run_dir} (samples/, loss_curves.png, training.gif, checkpoint/)", flush=True)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
