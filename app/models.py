@@ -1,0 +1,206 @@
+"""Model folders (docs/ARCHITECTURE.md) -> loaded generators: the manifest is the only description serving trusts.
+
+:meth:`Model.generate` is the one call into TensorFlow; every endpoint goes through it with a batch, so a
+micro-batcher can later sit in front of it without touching the endpoints.
+"""
+
+import hashlib
+import json
+import logging
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from app.limits import MODEL_NAME_PATTERN
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "facegen-model/1"
+SAVED_MODEL = "saved_model.pb"
+DEFAULT_FILE = "DEFAULT"
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(Exception):
+    """A model folder that cannot be served: raised at startup so a broken model never half-serves."""
+
+
+def _require(condition: bool, path: Path, problem: str) -> None:
+    if not condition:
+        raise ModelError(f"{path / MANIFEST}: {problem}")
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def validate_manifest(manifest, path: Path) -> dict:
+    """Check the fields serving relies on; the rest (data set, training, metrics) is shown, not interpreted."""
+    _require(isinstance(manifest, dict), path, "is not a JSON object")
+    _require(manifest.get("format") == MANIFEST_FORMAT, path,
+             f"format is {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+    for key in ("resolution", "latent_size"):
+        _require(_is_count(manifest.get(key)), path, f"{key} must be a positive integer, not {manifest.get(key)!r}")
+    attributes = manifest.get("attributes")
+    _require(isinstance(attributes, list) and all(isinstance(a, str) and a for a in attributes), path,
+             "attributes must be a list of non-empty strings")
+    # Queries name attributes case-insensitively, so two names differing only in case would be ambiguous.
+    _require(len({a.lower() for a in attributes}) == len(attributes), path,
+             "attribute names must be unique ignoring case")
+    _require(all(re.fullmatch(r"[A-Za-z0-9_]+", a) for a in attributes), path,
+             "attribute names may hold only letters, digits and '_' (they travel comma-separated in URLs)")
+    frequencies = manifest.get("attribute_frequencies", [0.5] * len(attributes))
+    _require(isinstance(frequencies, list) and len(frequencies) == len(attributes)
+             and all(isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) and 0 <= f <= 1
+                     for f in frequencies),
+             path, "attribute_frequencies must be one probability in [0, 1] per attribute")
+    return manifest
+
+
+class Model:
+    """One loaded model folder. Equality is identity, so a value holding a Model is a safe cache key."""
+
+    def __init__(self, name: str, path: Path, manifest: dict, saved_model):
+        self.name = name
+        self.path = path
+        self.manifest = manifest
+        self.resolution: int = manifest["resolution"]
+        self.latent_size: int = manifest["latent_size"]
+        self.attributes: tuple[str, ...] = tuple(manifest["attributes"])
+        self.attribute_frequencies = np.asarray(
+            manifest.get("attribute_frequencies", [0.5] * len(self.attributes)), dtype=np.float64)
+        self._saved_model = saved_model
+        # The documented direct function when the export has it, else the serving signature (same graph).
+        if hasattr(saved_model, "generate"):
+            self._call = saved_model.generate
+        else:
+            serving = saved_model.signatures["serving_default"]
+            self._call = lambda noise, attrs: serving(noise=noise, attrs=attrs)["images"]
+        self.version = _model_version(path)
+
+    @property
+    def conditional(self) -> bool:
+        return len(self.attributes) > 0
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r}, {self.resolution}px, latent {self.latent_size}, {len(self.attributes)} attrs)"
+
+    def generate(self, noise: np.ndarray, attrs: np.ndarray) -> np.ndarray:
+        """float32 noise [N, latent_size] and attrs [N, A] -> uint8 RGB [N, H, W, 3]."""
+        noise = np.asarray(noise, dtype=np.float32)
+        attrs = np.asarray(attrs, dtype=np.float32)
+        if noise.ndim != 2 or noise.shape[1] != self.latent_size:
+            raise ValueError(f"noise must be [N, {self.latent_size}], got {noise.shape}")
+        if attrs.shape != (noise.shape[0], len(self.attributes)):
+            raise ValueError(f"attrs must be [{noise.shape[0]}, {len(self.attributes)}], got {attrs.shape}")
+        images = self._call(tf.constant(noise), tf.constant(attrs))
+        return np.asarray(images.numpy(), dtype=np.uint8)
+
+
+def _model_version(path: Path) -> str:
+    """A short digest of the files that define the model's output, so a re-export changes ETags and cache keys."""
+    digest = hashlib.sha256()
+    for part in (MANIFEST, "fingerprint.pb", SAVED_MODEL):
+        file = path / part
+        if file.is_file():
+            digest.update(part.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def load_model(path: Path, name: str | None = None) -> Model:
+    path = Path(path)
+    name = name or path.name
+    if not re.fullmatch(MODEL_NAME_PATTERN, name):
+        raise ModelError(f"{path}: folder name {name!r} is not a valid model name ({MODEL_NAME_PATTERN})")
+    if not (path / SAVED_MODEL).is_file():
+        raise ModelError(f"{path}: {SAVED_MODEL} is missing (not a TensorFlow SavedModel)")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{path}: {MANIFEST} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelError(f"{path / MANIFEST}: not valid JSON ({error})") from None
+    validate_manifest(manifest, path)
+    try:
+        saved_model = tf.saved_model.load(str(path))
+    except Exception as error:  # TensorFlow raises many types for a damaged SavedModel
+        raise ModelError(f"{path}: cannot load the SavedModel ({type(error).__name__}: {error})") from None
+    return Model(name, path, manifest, saved_model)
+
+
+def warm_up(model: Model) -> None:
+    """Generate one face and check it against the manifest: traces the graph and proves the model serves."""
+    try:
+        images = model.generate(np.zeros((1, model.latent_size), np.float32),
+                                np.zeros((1, len(model.attributes)), np.float32))
+    except Exception as error:
+        raise ModelError(f"{model.path}: generating a face failed ({type(error).__name__}: {error})") from None
+    expected = (1, model.resolution, model.resolution, 3)
+    if images.shape != expected:
+        raise ModelError(f"{model.path}: the generator returned {images.shape}, the manifest promises {expected}")
+
+
+class ModelRegistry:
+    """The models being served, by name, and which one answers when a query names none."""
+
+    def __init__(self, models: dict[str, Model], default: str, ready: bool = False):
+        self.models = dict(sorted(models.items()))
+        self.default = default
+        # True once every model has generated a face: what /readyz reports.
+        self.ready = ready
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.models)
+
+    def get(self, name: str) -> Model:
+        return self.models[name]
+
+
+def _default_name(models_dir: Path, candidates: list[str], configured: str | None) -> str:
+    if configured:
+        return configured
+    default_file = models_dir / DEFAULT_FILE
+    if default_file.is_file():
+        lines = default_file.read_text().strip().splitlines()
+        if lines and lines[0].strip():
+            return lines[0].strip()
+        raise ModelError(f"{default_file} is empty: write the default model's folder name on its first line")
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise ModelError(f"no models in {models_dir}: export one there (python -m training export --run RUN "
+                         f"--out {models_dir}/NAME --default) or set FACEGEN_MODELS_DIR")
+    raise ModelError(f"{models_dir} holds several models ({', '.join(candidates)}) and no {DEFAULT_FILE} file: "
+                     f"write the default's name into {models_dir / DEFAULT_FILE} or set FACEGEN_MODEL")
+
+
+def load_models(models_dir, default: str | None = None) -> ModelRegistry:
+    """Load and warm up every model folder; the default must work, a broken extra model is logged and skipped."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        raise ModelError(f"models directory {models_dir} does not exist (set FACEGEN_MODELS_DIR)")
+    # Dot-folders are skipped: export stages its output in one before swapping it in.
+    candidates = sorted(p.name for p in models_dir.iterdir()
+                        if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file())
+    default = _default_name(models_dir, candidates, default)
+    if default not in candidates:
+        problem = "is not a valid model name" if not re.fullmatch(MODEL_NAME_PATTERN, default) else "was not found"
+        raise ModelError(f"default model {default!r} {problem} in {models_dir} (a folder with {MANIFEST} and "
+                         f"{SAVED_MODEL}); models there: {', '.join(candidates) or 'none'}")
+    models = {}
+    for name in candidates:
+        try:
+            model = load_model(models_dir / name)
+            warm_up(model)
+        except ModelError:
+            if name == default:
+                raise
+            log.exception("skipping model %s", name)
+            continue
+        models[name] = model
+        log.info("loaded %r from %s", model, model.path)
+    return ModelRegistry(models, default, ready=True)

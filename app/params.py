@@ -1,0 +1,153 @@
+"""Query parameters: one declaration per parameter, used both to validate requests and to write /openapi.json.
+
+Parsers take raw strings and raise :class:`ApiError` naming the parameter, the problem and the allowed values, so a
+bad query is always a 4xx JSON answer. Nothing here needs Flask.
+"""
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from app import limits
+from app.errors import ApiError
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    schema: dict
+    description: str
+    example: object = None
+    extra: dict = field(default_factory=dict)
+
+
+SEED_SCHEMA = {"type": "integer", "minimum": limits.SEED_MIN, "maximum": limits.SEED_MAX}
+SEED_RANGE = f"an integer from {limits.SEED_MIN} to {limits.SEED_MAX}"
+
+MODEL = Param("model", {"type": "string", "pattern": f"^{limits.MODEL_NAME_PATTERN}$"},
+              "Model name (see /api/models). Default: the server's default model.")
+SEED = Param("seed", SEED_SCHEMA, "Seed of the face. Absent: a random seed, returned in the X-Seed header "
+             "(and the response is then not cacheable).", 42)
+ATTRS = Param("attrs", {"type": "string"},
+              "Comma-separated attribute names from the model's manifest, case-insensitive: the named ones are on, "
+              "the rest off; empty: all off. Absent: attributes are sampled from the training set's frequencies, "
+              "deterministically from the seed.", "Male,Smiling")
+PSI = Param("psi", {"type": "number", "exclusiveMinimum": 0, "maximum": limits.PSI_MAX,
+                    "default": limits.DEFAULT_PSI},
+            "Truncation: the latent vector is scaled by psi; smaller is more typical, less varied.", 0.7)
+SIZE = Param("size", {"type": "integer", "enum": list(limits.SIZES)},
+             "Output width and height in pixels (Lanczos resampling). Also allowed: the model's own resolution, "
+             "the default.", 256)
+CELL_SIZE = Param("size", {"type": "integer", "enum": [s for s in limits.SIZES if s <= limits.MAX_CELL_SIZE]},
+                  f"Width and height of each face in pixels, at most {limits.MAX_CELL_SIZE}. Also allowed: the "
+                  "model's own resolution (if not larger), the default.", 64)
+SEEDS = Param("seeds", {"type": "string"},
+              f"Comma-separated seeds, 1 to {limits.MAX_FACES} of them, each {SEED_RANGE}. Not with n/start.",
+              "1,2,3")
+COUNT = Param("n", {"type": "integer", "minimum": 1, "maximum": limits.MAX_FACES, "default": limits.DEFAULT_FACES},
+              "Number of faces, seeds start, start+1, ... Not with seeds.", 16)
+START = Param("start", SEED_SCHEMA, "First seed when n is used. Absent: random, returned in X-Seed "
+              "(and the response is then not cacheable). Seeds past the maximum wrap to 0.", 100)
+GRID_FORMAT = Param("format", {"type": "string", "enum": ["png", "json"], "default": "png"},
+                    "png: one grid image, rows of ceil(sqrt(count)) faces. json: a list of seeds and face URLs.")
+FROM = Param("from", SEED_SCHEMA, "Seed of the first frame.", 1, {"required": True})
+TO = Param("to", SEED_SCHEMA, "Seed of the last frame. Default: the same as from (then vary the attributes).", 2)
+STEPS = Param("steps", {"type": "integer", "minimum": limits.MIN_STEPS, "maximum": limits.MAX_STEPS,
+                        "default": limits.DEFAULT_STEPS},
+              "Number of frames, both ends included. Consecutive identical frames are merged by the encoder.", 16)
+FROM_ATTRS = Param("from_attrs", {"type": "string"}, "Attributes of the first frame (like attrs; overrides it).",
+                   "Male")
+TO_ATTRS = Param("to_attrs", {"type": "string"}, "Attributes of the last frame (like attrs; overrides it).",
+                 "Male,Smiling")
+ANIMATION_FORMAT = Param("format", {"type": "string", "enum": ["gif", "webp"], "default": "gif"},
+                         "Animation format.")
+
+FACE_PARAMS = (MODEL, SEED, ATTRS, PSI, SIZE)
+GRID_PARAMS = (MODEL, SEEDS, COUNT, START, ATTRS, PSI, CELL_SIZE, GRID_FORMAT)
+INTERPOLATE_PARAMS = (MODEL, FROM, TO, STEPS, ATTRS, FROM_ATTRS, TO_ATTRS, PSI, CELL_SIZE, ANIMATION_FORMAT)
+GALLERY_PARAMS = (MODEL, Param("seed", SEED_SCHEMA, "First seed shown."), ATTRS, PSI)
+
+
+def _show(raw: str) -> str:
+    return repr(raw if len(raw) <= 40 else raw[:40] + "...")
+
+
+def single_values(args: dict[str, list[str]], params) -> dict[str, str]:
+    """Reject unknown and repeated parameters (a typo like `atrs` must not silently mean "no attributes")."""
+    allowed = [p.name for p in params]
+    values = {}
+    for name, raw_values in args.items():
+        if name not in allowed:
+            raise ApiError(f"unknown query parameter {_show(name)}; allowed: {', '.join(allowed)}", allowed=allowed)
+        if len(raw_values) != 1:
+            raise ApiError(f"query parameter {name!r} given {len(raw_values)} times; give it once")
+        values[name] = raw_values[0]
+    return values
+
+
+def parse_int(raw: str, name: str, low: int, high: int) -> int:
+    # Digits only: no sign, spaces, underscores or exponents; the length check stops huge numbers early.
+    if not re.fullmatch(r"[0-9]{1,20}", raw):
+        raise ApiError(f"{name} must be an integer from {low} to {high}, got {_show(raw)}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise ApiError(f"{name} must be an integer from {low} to {high}, got {value}")
+    return value
+
+
+def parse_seed(raw: str, name: str = "seed") -> int:
+    return parse_int(raw, name, limits.SEED_MIN, limits.SEED_MAX)
+
+
+def parse_seed_list(raw: str) -> list[int]:
+    parts = raw.split(",")
+    if len(parts) > limits.MAX_FACES:
+        raise ApiError(f"seeds: at most {limits.MAX_FACES} seeds, got {len(parts)}")
+    return [parse_seed(part.strip(), "each seed in seeds") for part in parts]
+
+
+def parse_psi(raw: str) -> float:
+    # A plain decimal number: float() alone would also take 'nan', 'inf' and '1_0'.
+    if not re.fullmatch(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]{1,3})?", raw) or not math.isfinite(float(raw)):
+        raise ApiError(f"psi must be a number with 0 < psi <= {limits.PSI_MAX}, got {_show(raw)}")
+    psi = float(raw)
+    if not 0 < psi <= limits.PSI_MAX:
+        raise ApiError(f"psi must be a number with 0 < psi <= {limits.PSI_MAX}, got {psi}")
+    return psi
+
+
+def allowed_sizes(resolution: int, largest: int | None = None) -> list[int]:
+    sizes = sorted(set(limits.SIZES) | {resolution})
+    return [s for s in sizes if largest is None or s <= largest] or [min(sizes)]
+
+
+def parse_size(raw: str | None, resolution: int, largest: int | None = None) -> int:
+    """Output size in pixels; absent: the model's own resolution (or the largest allowed, if that is smaller)."""
+    sizes = allowed_sizes(resolution, largest)
+    if raw is None:
+        return resolution if resolution in sizes else max(sizes)
+    if not re.fullmatch(r"[0-9]{1,6}", raw) or int(raw) not in sizes:
+        raise ApiError(f"size must be one of {', '.join(map(str, sizes))} for this model, got {_show(raw)}",
+                       allowed=sizes)
+    return int(raw)
+
+
+def parse_choice(raw: str | None, name: str, choices: list[str]) -> str:
+    if raw is None:
+        return choices[0]
+    if raw.lower() not in choices:
+        raise ApiError(f"{name} must be one of {', '.join(choices)}, got {_show(raw)}", allowed=choices)
+    return raw.lower()
+
+
+def parse_model(raw: str | None, registry):
+    """Model name -> loaded Model. Path-like names are refused before any lookup; both errors list the models."""
+    if raw is None:
+        return registry.get(registry.default)
+    if not re.fullmatch(limits.MODEL_NAME_PATTERN, raw):
+        raise ApiError(f"model: {_show(raw)} is not a model name (letters, digits, '.', '_' and '-' only, no "
+                       f"leading '.'); models: {', '.join(registry.names)}", allowed=registry.names)
+    if raw not in registry.models:
+        raise ApiError(f"unknown model {_show(raw)}; models: {', '.join(registry.names)}", status=404,
+                       allowed=registry.names)
+    return registry.get(raw)
