@@ -1,0 +1,241 @@
+// facegen gallery: builds its controls from /api/models and shows faces as plain <img> tags on /api/face URLs.
+// Everything a face depends on is in its URL, so the browser cache does the rest (those URLs are immutable).
+"use strict";
+
+const PAGE = 24;                      // faces per "More"
+const THUMB_DISPLAY = 128;            // CSS pixels a thumbnail is about to be shown at
+const MAX_SEED = Number(document.currentScript.dataset.maxSeed);
+
+const $ = (id) => document.getElementById(id);
+const state = { models: [], model: null, seed: 0, psi: 1, mode: "sampled", attrs: new Set(), shown: 0 };
+
+function currentModel() { return state.models.find((m) => m.name === state.model); }
+
+// The smallest offered size that is at least `wanted`, so thumbnails stay crisp without wasting bytes.
+function pickSize(wanted) {
+  const sizes = currentModel().sizes;
+  return sizes.find((s) => s >= wanted) || sizes[sizes.length - 1];
+}
+
+function faceParams(seed, size) {
+  const params = new URLSearchParams({ model: state.model, seed: String(seed) });
+  if (state.mode === "fixed") params.set("attrs", [...state.attrs].join(","));
+  if (state.psi !== 1) params.set("psi", state.psi.toFixed(2));
+  if (size && size !== currentModel().resolution) params.set("size", String(size));
+  return params;
+}
+
+function faceUrl(seed, size) { return "/api/face?" + faceParams(seed, size).toString().replaceAll("%2C", ","); }
+
+function seedAt(index) { return (state.seed + index) % (MAX_SEED + 1); }
+
+function thumbSize() { return pickSize(Math.round(THUMB_DISPLAY * (window.devicePixelRatio || 1))); }
+
+function makeCard(seed) {
+  const item = document.createElement("li");
+  item.className = "face";
+  item.dataset.seed = String(seed);
+  const size = thumbSize();
+  item.innerHTML = `
+    <button class="enlarge" type="button" aria-label="Enlarge face ${seed}">
+      <img width="${size}" height="${size}" alt="Generated face, seed ${seed}">
+    </button>
+    <div class="meta">
+      <span class="seed">#${seed}</span>
+      <a class="permalink" title="Permanent link to this face">link</a>
+      <a class="download" title="Download a ${pickSize(512)} px PNG">download</a>
+    </div>`;
+  item.querySelector(".enlarge").addEventListener("click", () => openLightbox(seed));
+  updateCard(item);
+  return item;
+}
+
+function updateCard(item) {
+  const seed = Number(item.dataset.seed);
+  const size = thumbSize();
+  const img = item.querySelector("img");
+  img.width = size; img.height = size;
+  img.src = faceUrl(seed, size);
+  item.querySelector(".permalink").href = faceUrl(seed);
+  const download = item.querySelector(".download");
+  download.href = faceUrl(seed, pickSize(512));
+  download.download = `face-${state.model}-${seed}.png`;
+}
+
+function addFaces(count) {
+  const grid = $("grid");
+  const fragment = document.createDocumentFragment();
+  for (let i = 0; i < count; i++) fragment.appendChild(makeCard(seedAt(state.shown + i)));
+  grid.appendChild(fragment);
+  state.shown += count;
+}
+
+function resetGrid() {
+  $("grid").replaceChildren();
+  state.shown = 0;
+  addFaces(PAGE);
+}
+
+function refreshFaces() {
+  for (const item of $("grid").children) updateCard(item);
+  saveState();
+}
+
+// The page's own URL mirrors the controls, so copying it shares exactly this view.
+function saveState() {
+  const params = new URLSearchParams();
+  const fallback = state.models.find((m) => m.default);
+  if (!fallback || state.model !== fallback.name) params.set("model", state.model);
+  params.set("seed", String(state.seed));
+  if (state.mode === "fixed") params.set("attrs", [...state.attrs].join(","));
+  if (state.psi !== 1) params.set("psi", state.psi.toFixed(2));
+  history.replaceState(null, "", "?" + params.toString().replaceAll("%2C", ","));
+}
+
+function buildAttributeBoxes() {
+  const model = currentModel();
+  const boxes = $("attribute-boxes");
+  boxes.replaceChildren();
+  $("attributes").hidden = model.attributes.length === 0;
+  for (const name of model.attributes) {
+    const label = document.createElement("label");
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.name = "attr";
+    box.value = name;
+    box.checked = state.attrs.has(name);
+    box.addEventListener("change", () => {
+      if (box.checked) state.attrs.add(name); else state.attrs.delete(name);
+      setMode("fixed");   // choosing an attribute means fixing them all: the unchecked ones are off
+      refreshFaces();
+    });
+    label.append(box, " " + name.replaceAll("_", " "));
+    boxes.appendChild(label);
+  }
+  syncModeControls();
+}
+
+function setMode(mode) {
+  state.mode = mode;
+  syncModeControls();
+}
+
+function syncModeControls() {
+  for (const radio of document.querySelectorAll("input[name=attr-mode]")) radio.checked = radio.value === state.mode;
+  $("attribute-boxes").classList.toggle("sampled", state.mode === "sampled");
+}
+
+function selectModel(name) {
+  state.model = name;
+  const known = new Set(currentModel().attributes);
+  state.attrs = new Set([...state.attrs].filter((a) => known.has(a)));
+  buildAttributeBoxes();
+}
+
+function openLightbox(seed) {
+  const big = pickSize(512);
+  const image = $("lightbox-image");
+  image.width = big; image.height = big;
+  image.src = faceUrl(seed, big);
+  image.alt = `Generated face, seed ${seed}, ${big} px`;
+  $("lightbox-caption").textContent = `seed ${seed} · ${state.model}`;
+  $("lightbox-permalink").href = faceUrl(seed);
+  const download = $("lightbox-download");
+  download.href = faceUrl(seed, big);
+  download.download = `face-${state.model}-${seed}.png`;
+  const morph = faceParams(seed);
+  morph.delete("seed");
+  morph.set("from", String(seed));
+  morph.set("to", String((seed + 1) % (MAX_SEED + 1)));
+  morph.set("steps", "24");
+  $("lightbox-morph").href = "/api/interpolate?" + morph.toString().replaceAll("%2C", ",");
+  $("lightbox").showModal();
+}
+
+function showError(message) {
+  const status = $("status");
+  status.textContent = message;
+  status.classList.toggle("error", Boolean(message));
+}
+
+function randomSeed() {
+  const words = new Uint32Array(1);
+  crypto.getRandomValues(words);
+  return words[0];
+}
+
+function readQuery() {
+  const query = new URLSearchParams(location.search);
+  const seed = Number(query.get("seed"));
+  state.seed = query.has("seed") && Number.isInteger(seed) && seed >= 0 && seed <= MAX_SEED ? seed : randomSeed();
+  const psi = Number(query.get("psi"));
+  if (query.has("psi") && psi > 0 && psi <= 1) state.psi = psi;
+  if (query.has("attrs")) {
+    state.mode = "fixed";
+    state.attrs = new Set(query.get("attrs").split(",").map((a) => a.trim()).filter(Boolean));
+  }
+  return query.get("model");
+}
+
+async function start() {
+  const wantedModel = readQuery();
+  let listing;
+  try {
+    const response = await fetch("/api/models");
+    if (!response.ok) throw new Error(`/api/models answered ${response.status}`);
+    listing = await response.json();
+  } catch (error) {
+    showError(`Cannot list the models: ${error.message}`);
+    return;
+  }
+  state.models = listing.models;
+  const select = $("model");
+  for (const model of state.models) {
+    const option = new Option(`${model.name} (${model.resolution} px)`, model.name);
+    select.add(option);
+  }
+  const names = state.models.map((m) => m.name);
+  selectModel(names.includes(wantedModel) ? wantedModel : listing.default);
+  // Attribute names in a shared link are matched case-insensitively, like the API does.
+  const byLower = new Map(currentModel().attributes.map((a) => [a.toLowerCase(), a]));
+  state.attrs = new Set([...state.attrs].map((a) => byLower.get(a.toLowerCase())).filter(Boolean));
+  buildAttributeBoxes();
+  select.value = state.model;
+  $("seed").value = String(state.seed);
+  $("psi").value = String(state.psi);
+  $("psi-value").textContent = state.psi.toFixed(2);
+
+  select.addEventListener("change", () => { selectModel(select.value); resetGrid(); saveState(); });
+  $("seed").addEventListener("change", () => {
+    const seed = Number($("seed").value);
+    if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) {
+      showError(`The seed must be a whole number from 0 to ${MAX_SEED}.`);
+      return;
+    }
+    showError("");
+    state.seed = seed;
+    resetGrid();
+    saveState();
+  });
+  $("random-seed").addEventListener("click", () => {
+    state.seed = randomSeed();
+    $("seed").value = String(state.seed);
+    showError("");
+    resetGrid();
+    saveState();
+  });
+  $("psi").addEventListener("input", () => { $("psi-value").textContent = Number($("psi").value).toFixed(2); });
+  $("psi").addEventListener("change", () => { state.psi = Number($("psi").value); refreshFaces(); });
+  for (const radio of document.querySelectorAll("input[name=attr-mode]")) {
+    radio.addEventListener("change", () => { setMode(radio.value); refreshFaces(); });
+  }
+  $("more").addEventListener("click", () => addFaces(PAGE));
+  $("lightbox").addEventListener("click", (event) => {
+    if (event.target === $("lightbox")) $("lightbox").close();   // a click on the backdrop closes it
+  });
+
+  resetGrid();
+  saveState();
+}
+
+start();
