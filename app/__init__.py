@@ -3,11 +3,13 @@
 import os
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, request
 
 from app.models import ModelError, load_models
 
 REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+# Longer query strings are refused before any parsing (every valid query is far shorter; 64 seeds fit in 800 bytes).
+MAX_QUERY_BYTES = 2048
 
 __all__ = ["create_app", "ModelError"]
 
@@ -33,7 +35,19 @@ def create_app(config: dict | None = None) -> Flask:
     from app.openapi import openapi
     from app.pages import pages
 
+    from app import batcher, metrics
+    from app.errors import ApiError
+
     register_error_handlers(app)
+
+    @app.before_request
+    def reject_oversized_query():
+        if len(request.query_string) > MAX_QUERY_BYTES:
+            raise ApiError(f"query string too long ({len(request.query_string)} bytes, at most {MAX_QUERY_BYTES})",
+                           status=414)
+
+    metrics.init_app(app)
+    batcher.init_app(app)  # micro-batcher + PNG cache for /api/face; warms up every batch shape
     for blueprint in (api, health, openapi, pages):
         app.register_blueprint(blueprint)
     return app

@@ -7,8 +7,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 
 from app import limits
 from app.errors import ApiError
-from app.faces import (FaceRequest, InterpolationRequest, parse_attrs, render_animation, render_grid_png,
-                       render_png)
+from app.faces import FaceRequest, InterpolationRequest, parse_attrs, render_animation, render_grid_png
 from app.params import (FACE_PARAMS, GRID_PARAMS, INTERPOLATE_PARAMS, allowed_sizes, parse_choice, parse_int,
                         parse_model, parse_psi, parse_seed, parse_seed_list, parse_size, single_values)
 
@@ -57,7 +56,9 @@ def face():
     size = parse_size(values.get("size"), model.resolution)
     face_request = FaceRequest(model, seed, parse_attrs(values.get("attrs"), model), psi_value(values),
                                None if size == model.resolution else size)
-    response = image_response(render_png(face_request), "image/png", seeded, face_request.query())
+    # Cached PNG, else generated in a micro-batch shared with concurrent requests (app/batcher.py).
+    body = current_app.extensions["facegen_renderer"].png(face_request)
+    response = image_response(body, "image/png", seeded, face_request.query())
     if not seeded:
         response.headers["X-Seed"] = str(seed)
     return response

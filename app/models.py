@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +74,16 @@ class Model:
         self.attribute_frequencies = np.asarray(
             manifest.get("attribute_frequencies", [0.5] * len(self.attributes)), dtype=np.float64)
         self._saved_model = saved_model
-        # The documented direct function when the export has it, else the serving signature (same graph).
+        # The documented direct function when the export has it, else the serving signature (same graph). Its
+        # concrete function is called directly: a traced graph with a [None, ...] batch dimension, so no Keras
+        # predict() and no retracing per batch size.
         if hasattr(saved_model, "generate"):
-            self._call = saved_model.generate
+            self._call = saved_model.generate.get_concrete_function()
         else:
             serving = saved_model.signatures["serving_default"]
             self._call = lambda noise, attrs: serving(noise=noise, attrs=attrs)["images"]
         self.version = _model_version(path)
+        self.load_seconds: float | None = None  # load + warm-up time, set by load_models (for /metrics)
 
     @property
     def conditional(self) -> bool:
@@ -193,9 +197,11 @@ def load_models(models_dir, default: str | None = None) -> ModelRegistry:
                          f"{SAVED_MODEL}); models there: {', '.join(candidates) or 'none'}")
     models = {}
     for name in candidates:
+        started = time.perf_counter()
         try:
             model = load_model(models_dir / name)
             warm_up(model)
+            model.load_seconds = time.perf_counter() - started
         except ModelError:
             if name == default:
                 raise
