@@ -1,0 +1,178 @@
+"""gunicorn settings for facegen: ``gunicorn -c gunicorn.conf.py`` starts the service exactly as the image does.
+
+HTTPS only (TLS 1.2 or newer), no clear-text listener. Environment:
+
+  PORT (8443), BIND_HOST (0.0.0.0)             where to listen
+  TLS_CERT_FILE, TLS_KEY_FILE                  PEM certificate chain and key; when both are unset a self-signed
+                                               certificate is made at start (local use only: a WARNING says so)
+  TLS_SELF_SIGNED_DIR                          where that certificate goes (default: a new folder under /tmp)
+  WEB_CONCURRENCY                              worker processes (default: CPU count, at least 1, at most 4)
+  GUNICORN_THREADS                             threads per worker (default 4)
+  LOG_LEVEL                                    gunicorn's log level (default info)
+  PROMETHEUS_MULTIPROC_DIR                     per-worker metric files (default: a new folder under /tmp)
+  FACEGEN_MODELS_DIR, FACEGEN_MODEL            read by app.create_app()
+  FACEGEN_SKIP_AVX_CHECK=1, FACEGEN_CPUINFO    see training/hardware.py
+
+Each worker imports the app itself (no preload): TensorFlow is never forked half-initialised, and each worker loads
+and warms up its models in create_app() before it takes a request.
+"""
+
+import datetime
+import ipaddress
+import os
+import socket
+import ssl
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from training.hardware import require_avx  # noqa: E402  (cheap: imports no TensorFlow)
+
+# A CPU without AVX would kill every worker with 'Illegal instruction' when TensorFlow loads: refuse to start with a
+# clear message instead (exit code 3), before any socket is opened or worker forked.
+require_avx()
+
+_notes = []  # logged by on_starting, once gunicorn's logger exists
+
+
+def _env_int(name, default, low=1, high=None):
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        sys.exit(f"facegen: {name} must be an integer, got {raw!r}")
+    if value < low or (high is not None and value > high):
+        sys.exit(f"facegen: {name} must be between {low} and {high or 'any'}, got {value}")
+    return value
+
+
+def _cpu_count():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _self_signed(directory):
+    """Write a fresh self-signed certificate for localhost and this host's name; return (cert path, key path)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    hostname = socket.gethostname()
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+             x509.IPAddress(ipaddress.ip_address("::1"))]
+    if hostname and hostname != "localhost":
+        names.append(x509.DNSName(hostname))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "facegen self-signed (local use only)")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    cert_path, key_path = os.path.join(directory, "tls.crt"), os.path.join(directory, "tls.key")
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    with open(cert_path, "wb") as handle:
+        handle.write(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+def _tls_files():
+    cert, key = os.environ.get("TLS_CERT_FILE", "").strip(), os.environ.get("TLS_KEY_FILE", "").strip()
+    if cert or key:
+        if not (cert and key):
+            sys.exit("facegen: set both TLS_CERT_FILE and TLS_KEY_FILE, or neither (for a self-signed certificate)")
+        for name, path in (("TLS_CERT_FILE", cert), ("TLS_KEY_FILE", key)):
+            if not os.path.isfile(path):
+                sys.exit(f"facegen: {name}={path} is not a readable file")
+        return cert, key
+    directory = os.environ.get("TLS_SELF_SIGNED_DIR", "").strip() or tempfile.mkdtemp(prefix="facegen-tls-")
+    cert, key = _self_signed(directory)
+    _notes.append(f"TLS_CERT_FILE/TLS_KEY_FILE are not set: serving a SELF-SIGNED certificate made at start "
+                  f"({cert}). For local use only: clients cannot verify it. Mount a real certificate for "
+                  f"anything else (docs/DEPLOY.md).")
+    return cert, key
+
+
+# --- where and how to listen: HTTPS only --------------------------------------------------------------------------
+bind = [f"{os.environ.get('BIND_HOST', '').strip() or '0.0.0.0'}:{_env_int('PORT', 8443, 1, 65535)}"]
+certfile, keyfile = _tls_files()
+
+
+def ssl_context(config, default_ssl_context_factory):
+    """gunicorn's own context (certificate, key, ciphers) with TLS 1.0 and 1.1 refused."""
+    context = default_ssl_context_factory()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+# --- workers: the generator is CPU-bound, so one process per core, a few threads to overlap I/O and batching -----
+workers = _env_int("WEB_CONCURRENCY", max(1, min(_cpu_count(), 4)))
+worker_class = "gthread"
+threads = _env_int("GUNICORN_THREADS", 4)
+preload_app = False  # each worker loads + warms up its models in create_app() before it takes traffic
+wsgi_app = "app:create_app()"
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+    worker_tmp_dir = "/dev/shm"  # heartbeat files off the (possibly read-only) disk
+control_socket_disable = True  # it would be written under $HOME, which is read-only in the container
+
+# --- request limits (bytes / counts), checked by gunicorn before the app sees the request ----------------------------
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
+
+# --- logs: both to the container's output ----------------------------------------------------------------------------
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+
+# --- Prometheus: each worker writes its metrics to files in one folder, which /metrics merges ----------------------
+# Set here, in the master, before any worker imports prometheus_client (it picks its storage at import).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="facegen-prometheus-")
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+def on_starting(server):
+    # Metric files left by an earlier run in the same folder would be counted again: start from none.
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+    for note in _notes:
+        server.log.warning(note)
+
+
+def when_ready(server):
+    server.log.info("facegen: listening on https://%s (TLS 1.2+ only, no clear-text listener); %d worker(s) x %d "
+                    "thread(s), each loads and warms up its models before taking requests",
+                    ", https://".join(bind), server.cfg.workers, server.cfg.threads)
+
+
+def post_worker_init(worker):
+    worker.log.info("facegen: worker %s ready (models loaded and warmed up)", worker.pid)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    server.log.info("facegen: shut down")
