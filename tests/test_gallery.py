@@ -85,10 +85,13 @@ def test_gallery_renders_faces_and_controls(page, server_url, tmp_path):
     assert srcs[0].startswith("/api/face?model=tiny&seed=1000") and "seed=1001" in srcs[1]
     # Every face has explicit dimensions, a permalink and a download link.
     assert page.eval_on_selector_all(FACES, "imgs => imgs.every(i => i.getAttribute('width') && i.getAttribute('height'))")
-    assert page.get_attribute("#grid li.face .permalink", "href").startswith("/api/face?")
+    assert page.get_attribute("#grid li.face .permalink", "href") == "/?seed=1000#enlarge"
+    assert page.get_attribute("#grid li.face .png", "href") == "/api/face?model=tiny&seed=1000"
+    assert page.inner_text("#summary").startswith("24 faces from seed 1000")
     assert page.get_attribute("#grid li.face .download", "download").endswith(".png")
     page.screenshot(path=str(tmp_path / "gallery.png"), full_page=False)
     page.screenshot(path=str(SHARED_SCREENSHOT), full_page=False)
+    print(f"\ngallery screenshots: {tmp_path / 'gallery.png'} and {SHARED_SCREENSHOT}")
     assert page.console_errors == []
 
 
@@ -151,3 +154,68 @@ def test_seed_box_restarts_the_grid(page, server_url):
     page.dispatch_event("#seed", "change")
     assert "0 to 4294967295" in page.inner_text("#status")
     assert page.console_errors == []
+
+
+def test_permalink_reproduces_the_face(page, server_url, tmp_path):
+    page.goto(f"{server_url}/?seed=314")
+    wait_all_loaded(page)
+    page.check("#attribute-boxes input[value=Smiling]")
+    page.check("#attribute-boxes input[value=Male]")
+    card = "#grid li.face:nth-child(5)"
+    page.wait_for_function("sel => document.querySelector(sel).src.includes('attrs=Male,Smiling')",
+                           arg=f"{card} img")
+    wait_all_loaded(page)
+    src = page.get_attribute(f"{card} img", "src")
+    pixels = page.eval_on_selector(f"{card} img", """img => {
+        const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+        canvas.getContext('2d').drawImage(img, 0, 0);
+        return Array.from(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data);
+    }""")
+    permalink = page.get_attribute(f"{card} .permalink", "href")
+    assert permalink == "/?seed=318&attrs=Male,Smiling#enlarge"
+
+    # A fresh page (no shared state) from the permalink: same controls, same face first, and enlarged.
+    fresh = page.context.new_page()
+    fresh.console_errors = []
+    fresh.on("console", lambda message: message.type == "error" and fresh.console_errors.append(message.text))
+    fresh.goto(server_url + permalink)
+    wait_all_loaded(fresh)
+    assert fresh.get_attribute(FACES, "src") == src
+    assert first_face_pixels(fresh) == pixels
+    assert fresh.is_checked("#attribute-boxes input[value=Male]")
+    assert fresh.is_checked("#attribute-boxes input[value=Smiling]")
+    assert not fresh.is_checked("#attribute-boxes input[value=Eyeglasses]")
+    assert fresh.input_value("#seed") == "318"
+    fresh.wait_for_selector("#lightbox[open]")
+    assert "seed=318&attrs=Male,Smiling" in fresh.get_attribute("#lightbox-image", "src")
+    fresh.wait_for_function("() => document.getElementById('lightbox-image').naturalWidth > 0")
+    fresh.screenshot(path=str(tmp_path / "lightbox.png"))
+    print(f"\nlightbox screenshot: {tmp_path / 'lightbox.png'}")
+    assert fresh.console_errors == [] and page.console_errors == []
+
+
+def test_shared_link_attrs_are_case_insensitive(page, server_url):
+    page.goto(f"{server_url}/?seed=2&attrs=eyeglasses")
+    wait_all_loaded(page)
+    assert page.is_checked("#attribute-boxes input[value=Eyeglasses]")
+    assert "attrs=Eyeglasses" in page.get_attribute(FACES, "src")
+    assert page.console_errors == []
+
+
+def test_narrow_screen_has_no_horizontal_scroll(browser, server_url, tmp_path):
+    context = browser.new_context(viewport={"width": 375, "height": 740}, device_scale_factor=2, is_mobile=True)
+    phone = context.new_page()
+    errors = []
+    phone.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    phone.goto(f"{server_url}/?seed=1")
+    wait_all_loaded(phone)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375
+    # Two or more faces per row even on a phone, and thumbnails fetched for the device's pixel ratio.
+    lefts = phone.eval_on_selector_all("#grid li.face", "items => items.slice(0, 3).map(i => i.offsetLeft)")
+    assert lefts[1] > lefts[0]
+    assert "size=" in phone.get_attribute(FACES, "src")
+    phone.screenshot(path=str(tmp_path / "phone.png"))
+    print(f"\nphone screenshot: {tmp_path / 'phone.png'}")
+    assert errors == []
+    context.close()

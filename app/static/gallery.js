@@ -17,15 +17,29 @@ function pickSize(wanted) {
   return sizes.find((s) => s >= wanted) || sizes[sizes.length - 1];
 }
 
+// The fixed attributes in manifest order, so one face has one URL (and one browser-cache entry).
+function attrsParam() { return currentModel().attributes.filter((a) => state.attrs.has(a)).join(","); }
+
 function faceParams(seed, size) {
   const params = new URLSearchParams({ model: state.model, seed: String(seed) });
-  if (state.mode === "fixed") params.set("attrs", [...state.attrs].join(","));
+  if (state.mode === "fixed") params.set("attrs", attrsParam());
   if (state.psi !== 1) params.set("psi", state.psi.toFixed(2));
   if (size && size !== currentModel().resolution) params.set("size", String(size));
   return params;
 }
 
 function faceUrl(seed, size) { return "/api/face?" + faceParams(seed, size).toString().replaceAll("%2C", ","); }
+
+// A gallery URL whose first face is this one, enlarged on arrival: the same controls, the same face.
+function pageUrl(seed, enlarge) {
+  const params = new URLSearchParams();
+  const fallback = state.models.find((m) => m.default);
+  if (!fallback || state.model !== fallback.name) params.set("model", state.model);
+  params.set("seed", String(seed));
+  if (state.mode === "fixed") params.set("attrs", attrsParam());
+  if (state.psi !== 1) params.set("psi", state.psi.toFixed(2));
+  return "/?" + params.toString().replaceAll("%2C", ",") + (enlarge ? "#enlarge" : "");
+}
 
 function seedAt(index) { return (state.seed + index) % (MAX_SEED + 1); }
 
@@ -43,9 +57,11 @@ function makeCard(seed) {
     <div class="meta">
       <span class="seed">#${seed}</span>
       <a class="permalink" title="Permanent link to this face">link</a>
+      <a class="png" title="The PNG itself (an immutable URL)">png</a>
       <a class="download" title="Download a ${pickSize(512)} px PNG">download</a>
     </div>`;
   item.querySelector(".enlarge").addEventListener("click", () => openLightbox(seed));
+  item.querySelector("img").addEventListener("error", retryImage);
   updateCard(item);
   return item;
 }
@@ -55,11 +71,31 @@ function updateCard(item) {
   const size = thumbSize();
   const img = item.querySelector("img");
   img.width = size; img.height = size;
+  img.dataset.retries = "0";
   img.src = faceUrl(seed, size);
-  item.querySelector(".permalink").href = faceUrl(seed);
+  item.querySelector(".permalink").href = pageUrl(seed, true);
+  item.querySelector(".png").href = faceUrl(seed);
   const download = item.querySelector(".download");
   download.href = faceUrl(seed, pickSize(512));
   download.download = `face-${state.model}-${seed}.png`;
+}
+
+// A busy server answers 503 (its queue is full): try a face again a little later, a few times.
+function retryImage(event) {
+  const img = event.target;
+  const retries = Number(img.dataset.retries || 0);
+  if (retries >= 3) { showError("Some faces could not be loaded; the server may be busy."); return; }
+  img.dataset.retries = String(retries + 1);
+  const src = img.getAttribute("src");
+  setTimeout(() => { if (img.getAttribute("src") === src) { img.removeAttribute("src"); img.src = src; } },
+             500 * 2 ** retries);
+}
+
+function describeView() {
+  const model = currentModel();
+  const attrs = state.mode === "fixed" ? (attrsParam().replaceAll(",", ", ") || "none") : "sampled per face";
+  $("summary").textContent = `${state.shown} faces from seed ${state.seed} · ${model.name}, ${model.resolution} px` +
+    ` · attributes: ${attrs}` + (state.psi !== 1 ? ` · ψ ${state.psi.toFixed(2)}` : "");
 }
 
 function addFaces(count) {
@@ -68,6 +104,7 @@ function addFaces(count) {
   for (let i = 0; i < count; i++) fragment.appendChild(makeCard(seedAt(state.shown + i)));
   grid.appendChild(fragment);
   state.shown += count;
+  describeView();
 }
 
 function resetGrid() {
@@ -78,6 +115,7 @@ function resetGrid() {
 
 function refreshFaces() {
   for (const item of $("grid").children) updateCard(item);
+  describeView();
   saveState();
 }
 
@@ -87,7 +125,7 @@ function saveState() {
   const fallback = state.models.find((m) => m.default);
   if (!fallback || state.model !== fallback.name) params.set("model", state.model);
   params.set("seed", String(state.seed));
-  if (state.mode === "fixed") params.set("attrs", [...state.attrs].join(","));
+  if (state.mode === "fixed") params.set("attrs", attrsParam());
   if (state.psi !== 1) params.set("psi", state.psi.toFixed(2));
   history.replaceState(null, "", "?" + params.toString().replaceAll("%2C", ","));
 }
@@ -127,8 +165,9 @@ function syncModeControls() {
 
 function selectModel(name) {
   state.model = name;
-  const known = new Set(currentModel().attributes);
-  state.attrs = new Set([...state.attrs].filter((a) => known.has(a)));
+  // Keep the attributes this model also has; names match case-insensitively, like the API (shared links).
+  const byLower = new Map(currentModel().attributes.map((a) => [a.toLowerCase(), a]));
+  state.attrs = new Set([...state.attrs].map((a) => byLower.get(a.toLowerCase())).filter(Boolean));
   buildAttributeBoxes();
 }
 
@@ -139,7 +178,8 @@ function openLightbox(seed) {
   image.src = faceUrl(seed, big);
   image.alt = `Generated face, seed ${seed}, ${big} px`;
   $("lightbox-caption").textContent = `seed ${seed} · ${state.model}`;
-  $("lightbox-permalink").href = faceUrl(seed);
+  $("lightbox-permalink").href = pageUrl(seed, true);
+  $("lightbox-png").href = faceUrl(seed);
   const download = $("lightbox-download");
   download.href = faceUrl(seed, big);
   download.download = `face-${state.model}-${seed}.png`;
@@ -179,6 +219,7 @@ function readQuery() {
 
 async function start() {
   const wantedModel = readQuery();
+  const enlargeFirst = location.hash === "#enlarge";   // read now: saveState() rewrites the URL without it
   let listing;
   try {
     const response = await fetch("/api/models");
@@ -196,10 +237,6 @@ async function start() {
   }
   const names = state.models.map((m) => m.name);
   selectModel(names.includes(wantedModel) ? wantedModel : listing.default);
-  // Attribute names in a shared link are matched case-insensitively, like the API does.
-  const byLower = new Map(currentModel().attributes.map((a) => [a.toLowerCase(), a]));
-  state.attrs = new Set([...state.attrs].map((a) => byLower.get(a.toLowerCase())).filter(Boolean));
-  buildAttributeBoxes();
   select.value = state.model;
   $("seed").value = String(state.seed);
   $("psi").value = String(state.psi);
@@ -236,6 +273,8 @@ async function start() {
 
   resetGrid();
   saveState();
+  // A face's permalink ends in #enlarge: show that face (the first of the grid) enlarged straight away.
+  if (enlargeFirst) openLightbox(state.seed);
 }
 
 start();
