@@ -292,6 +292,7 @@ def test_cli_prepare(tmp_path, capsys):
     (["--data", "{tmp}/nowhere"], "nowhere"),
     (["--data", "{tmp}/celeba", "--filter", "Moustache"], "unknown attribute"),
     (["--data", "{tmp}/celeba", "--limit", "0"], "--limit"),
+    (["--data", "{tmp}/celeba", "--out", "{tmp}"], "is a folder"),
 ])
 def test_cli_bad_input_exits_2(tmp_path, capsys, extra, message):
     make_celeba(tmp_path / "celeba", n=2)
@@ -308,3 +309,22 @@ def test_cli_help(capsys):
     assert info.value.code == 0
     text = capsys.readouterr().out
     assert "--filter" in text and "--size" in text and "--workers" in text
+
+
+PARENT = os.getpid()
+_real_decode = data._decode
+
+
+def _dies_in_workers(job):
+    if os.getpid() != PARENT:
+        os._exit(3)  # a worker killed (out of memory, say): the pool breaks
+    return _real_decode(job)
+
+
+def test_a_broken_pool_falls_back_to_this_process(tmp_path, monkeypatch, capsys):
+    make_celeba(tmp_path / "many", n=64)
+    monkeypatch.setattr(data, "_decode", _dies_in_workers)
+    monkeypatch.setattr(data, "_pool_context", lambda: __import__("multiprocessing").get_context("fork"))
+    cache = prepare(tmp_path / "many", tmp_path / "b.npz", workers=2)
+    assert cache.meta["count"] == 64 and "going on in this process" in capsys.readouterr().err
+    assert list(cache.filenames) == [f"{i + 1:06d}.jpg" for i in range(64)]

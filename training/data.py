@@ -317,40 +317,49 @@ def _pool_context():
 def decode_images(paths, size: int, workers: int | None = None, progress: bool = True):
     """Decode in parallel, order preserved. -> (uint8 [K, S, S, 3] of the good ones, keep mask [N], skipped).
 
-    ``skipped`` is {"missing": [names], "corrupt": [names]}.
+    ``skipped`` is {"missing": [names], "corrupt": [names]}. Should the worker processes die (out of memory, a
+    ``__main__`` they cannot import), decoding goes on in this process from where they stopped, never hangs.
     """
     n = len(paths)
     workers = max(1, min(int(workers or os.cpu_count() or 1), n or 1))
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     keep = np.zeros(n, dtype=bool)
     skipped = {"missing": [], "corrupt": []}
+    jobs = [(str(p), size) for p in paths]
+    count = done = 0
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=n, unit="img", desc="decoding", dynamic_ncols=True, smoothing=0.1)
-    jobs = ((str(p), size) for p in paths)
-    count = 0
 
-    def consume(results):
-        nonlocal count
-        for i, (status, value) in enumerate(results):
+    def consume(results, start):
+        nonlocal count, done
+        for i, (status, value) in enumerate(results, start):
             if status == "ok":
                 images[count] = value
                 keep[i] = True
                 count += 1
             else:
                 skipped[status].append(Path(paths[i]).name)
+            done = i + 1
             if bar is not None:
                 bar.update(1)
 
     try:
-        if workers == 1 or n < 64:
-            consume(map(_decode, jobs))
-        else:
+        if workers > 1 and n >= 64:
+            from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures.process import BrokenProcessPool
+
             chunksize = max(1, min(256, n // (workers * 16)))
-            with _pool_context().Pool(workers) as pool:
-                consume(pool.imap(_decode, jobs, chunksize=chunksize))
+            executor = ProcessPoolExecutor(workers, mp_context=_pool_context())
+            try:
+                consume(executor.map(_decode, jobs, chunksize=chunksize), 0)
+            except BrokenProcessPool as error:
+                print(f"\nparallel decoding failed ({error}); going on in this process", file=sys.stderr, flush=True)
+            finally:
+                executor.shutdown(wait=True, cancel_futures=True)
+        consume(map(_decode, jobs[done:]), done)  # everything (serial), or what a broken pool left
     finally:
         if bar is not None:
             bar.close()
@@ -380,6 +389,9 @@ def prepare(data, out, size: int, filter_text=None, limit=None, workers=None, pr
         raise UsageError(f"--limit must be positive, got {limit}")
     if workers is not None and workers <= 0:
         raise UsageError(f"--workers must be positive, got {workers}")
+    out = Path(out)
+    if out.is_dir():
+        raise UsageError(f"--out: {out} is a folder; name the cache file to write, e.g. {out / 'faces.npz'}")
     layout = detect_layout(data)
     started = time.monotonic()
     filenames, attributes, names = read_attributes(layout)
@@ -408,9 +420,11 @@ def prepare(data, out, size: int, filter_text=None, limit=None, workers=None, pr
         "count": int(len(rows)), "skipped": {reason: len(items) for reason, items in skipped.items()},
         "filter": wanted or None, "limit": limit, "dataset_name": dataset_name, "synthetic": synthetic,
     }
-    out = Path(out)
     kept_names = [filenames[i] for i in rows]
-    save_cache(out, images, attributes[rows], names, partition[rows], kept_names, meta)
+    try:
+        save_cache(out, images, attributes[rows], names, partition[rows], kept_names, meta)
+    except OSError as error:
+        raise UsageError(f"cannot write the cache {out}: {error}") from None
     seconds = time.monotonic() - started
     if not quiet:
         print(summary(meta, skipped, seconds, out), flush=True)
