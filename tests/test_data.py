@@ -235,6 +235,20 @@ def test_parallel_decoding_preserves_order(tmp_path):
 
 
 # -- the cache -----------------------------------------------------------------------------------------------
+def test_load_cache_maps_the_images(tmp_path):
+    make_celeba(tmp_path / "celeba", n=5)
+    prepare(tmp_path / "celeba", tmp_path / "c.npz")
+    mapped, read = data.load_cache(tmp_path / "c.npz"), data.load_cache(tmp_path / "c.npz", mmap=False)
+    assert isinstance(mapped.images, np.memmap) and not isinstance(read.images, np.memmap)
+    np.testing.assert_array_equal(mapped.images, read.images)
+    with np.load(tmp_path / "c.npz") as npz:
+        np.testing.assert_array_equal(mapped.images, npz["images"])
+    mapped.images[0] = 0  # copy-on-write: the file is untouched
+    np.testing.assert_array_equal(data.load_cache(tmp_path / "c.npz").images, read.images)
+    np.savez_compressed(tmp_path / "z.npz", **{k: np.load(tmp_path / "c.npz")[k] for k in data.CACHE_KEYS})
+    np.testing.assert_array_equal(data.load_cache(tmp_path / "z.npz").images, read.images)  # falls back to reading
+
+
 def test_load_cache_rejects_missing_and_foreign_files(tmp_path):
     with pytest.raises(UsageError, match="no such cache file"):
         data.load_cache(tmp_path / "none.npz")
