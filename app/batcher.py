@@ -33,7 +33,9 @@ from app.models import Model
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BATCH = 32
+# Per-face cost stops falling at about 8 faces per call on a CPU (bench/serve_load.py), and each warmed batch shape
+# costs memory, so 16 is the default ceiling.
+DEFAULT_MAX_BATCH = 16
 DEFAULT_WAIT_MS = 5.0
 DEFAULT_QUEUE_SIZE = 256
 DEFAULT_TIMEOUT_S = 10.0

@@ -1,0 +1,316 @@
+"""Serving benchmark: our production entrypoint against the seeds' way, in one run, on this machine.
+
+    python bench/serve_load.py                      # c = 1, 16, 64 for 20 s each, both servers
+    python bench/serve_load.py --duration 30 --concurrency 1,16,64 --out bench/results
+
+Starts, one after the other (never both at once: they would share the cores):
+  (a) ours: ``gunicorn -c gunicorn.conf.py`` (gthread workers, TLS with a trustme certificate), serving the
+      default model in models/ when there is one, else a model with the production 64 px architecture
+      (training.config defaults, random weights) exported by the real export path into a temporary folder;
+  (b) the baseline: bench/baseline_artiface.py (the seeds' ArtiFace generator, ``predict()`` per request) under
+      gunicorn with 2 sync workers, over TLS with the same certificate.
+
+Load: a closed loop of C client threads, each with its own keep-alive HTTPS session, each request naming a seed
+never asked before (cache misses; the PNG cache is measured separately as the "hot" figure: every request the same
+seed). Reports faces/s, p50, p99, errors, cold start (process start -> every worker ready and /readyz 200) and
+worker RSS, writes JSON and a markdown table, and prints the ours/baseline ratio at c=16.
+
+The load generator runs on the same cores as the server (loopback only), which costs both servers some CPU.
+"""
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import requests
+import trustme
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_certificates(directory: Path) -> tuple[str, str, str]:
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost", "127.0.0.1")
+    cert, key, ca_file = directory / "tls.crt", directory / "tls.key", directory / "ca.pem"
+    server.private_key_pem.write_to_path(str(key))
+    server.cert_chain_pems[0].write_to_path(str(cert))
+    with open(cert, "ab") as handle:
+        for pem in server.cert_chain_pems[1:]:
+            handle.write(pem.bytes())
+    ca.cert_pem.write_to_path(str(ca_file))
+    return str(cert), str(key), str(ca_file)
+
+
+def prepare_models(work: Path) -> tuple[Path, str]:
+    """models/ if it holds a default model; else a production-shaped 64 px model with random weights."""
+    repo_models = ROOT / "models"
+    if (repo_models / "DEFAULT").is_file():
+        name = (repo_models / "DEFAULT").read_text().split()[0]
+        if (repo_models / name / "manifest.json").is_file():
+            return repo_models, f"models/{name} (the repository's default model)"
+    script = (
+        "import os, sys; os.environ['TF_CPP_MIN_LOG_LEVEL']='2'; os.environ['KERAS_BACKEND']='tensorflow'\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from pathlib import Path\nimport keras\n"
+        "from training.config import TrainConfig\nfrom training.networks import build_generator\n"
+        "from training.export import write_saved_model\n"
+        "keras.utils.set_random_seed(0)\nconfig = TrainConfig(resolution=64).validate()\n"
+        "out = Path(sys.argv[1])\n"
+        "write_saved_model(build_generator(config), config, out / 'facegen-64', {'name': 'facegen-64', "
+        "'attribute_frequencies': [0.5] * config.num_attributes, 'training': {'note': 'random weights (bench)'}})\n"
+        "(out / 'DEFAULT').write_text('facegen-64\\n')\n")
+    models = work / "models"
+    subprocess.run([PYTHON, "-c", script, str(models)], check=True, cwd=ROOT)
+    manifest = json.loads((models / "facegen-64" / "manifest.json").read_text())
+    return models, (f"facegen-64: production architecture (training.config defaults, 64 px, "
+                    f"{manifest['parameters']:,} parameters), random weights, exported by training.export")
+
+
+class Server:
+    def __init__(self, name, command, env, port, ca_file, log_path, ready_marker, workers):
+        self.name, self.command, self.env, self.port = name, command, env, port
+        self.ca_file, self.log_path, self.ready_marker, self.workers = ca_file, log_path, ready_marker, workers
+        self.base = f"https://localhost:{port}"
+        self.process = None
+        self.cold_start_s = None
+
+    def start(self, timeout=120.0) -> float:
+        log = open(self.log_path, "wb")
+        started = time.perf_counter()
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        while time.perf_counter() - started < timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
+            ready_workers = Path(self.log_path).read_text(errors="replace").count(self.ready_marker)
+            if ready_workers >= self.workers:
+                try:
+                    if requests.get(self.base + "/readyz", verify=self.ca_file, timeout=5).status_code == 200:
+                        self.cold_start_s = time.perf_counter() - started
+                        return self.cold_start_s
+                except requests.RequestException:
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready within {timeout} s; see {self.log_path}")
+
+    def worker_rss_mb(self) -> list[float]:
+        master = psutil.Process(self.process.pid)
+        return [round(child.memory_info().rss / 2**20, 1) for child in master.children(recursive=True)]
+
+    def worker_memory_mb(self) -> list[dict]:
+        """RSS counts the shared TensorFlow libraries (~400 MB) in every worker; USS is what a worker alone holds,
+        PSS shares the common pages out among the processes mapping them."""
+        master = psutil.Process(self.process.pid)
+        out = []
+        for child in master.children(recursive=True):
+            info = child.memory_full_info()
+            out.append({"rss": round(info.rss / 2**20, 1), "uss": round(info.uss / 2**20, 1),
+                        "pss": round(info.pss / 2**20, 1)})
+        return out
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def percentile(sorted_values, q):
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(q / 100 * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+_seeds = itertools.count(1_000_000)
+_seed_lock = threading.Lock()
+
+
+def next_seed() -> int:
+    with _seed_lock:
+        return next(_seeds)
+
+
+def closed_loop(base: str, ca_file: str, concurrency: int, duration: float, warmup: float, hot: bool) -> dict:
+    """C threads, each sending its next request as soon as the last is answered, for warmup + duration seconds;
+    only requests started after the warm-up and finished before the end count."""
+    latencies, errors, statuses = [], [0], {}
+    lock = threading.Lock()
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup, start + warmup + duration
+
+    def client():
+        session = requests.Session()
+        while True:
+            now = time.perf_counter()
+            if now >= stop_at:
+                return
+            seed = 424242 if hot else next_seed()
+            ok, status = False, "exception"
+            try:
+                response = session.get(f"{base}/api/face", params={"seed": seed}, verify=ca_file, timeout=120)
+                status = response.status_code
+                ok = status == 200 and response.content[:8] == b"\x89PNG\r\n\x1a\n"
+            except requests.RequestException:
+                session = requests.Session()
+            done = time.perf_counter()
+            if now >= measure_from and done <= stop_at:
+                with lock:
+                    statuses[str(status)] = statuses.get(str(status), 0) + 1
+                    if ok:
+                        latencies.append(done - now)
+                    else:
+                        errors[0] += 1
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(duration + warmup + 180)
+    latencies.sort()
+    return {"concurrency": concurrency, "hot": hot, "duration_s": duration, "ok": len(latencies),
+            "errors": errors[0], "statuses": statuses,
+            "faces_per_s": round(len(latencies) / duration, 2),
+            "p50_ms": round(percentile(latencies, 50) * 1000, 1) if latencies else None,
+            "p99_ms": round(percentile(latencies, 99) * 1000, 1) if latencies else None}
+
+
+def run_server(server: Server, levels, duration, warmup, hot_level) -> dict:
+    print(f"--- {server.name}: starting", flush=True)
+    result = {"name": server.name, "command": " ".join(server.command)}
+    try:
+        result["cold_start_s"] = round(server.start(), 2)
+        print(f"{server.name}: ready in {result['cold_start_s']} s, worker RSS {server.worker_rss_mb()} MB",
+              flush=True)
+        result["rss_after_start_mb"] = server.worker_rss_mb()
+        result["runs"] = []
+        for level in levels:
+            run = closed_loop(server.base, server.ca_file, level, duration, warmup, hot=False)
+            run["worker_rss_mb"] = server.worker_rss_mb()
+            print(f"{server.name}: {run}", flush=True)
+            result["runs"].append(run)
+        if hot_level:
+            run = closed_loop(server.base, server.ca_file, hot_level, duration, warmup, hot=True)
+            print(f"{server.name} (hot, one seed): {run}", flush=True)
+            result["hot"] = run
+        result["worker_rss_max_mb"] = max(max(r["worker_rss_mb"]) for r in result["runs"])
+        result["worker_memory_end_mb"] = server.worker_memory_mb()
+        if server.name == "ours":
+            metrics = requests.get(server.base + "/metrics", verify=server.ca_file, timeout=10).text
+            result["batch_size_metric"] = [line for line in metrics.splitlines()
+                                           if line.startswith(("facegen_batch_size_sum", "facegen_batch_size_count"))]
+    finally:
+        server.stop()
+    return result
+
+
+def markdown(report: dict) -> str:
+    ours, base = report["ours"], report["baseline"]
+    lines = ["| concurrency | ours faces/s | ours p50 ms | ours p99 ms | ours errors | baseline faces/s | "
+             "baseline p50 ms | baseline p99 ms | baseline errors | ratio faces/s |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for o, b in zip(ours["runs"], base["runs"]):
+        ratio = f"{o['faces_per_s'] / b['faces_per_s']:.1f}x" if b["faces_per_s"] else "n/a"
+        lines.append(f"| {o['concurrency']} | {o['faces_per_s']} | {o['p50_ms']} | {o['p99_ms']} | {o['errors']} | "
+                     f"{b['faces_per_s']} | {b['p50_ms']} | {b['p99_ms']} | {b['errors']} | {ratio} |")
+    lines.append("")
+    if "hot" in ours:
+        h = ours["hot"]
+        lines.append(f"Hot query (one seed, PNG cache hits), ours at c={h['concurrency']}: {h['faces_per_s']} faces/s, "
+                     f"p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, {h['errors']} errors.")
+    lines.append(f"Cold start (process start -> all workers ready, /readyz 200): ours {ours['cold_start_s']} s, "
+                 f"baseline {base['cold_start_s']} s.")
+    lines.append(f"Worker RSS, max over the runs: ours {ours['worker_rss_max_mb']} MB, "
+                 f"baseline {base['worker_rss_max_mb']} MB (RSS includes ~400 MB of shared TensorFlow libraries).")
+    for name, server in (("ours", ours), ("baseline", base)):
+        memory = ", ".join(f"RSS {m['rss']} / USS {m['uss']} / PSS {m['pss']}" for m in server["worker_memory_end_mb"])
+        lines.append(f"Worker memory at the end, {name} (MB): {memory}.")
+    lines.append(f"Model served by ours: {report['model']}.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", default="1,16,64", help="comma-separated client counts")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per level")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level")
+    parser.add_argument("--hot", type=int, default=16, help="concurrency of the hot-query run (0: skip)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for both servers")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="GUNICORN_THREADS for ours (default: gunicorn.conf.py's own default)")
+    parser.add_argument("--only", choices=["ours", "baseline"], help="run one server only")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",")]
+
+    work = Path(tempfile.mkdtemp(prefix="facegen-bench-"))
+    try:
+        cert, key, ca_file = make_certificates(work)
+        models_dir, model_note = prepare_models(work)
+        print(f"model: {model_note}", flush=True)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        ours_port, base_port = free_port(), free_port()
+        ours_env = dict(env, PORT=str(ours_port), BIND_HOST="127.0.0.1", TLS_CERT_FILE=cert, TLS_KEY_FILE=key,
+                        FACEGEN_MODELS_DIR=str(models_dir), WEB_CONCURRENCY=str(args.workers),
+                        PROMETHEUS_MULTIPROC_DIR=str(work / "prometheus"), LOG_LEVEL="info")
+        if args.threads:
+            ours_env["GUNICORN_THREADS"] = str(args.threads)
+        ours = Server("ours", [GUNICORN, "-c", "gunicorn.conf.py", "--access-logfile", "/dev/null"], ours_env,
+                      ours_port, ca_file, work / "ours.log", "facegen: worker", args.workers)
+        baseline = Server("baseline", [GUNICORN, "-w", str(args.workers), "-k", "sync", "--timeout", "300",
+                                       "--certfile", cert, "--keyfile", key, "-b", f"127.0.0.1:{base_port}",
+                                       "bench.baseline_artiface:app"], env, base_port, ca_file,
+                          work / "baseline.log", "baseline worker", args.workers)
+        report = {"machine": {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+                              "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                              "load_before": os.getloadavg(), "python": platform.python_version()},
+                  "model": model_note, "concurrency": levels, "duration_s": args.duration,
+                  "warmup_s": args.warmup, "workers": args.workers, "threads": args.threads,
+                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        for server in (ours, baseline):
+            if args.only and server.name != args.only:
+                continue
+            report[server.name] = run_server(server, levels, args.duration, args.warmup,
+                                              args.hot if server.name == "ours" else 0)
+        report["machine"]["load_after"] = os.getloadavg()
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "serve_load.json").write_text(json.dumps(report, indent=2) + "\n")
+        if "ours" in report and "baseline" in report:
+            table = markdown(report)
+            (args.out / "serve_load.md").write_text(table)
+            print(table)
+            o16 = next((r for r in report["ours"]["runs"] if r["concurrency"] == 16), None)
+            b16 = next((r for r in report["baseline"]["runs"] if r["concurrency"] == 16), None)
+            if o16 and b16 and b16["faces_per_s"]:
+                print(f"ratio ours/baseline at c=16: {o16['faces_per_s'] / b16['faces_per_s']:.1f}x")
+        print(f"wrote {args.out / 'serve_load.json'}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
