@@ -1,0 +1,300 @@
+"""``evaluate``: measure a generator's quality and write the figures into its manifest's ``metrics``.
+
+  python -m training evaluate --model MODEL_DIR --data CACHE.npz|CELEBA_DIR [--classifier FILE.keras]
+                              [--samples 2000] [--seed 0] [--inception-weights FILE.h5] [--json OUT.json]
+
+--model loads the exported SavedModel (TensorFlow); --run rebuilds the generator from a training run's checkpoint
+on whatever Keras backend is active (so a JAX machine without TensorFlow can evaluate), and writes no manifest.
+The judge is an attribute classifier trained on the data's training partition (training/classifier.py), loaded
+from --classifier (default: beside the data cache) when it exists, trained and saved there otherwise. The metrics
+are the registry in training/metrics.py.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shlex
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.errors import UsageError
+
+DEFAULT_SAMPLES = 2000
+DEFAULT_ATTRIBUTE_SAMPLES = 500
+
+
+def add_arguments(parser):
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="exported model folder (SavedModel + manifest.json)")
+    source.add_argument("--run", type=Path, help="training run folder: evaluate its latest checkpoint (EMA weights)")
+    parser.add_argument("--data", required=True, type=Path,
+                        help="data cache (.npz from `prepare`) or CelebA-layout folder: the real faces to compare "
+                             "with and to train the attribute classifier on")
+    parser.add_argument("--classifier", type=Path, metavar="FILE.keras",
+                        help="attribute classifier: loaded if it exists, else trained and saved there "
+                             "(default: <cache>.classifier.keras beside the data cache)")
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                        help=f"generated (and at most as many held-out real) images for the distribution metrics "
+                             f"(default {DEFAULT_SAMPLES})")
+    parser.add_argument("--attribute-samples", type=int, metavar="N",
+                        help=f"images per attribute for attribute_accuracy, half with it on, half off "
+                             f"(default: min(--samples, {DEFAULT_ATTRIBUTE_SAMPLES}))")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise and attribute draws (default 0)")
+    parser.add_argument("--metrics", metavar="NAME,...",
+                        help="metrics to compute (default: all): attribute_accuracy, frechet_distance, diversity, "
+                             "fid_inception")
+    parser.add_argument("--inception-weights", type=Path, metavar="FILE.h5",
+                        help="InceptionV3 weights without the top, for the usual FID (never downloaded)")
+    parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the metrics to this file")
+    parser.add_argument("--no-write", action="store_true", help="do not write the metrics into manifest.json")
+    parser.add_argument("--no-progress", action="store_true", help="no progress output")
+    parser.add_argument("--batch-size", type=int, default=128, help="generator batch size (default 128)")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="where a CelebA folder given as --data is prepared (default: $FACEGEN_CACHE_DIR or "
+                             "~/.cache/facegen, as `train` does)")
+    parser.add_argument("--classifier-epochs", type=int, default=3, help="epochs when training the classifier (3)")
+    parser.add_argument("--classifier-seconds", type=float, default=120.0,
+                        help="time budget of the classifier's training in seconds (120; 0 = none)")
+
+
+# -- generators ------------------------------------------------------------------------------------------------
+def load_generator_from_run(run_dir, use_ema: bool = True):
+    """(generator, config, run_info, meta, group) from a run's latest checkpoint, on the active Keras backend.
+
+    The same steps as ``training.export.export_run`` (which could call this).
+    """
+    from training import checkpoint
+    from training.config import load_config
+    from training.networks import build_generator
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise UsageError(f"--run: {run_dir} is not a training run (config.json is missing)")
+    config = load_config(run_dir / "config.json")
+    run_info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    groups, meta = checkpoint.load_state(run_dir)
+    group = "g_ema" if use_ema and groups.get("g_ema") else "g"
+    generator = build_generator(config)
+    checkpoint.assign(generator.variables, groups[group], f"generator ({group})")
+    return generator, config, run_info, meta, group
+
+
+def keras_generate(generator):
+    """generate(noise, attrs) -> uint8 images for a Keras generator, rounded exactly as the exported graph does."""
+
+    def generate(noise, attrs):
+        pixels = np.asarray(generator.predict_on_batch([noise, attrs]), np.float32)
+        return np.clip(np.round((pixels + 1.0) * 127.5), 0.0, 255.0).astype(np.uint8)
+
+    return generate
+
+
+def saved_model_generate(model_dir: Path):
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(model_dir))
+        signature = loaded.signatures["serving_default"]
+    except Exception as error:
+        raise UsageError(f"--model: {model_dir} holds no loadable SavedModel ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
+
+    def generate(noise, attrs):
+        return signature(noise=tf.constant(noise, tf.float32), attrs=tf.constant(attrs, tf.float32))["images"].numpy()
+
+    generate.keep_alive = loaded  # the signature needs its object alive
+    return generate
+
+
+def open_model(args) -> dict:
+    """What evaluate needs of the model: generate, latent size, resolution, attributes, marginals, description."""
+    if args.model is not None:
+        from training.export import read_manifest
+
+        if not args.model.is_dir():
+            raise UsageError(f"--model: no such model folder: {args.model}")
+        manifest = read_manifest(args.model)
+        attributes = list(manifest.get("attributes", []))
+        return {"generate": saved_model_generate(args.model), "latent_size": int(manifest["latent_size"]),
+                "resolution": int(manifest["resolution"]), "attributes": attributes,
+                "frequencies": manifest.get("attribute_frequencies") or [0.5] * len(attributes),
+                "name": manifest.get("name", args.model.name), "manifest": manifest}
+    if not args.run.is_dir():
+        raise UsageError(f"--run: no such run folder: {args.run}")
+    generator, config, run_info, meta, group = load_generator_from_run(args.run)
+    attributes = list(config.attributes)
+    return {"generate": keras_generate(generator), "latent_size": config.latent_size, "resolution": config.resolution,
+            "attributes": attributes,
+            "frequencies": run_info.get("attribute_frequencies") or [0.5] * len(attributes),
+            "name": f"{args.run.name} (step {meta.get('step')}, {'EMA' if group == 'g_ema' else 'raw'} weights)",
+            "manifest": None}
+
+
+def open_data(args, resolution: int):
+    from training.data import load_cache, open_dataset
+
+    if not args.data.exists():
+        raise UsageError(f"--data: no such file or folder: {args.data}")
+    if args.data.is_file():
+        return load_cache(args.data)  # any size: the classifier sees 64x64 whatever the cache holds
+    import os
+
+    cache_dir = args.cache_dir or Path(os.environ.get("FACEGEN_CACHE_DIR", Path.home() / ".cache" / "facegen"))
+    return open_dataset(args.data, resolution, cache_dir, progress=not args.no_progress)
+
+
+def attribute_columns(model_attributes, data_names, what="the model") -> list:
+    lowered = {name.lower(): i for i, name in enumerate(data_names)}
+    missing = [a for a in model_attributes if a.lower() not in lowered]
+    if missing:
+        raise UsageError(f"{what}'s attributes {missing} are not in the data; it has {list(data_names)}")
+    return [lowered[a.lower()] for a in model_attributes]
+
+
+def command_line(args) -> str:
+    """The command, rebuilt from the parsed arguments (so it is right however evaluate was invoked)."""
+    parts = ["python", "-m", "training", "evaluate"]
+    parts += ["--model", str(args.model)] if args.model is not None else ["--run", str(args.run)]
+    parts += ["--data", str(args.data)]
+    for flag, value in (("--classifier", args.classifier), ("--samples", args.samples),
+                        ("--attribute-samples", args.attribute_samples), ("--seed", args.seed),
+                        ("--metrics", args.metrics), ("--inception-weights", args.inception_weights),
+                        ("--json", args.json)):
+        if value is not None:
+            parts += [flag, str(value)]
+    parts += [flag for flag, on in (("--no-write", args.no_write), ("--no-progress", args.no_progress)) if on]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+# -- the command -----------------------------------------------------------------------------------------------
+def run(args) -> int:
+    start = time.monotonic()
+    for value, flag in ((args.samples, "--samples"), (args.attribute_samples, "--attribute-samples"),
+                        (args.batch_size, "--batch-size")):
+        if value is not None and value < 2:
+            raise UsageError(f"{flag} must be at least 2, got {value}")
+    if args.classifier_epochs < 1 or args.classifier_seconds < 0:
+        raise UsageError("--classifier-epochs must be at least 1 and --classifier-seconds at least 0")
+    if args.classifier is not None and args.classifier.suffix != ".keras":
+        raise UsageError(f"--classifier: {args.classifier} must end in .keras")
+    if args.inception_weights is not None and not args.inception_weights.is_file():
+        raise UsageError(f"--inception-weights: no such file: {args.inception_weights}")
+    names = [n.strip() for n in args.metrics.split(",") if n.strip()] if args.metrics else None
+    from training import metrics as registry
+
+    if names is not None:
+        unknown = [n for n in names if n not in registry.METRICS]
+        if unknown:
+            raise UsageError(f"--metrics: unknown metric(s) {unknown}; known: {sorted(registry.METRICS)}")
+    if args.model is not None and not args.model.is_dir():  # fail before any slow import
+        raise UsageError(f"--model: no such model folder: {args.model}")
+    if args.run is not None and not args.run.is_dir():
+        raise UsageError(f"--run: no such run folder: {args.run}")
+    if not args.data.exists():
+        raise UsageError(f"--data: no such file or folder: {args.data}")
+
+    progress = not args.no_progress
+    model = open_model(args)
+    cache = open_data(args, model["resolution"])
+    columns = attribute_columns(model["attributes"], cache.attribute_names)
+
+    from training.classifier import obtain_classifier, split_indices
+
+    classifier = obtain_classifier(cache, args.classifier, progress=progress, epochs=args.classifier_epochs,
+                                   max_seconds=args.classifier_seconds or None)
+    attribute_columns(model["attributes"], classifier.attribute_names, what="the model")
+    _, held = split_indices(cache.partition)  # the classifier's own split: these images it never trained on
+    rng = np.random.RandomState(args.seed)
+    if len(held) > args.samples:
+        held = np.sort(rng.choice(held, args.samples, replace=False))
+    if len(held) < 2:
+        raise UsageError(f"the data has {len(held)} held-out images: too few to compare with")
+    attribute_samples = args.attribute_samples or min(args.samples, DEFAULT_ATTRIBUTE_SAMPLES)
+    context = registry.Context(
+        generate=model["generate"], latent_size=model["latent_size"], attributes=model["attributes"],
+        frequencies=np.asarray(model["frequencies"], np.float32), real_images=cache.images[held],
+        real_attributes=np.asarray(cache.attributes[held][:, columns], np.float32), classifier=classifier,
+        samples=args.samples, attribute_samples=attribute_samples, seed=args.seed, batch_size=args.batch_size,
+        inception_weights=args.inception_weights, progress=progress)
+    if progress:
+        print(f"evaluating {model['name']}: {args.samples} samples, {attribute_samples} per attribute, "
+              f"{len(held)} held-out real images", flush=True)
+    results = registry.compute_metrics(names, context)
+
+    meta = cache.meta or {}
+    info = classifier.info
+    report = {
+        **results,
+        "classifier": {"path": str(classifier.path) if classifier.path else None,
+                       "ceiling": classifier.ceiling(model["attributes"]),
+                       "ceiling_mean_all": info.get("held_out", {}).get("mean_balanced"),
+                       "held_out_images": info.get("held_out", {}).get("images"),
+                       "trained_images": info.get("trained", {}).get("images"),
+                       "input_size": classifier.input_size},
+        "samples": {"generated": args.samples, "per_attribute": attribute_samples, "real": int(len(held))},
+        "dataset": {"name": meta.get("dataset_name", Path(str(args.data)).stem), "images": int(len(cache.images)),
+                    "synthetic": bool(meta.get("synthetic")), "source": str(meta.get("source", args.data))},
+        "seed": args.seed,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": command_line(args),
+        "seconds": round(time.monotonic() - start, 1),
+    }
+    print(format_report(report, model["name"]), flush=True)
+
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.model is not None and not args.no_write:
+        from training.export import read_manifest, write_manifest
+
+        manifest = read_manifest(args.model)  # re-read: never write back a stale copy
+        manifest["metrics"] = report
+        write_manifest(args.model, manifest)
+        print(f"wrote the metrics into {args.model / 'manifest.json'}")
+    elif args.run is not None and progress:
+        print("(--run: no manifest to write; export the run and evaluate --model to record the metrics)")
+    return 0
+
+
+def _f(value, digits=3):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_report(report: dict, name: str) -> str:
+    lines = [f"== evaluation of {name} ==",
+             f"data: {report['dataset']['name']} ({report['dataset']['images']} images"
+             f"{', synthetic' if report['dataset']['synthetic'] else ''}); seed {report['seed']}; "
+             f"{report['samples']['generated']} generated, {report['samples']['real']} held-out real"]
+    acc = report.get("attribute_accuracy")
+    if acc is not None:
+        if "skipped" in acc:
+            lines.append(f"attribute accuracy: skipped ({acc['skipped']})")
+        else:
+            lines.append(f"attribute accuracy ({acc['samples_per_attribute']} samples each, balanced over on/off):")
+            width = max([9] + [len(n) for n in acc["per_attribute"]])
+            lines.append(f"  {'attribute':<{width}}  model    on     off    ceiling")
+            for attr, row in acc["per_attribute"].items():
+                lines.append(f"  {attr:<{width}}  {_f(row['accuracy'])}  {_f(row['on'])}  {_f(row['off'])}  "
+                             f"{_f(row['ceiling'])}")
+            lines.append(f"  {'mean':<{width}}  {_f(acc['mean'])}  {'':5}  {'':5}  {_f(acc['ceiling_mean'])}"
+                         f"   ({_f(acc['relative_to_ceiling'])} of the ceiling)")
+    fd = report.get("frechet_distance")
+    if fd is not None:
+        lines.append(f"frechet distance (classifier features): {_f(fd['value'])}   "
+                     f"(real vs real, split half: {_f(fd['real_split_half'])})")
+    div = report.get("diversity")
+    if div is not None:
+        lines.append(f"diversity: feature spread {_f(div['feature_ratio'])} of real, pixel spread "
+                     f"{_f(div.get('pixel_ratio'))} of real, near-duplicate pairs {_f(div['near_duplicate_fraction'])} "
+                     f"(real {_f(div['real_near_duplicate_fraction'])}) -> "
+                     f"{'COLLAPSED' if div['collapsed'] else 'ok'}")
+    fid = report.get("fid_inception")
+    if fid is not None:
+        lines.append(f"FID (InceptionV3): skipped ({fid['skipped']})" if "skipped" in fid
+                     else f"FID (InceptionV3): {_f(fid['value'])}")
+    lines.append(f"({report['seconds']:.0f} s)")
+    return "\n".join(lines)
