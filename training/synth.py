@@ -126,7 +126,7 @@ def _gradient(size=48, light=(-0.35, -0.45), inner=0.55, outer=1.25, gamma=1.4) 
 
 
 _SHADOW = _gradient()
-_HILITE = _gradient(light=(-0.3, -0.5), inner=0.0, outer=0.6, gamma=1.0).point(lambda x: 255 - x)
+_STRETCHED = {}
 
 
 _TRIG = {}
@@ -195,15 +195,20 @@ class _Painter:
     def shade(self, pts, colour, mask_image=_SHADOW, strength=1.0):
         """Fill the polygon with ``colour`` through a soft gradient mask stretched over its bounding box."""
         q = self.map(pts)
-        x0, y0 = np.floor(q.min(axis=0)).astype(int)
-        x1, y1 = np.ceil(q.max(axis=0)).astype(int) + 1
-        w, h = x1 - x0, y1 - y0
-        if w < 2 or h < 2:
+        x0, y0 = (int(v) for v in np.floor(q.min(axis=0)))
+        x1, y1 = (int(v) for v in np.ceil(q.max(axis=0)))
+        w, h = -(-(x1 - x0 + 1) // 8) * 8, -(-(y1 - y0 + 1) // 8) * 8  # sizes in steps of 8: the stretched
+        if w < 2 or h < 2:  # gradients are cached per process
             return
-        mask = Image.new("L", (int(w), int(h)), 0)
+        key = (id(mask_image), w, h)
+        gradient = _STRETCHED.get(key)
+        if gradient is None:
+            if len(_STRETCHED) > 4096:
+                _STRETCHED.clear()
+            gradient = _STRETCHED[key] = mask_image.resize((w, h), Image.BILINEAR)
+        mask = Image.new("L", (w, h), 0)
         ImageDraw.Draw(mask).polygon([tuple(p) for p in (q - (x0, y0)).tolist()], fill=int(255 * strength))
-        mask = ImageChops.multiply(mask, mask_image.resize((int(w), int(h)), Image.BILINEAR))
-        self.image.paste(colour, (int(x0), int(y0), int(x1), int(y1)), mask)
+        self.image.paste(colour, (x0, y0, x0 + w, y0 + h), ImageChops.multiply(mask, gradient))
 
 
 # -- palettes ------------------------------------------------------------------------------------------------
@@ -243,7 +248,9 @@ def _background(u):
         cols.append(tuple(int(c) for c in np.clip(rgb, 0, 255)))
     small = Image.new("RGB", (2, 2))
     small.putdata(cols)
-    return small.resize((WIDTH * SS, HEIGHT * SS), Image.BILINEAR)
+    # a bilinear stretch to a quarter of the size, then blocks of 4x4: smooth enough and 10x cheaper
+    return small.resize((WIDTH * SS // 4, HEIGHT * SS // 4), Image.BILINEAR).resize((WIDTH * SS, HEIGHT * SS),
+                                                                                   Image.NEAREST)
 
 
 def render_face(attributes: dict, rng) -> Image.Image:
@@ -379,7 +386,8 @@ def render_face(attributes: dict, rng) -> Image.Image:
     # -- the face, with soft shading
     P.poly(face, skin)
     P.shade(face, shadow, strength=0.9)
-    P.shade(face, _mix(skin, (255, 255, 255), 0.22), mask_image=_HILITE, strength=0.6)
+    P.ellipse(CX - W * 0.28, E - 22, W * 0.42, 16, _mix(skin, (255, 255, 255), 0.3) + (45,))
+    P.ellipse(CX - W * 0.22, E - 24, W * 0.25, 9, _mix(skin, (255, 255, 255), 0.3) + (40,))
 
     fx = CX + yaw  # features' centre line
     mouth_y = E + 39.0
@@ -428,15 +436,14 @@ def render_face(attributes: dict, rng) -> Image.Image:
                      (fx + 13, mouth_y + 6), (fx + 15, nose_y + 8), (fx + W * 0.8, E + 12)]
             beard = np.concatenate([right, left[:-1], inner])
             P.poly(beard, bc + (240,))
-            P.shade(beard, _scale(bc, 0.6), strength=0.6)
             for j in range(8):
                 x0 = CX + (strands[j, 0] - 0.5) * W * 1.4
                 y0 = mouth_y + 4 + strands[j, 1] * (chin - mouth_y - 4)
                 P.line([(x0, y0), (x0 + strands[j, 2] * 2 - 1, y0 + 5)], _scale(bc, 0.55) + (160,), 1.0)
     if a["Sideburns"]:
         for s in (-1, 1):
-            x = CX + s * (W - 3.5)
-            P.poly([(x - 3.5, E - 14), (x + 3.5, E - 14), (x + 3.0 - s * 1.5, E + 20), (x - 3.0 - s * 1.5, E + 20)],
+            x = CX + s * (W - 2.5)
+            P.poly([(x - 2.8, E - 16), (x + 2.8, E - 16), (x + 2.2 - s * 1.5, E + 17), (x - 2.2 - s * 1.5, E + 19)],
                    beard_colour)
 
     # -- nose
@@ -597,7 +604,6 @@ def render_face(attributes: dict, rng) -> Image.Image:
                            (CX + s * (W + hair_side + 2), E - 10), 10),
                 ])
                 P.poly(wobble(lock, wave_amp), hc)
-                P.shade(wobble(lock, wave_amp), hair_dark, strength=0.6)
                 for j in range(3):
                     off = 2 + 3 * j + strands[8 + j, 0] * 2
                     pts = _curve((CX + s * (W - 0.5 + off * 0.5), E - 14), (CX + s * (W + off), E + 30),
