@@ -168,6 +168,7 @@ def export_random_model(out_dir, name="tiny", resolution=32, latent_size=16,
     """
     _use_tensorflow_backend()
     import keras
+    import numpy as np
 
     from training.config import TrainConfig
     from training.networks import build_generator
@@ -176,6 +177,14 @@ def export_random_model(out_dir, name="tiny", resolution=32, latent_size=16,
     config = TrainConfig(resolution=resolution, latent_size=latent_size, attributes=list(attributes),
                          g_width=8, g_max_width=32, d_width=8, d_max_width=32).validate()
     generator = build_generator(config)
+    # Keras' random initialisers are not reproducible across processes here, so every kernel is redrawn from a
+    # NumPy stream (scaled by its fan-in); vectors (biases, scales) are constants already. Same seed, same model.
+    rng = np.random.RandomState(seed)
+    for variable in generator.weights:
+        shape = tuple(variable.shape)
+        if len(shape) >= 2:
+            scale = 1.0 / np.sqrt(np.prod(shape[:-1]))
+            variable.assign((scale * rng.standard_normal(shape)).astype(variable.dtype))
     fields = {"name": name, "attribute_frequencies": [0.5] * len(attributes),
               "dataset": {"name": "none", "synthetic": True, "images": 0,
                           "note": "untrained random weights, made by training.export.export_random_model"},
