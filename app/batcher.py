@@ -11,8 +11,8 @@ Back-pressure: a full queue or a request that waited longer than ``FACEGEN_BATCH
 queue. Batching keeps determinism: each face's pixels depend only on its own inputs (tests/test_batcher.py checks
 batched bytes against one-at-a-time bytes).
 
-:class:`FaceRenderer` is what the endpoint calls: LRU cache of PNG bytes, then the batcher, then the PNG encoder
-(in the request thread, so encoding overlaps the next generator call instead of delaying the whole batch).
+:class:`FaceRenderer` is what the endpoint calls: LRU cache of PNG bytes, then the batcher, whose thread also
+encodes the PNGs (measured faster than encoding in the request threads: bench/encode_placement.py).
 """
 
 import logging
@@ -70,13 +70,16 @@ def _env_number(name: str, default, kind=float):
 
 class MicroBatcher:
     def __init__(self, model: Model, max_batch: int = DEFAULT_MAX_BATCH, wait_ms: float = DEFAULT_WAIT_MS,
-                 queue_size: int = DEFAULT_QUEUE_SIZE, timeout_s: float = DEFAULT_TIMEOUT_S):
+                 queue_size: int = DEFAULT_QUEUE_SIZE, timeout_s: float = DEFAULT_TIMEOUT_S, finish=None):
+        """``finish(request, pixels)``, if given, runs in the batch thread on each row and its value is the result
+        (bench/encode_placement.py uses it to compare encoding there with encoding in the request threads)."""
         if max_batch < 1 or queue_size < 1:
             raise ValueError("max_batch and queue_size must be at least 1")
         self.model = model
         self.max_batch = int(max_batch)
         self.wait_s = max(0.0, wait_ms / 1000.0)
         self.timeout_s = timeout_s
+        self.finish = finish
         self.sizes = buckets(self.max_batch)
         self._queue: queue.Queue = queue.Queue(maxsize=int(queue_size))
         self._lock = threading.Lock()
@@ -121,8 +124,9 @@ class MicroBatcher:
         self._depth.inc()
         return future
 
-    def pixels(self, request: FaceRequest, timeout_s: float | None = None) -> np.ndarray:
-        """One face's uint8 [H, W, 3] at the model's resolution, generated in a shared batch."""
+    def result(self, request: FaceRequest, timeout_s: float | None = None):
+        """One face generated in a shared batch: uint8 [H, W, 3] at the model's resolution, or what ``finish``
+        made of it."""
         future = self.submit(request)
         try:
             return future.result(timeout=self.timeout_s if timeout_s is None else timeout_s)
@@ -131,6 +135,8 @@ class MicroBatcher:
             metrics.REJECTED.labels(self.model.name, "timeout").inc()
             raise Overloaded(f"the generator for {self.model.name!r} did not answer within "
                              f"{self.timeout_s:g} s; retry in {RETRY_AFTER_S} s") from None
+
+    pixels = result  # without a finish function the result is the face's pixels
 
     def _take(self) -> list:
         """Block for the first request, then gather more until max_batch or the wait window closes."""
@@ -176,16 +182,31 @@ class MicroBatcher:
             self.largest_batch = max(self.largest_batch, count)
             self._batch_sizes.observe(count)
             self._faces.inc(count)
-            for row, (_, future) in enumerate(live):
-                future.set_result(images[row])
+            for row, (request, future) in enumerate(live):
+                if self.finish is None:
+                    future.set_result(images[row])
+                    continue
+                try:
+                    future.set_result(self.finish(request, images[row]))
+                except Exception as error:
+                    future.set_exception(error)
+
+
+def encode_face(request: FaceRequest, pixels: np.ndarray) -> bytes:
+    return encode_png(to_image(pixels, request.output_size))
 
 
 class FaceRenderer:
-    """Single faces as PNG bytes: cache, then micro-batched generation, then encoding in the calling thread."""
+    """Single faces as PNG bytes: cache, then micro-batched generation with the PNG encoding done in the batch thread.
+
+    Encoding there measured faster than in the request threads (bench/encode_placement.py, BENCHMARKS.md): the
+    request threads would contend for the GIL with each other and with the generator call.
+    """
 
     def __init__(self, registry, cache: PngCache | None = None, **batcher_options):
         self.cache = cache if cache is not None else PngCache.from_environment(
             on_hit=metrics.CACHE_HITS.inc, on_miss=metrics.CACHE_MISSES.inc)
+        batcher_options.setdefault("finish", encode_face)
         self.batchers = {name: MicroBatcher(model, **batcher_options) for name, model in registry.models.items()}
 
     @classmethod
@@ -205,8 +226,7 @@ class FaceRenderer:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        pixels = self.batchers[request.model.name].pixels(request)
-        body = encode_png(to_image(pixels, request.output_size))
+        body = self.batchers[request.model.name].result(request)
         self.cache.put(key, body)
         return body
 

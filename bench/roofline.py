@@ -158,6 +158,19 @@ def main(argv=None) -> int:
         print(f"{name}: {entry['parameters']:,} parameters, {gflop:.2f} GFLOP/face -> ceiling "
               f"{entry['ceiling_faces_per_s']} faces/s; measured {measured} faces/s at batch {batch} "
               f"({entry['fraction_of_ceiling']:.0%} of the ceiling)")
+    # The machine may be shared: measure the ceiling again after the models and keep the best of both.
+    again = matmul_gflops()
+    report["matmul_gflops_after"] = again
+    best = max(peak, *again.values())
+    if best > peak:
+        for entry in report["models"]:
+            entry["ceiling_faces_per_s"] = round(best / entry["gflop_per_face"], 1)
+            entry["fraction_of_ceiling"] = round(entry["measured_faces_per_s"] * entry["gflop_per_face"] / best, 2)
+    report["ceiling_gflops"] = best
+    print(f"matmul again: {again} GFLOP/s; ceiling used: {best}")
+    for entry in report["models"]:
+        print(f"  {entry['name']}: ceiling {entry['ceiling_faces_per_s']} faces/s, measured "
+              f"{entry['measured_faces_per_s']} ({entry['fraction_of_ceiling']:.0%})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -36,7 +36,8 @@ def test_concurrent_batched_faces_are_identical_to_sequential_ones(model):
     requests += [FaceRequest(model, 7, ("Male", "Smiling")), FaceRequest(model, 7, (), 0.5),
                  FaceRequest(model, 9, None, 1.0, 64)]
     sequential = [render_png(r) for r in requests]  # one generator call per face, no batcher
-    batcher = MicroBatcher(model, max_batch=16, wait_ms=20, queue_size=256)
+    from app.batcher import encode_face
+    batcher = MicroBatcher(model, max_batch=16, wait_ms=20, queue_size=256, finish=encode_face)
     renderer = FaceRenderer.__new__(FaceRenderer)
     renderer.cache = PngCache(0)  # no caching: every face goes through a batch
     renderer.batchers = {model.name: batcher}
@@ -90,7 +91,7 @@ def test_wait_is_bounded_and_timed_out_requests_are_skipped(model):
     batcher = MicroBatcher(model, max_batch=1, wait_ms=0, queue_size=8, timeout_s=0.2)
     gate = threading.Event()
     original = model.generate
-    calls = []
+    calls = []  # seeds no other test uses: an earlier test's batcher may still be finishing its queue
 
     def slow_generate(noise, attrs):
         calls.append(float(noise[0, 0]))
@@ -99,11 +100,11 @@ def test_wait_is_bounded_and_timed_out_requests_are_skipped(model):
 
     model.generate = slow_generate
     try:
-        blocker = batcher.submit(FaceRequest(model, 1))
+        blocker = batcher.submit(FaceRequest(model, 9001))
         time.sleep(0.1)
         started = time.monotonic()
         with pytest.raises(Overloaded, match="did not answer"):
-            batcher.pixels(FaceRequest(model, 2))
+            batcher.pixels(FaceRequest(model, 9002))
         assert time.monotonic() - started < 2
     finally:
         gate.set()
@@ -111,9 +112,9 @@ def test_wait_is_bounded_and_timed_out_requests_are_skipped(model):
     time.sleep(0.3)
     del model.generate
     from app.faces import face_inputs
-    assert float(face_inputs(FaceRequest(model, 2))[0][0]) not in calls, "the timed-out request was generated"
+    assert float(face_inputs(FaceRequest(model, 9002))[0][0]) not in calls, "the timed-out request was generated"
     # The worker lives on and serves the next request.
-    assert batcher.pixels(FaceRequest(model, 3), timeout_s=30).shape[0] == model.resolution
+    assert batcher.pixels(FaceRequest(model, 9003), timeout_s=30).shape[0] == model.resolution
 
 
 def test_generator_failure_reaches_every_waiter_and_the_worker_survives(model):
@@ -151,6 +152,19 @@ def test_cache_key_is_the_normalised_query(model):
     assert face_key(FaceRequest(model, 5, spelled, 0.5)) != key
     assert face_key(FaceRequest(model, 5, spelled, 1.0, 64)) != key
     assert face_key(FaceRequest(model, 6)) != key
+
+
+def test_finish_errors_reach_only_their_request(model):
+    def finish(request, pixels):
+        if request.seed == 2:
+            raise ValueError("cannot encode")
+        return request.seed
+
+    batcher = MicroBatcher(model, max_batch=4, wait_ms=50, queue_size=8, finish=finish)
+    futures = [batcher.submit(FaceRequest(model, seed)) for seed in (1, 2, 3)]
+    assert futures[0].result(timeout=30) == 1 and futures[2].result(timeout=30) == 3
+    with pytest.raises(ValueError, match="cannot encode"):
+        futures[1].result(timeout=30)
 
 
 def test_renderer_caches_pngs(registry):
