@@ -1,8 +1,8 @@
 # facegen web service: gunicorn (gunicorn.conf.py) serving app:create_app() over HTTPS on 8443.
 # Build: docker build -t facegen:latest .      Run: see docker-compose.yml and docs/DEPLOY.md
-# Python 3.11: the pinned NumPy and Keras need Python >= 3.11. Pin the digest too for reproducible builds
-# (docker buildx imagetools inspect python:3.11-slim-bookworm).
-FROM python:3.11-slim-bookworm
+# Python 3.10, as the seeds ran it: requirements.txt pins versions that install on 3.10 (and newer).
+# Pin the digest too for reproducible builds (docker buildx imagetools inspect python:3.10-slim-bookworm).
+FROM python:3.10-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

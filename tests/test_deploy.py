@@ -103,7 +103,7 @@ def test_dockerfile_runs_gunicorn_as_non_root_with_https_healthcheck():
     instructions = dockerfile_instructions()
     names = [name for name, _ in instructions]
     assert dockerfile_cmd() == ["gunicorn", "-c", "gunicorn.conf.py"]
-    assert re.fullmatch(r"python:3\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", dict(instructions)["FROM"])
+    assert re.fullmatch(r"python:3\.10-slim-\w+(@sha256:[0-9a-f]{64})?", dict(instructions)["FROM"])
     user = [args for name, args in instructions if name == "USER"][-1]
     assert user.split(":")[0] == "10001"
     assert "8443" in dict(instructions)["EXPOSE"]
@@ -336,6 +336,19 @@ def _requirements_hash() -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def _image_python() -> str:
+    """The interpreter for the clean venv: the image's Python version (FROM python:3.X) where this machine has it."""
+    version = re.search(r"^FROM python:(\d+\.\d+)", (ROOT / "Dockerfile").read_text(), re.M).group(1)
+    if os.environ.get("FACEGEN_SMOKE_PYTHON"):
+        return os.environ["FACEGEN_SMOKE_PYTHON"]
+    pyenv = sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))
+    for candidate in [shutil.which(f"python{version}"), *map(str, pyenv)]:
+        # A pyenv shim is on PATH even where that version is not selected: only one that runs counts.
+        if candidate and subprocess.run([candidate, "-c", ""], capture_output=True).returncode == 0:
+            return candidate
+    return sys.executable
+
+
 @pytest.fixture(scope="session")
 def smoke_venv() -> Path:
     """A virtual environment holding only requirements.txt, as the image has: built once per requirements content.
@@ -343,7 +356,7 @@ def smoke_venv() -> Path:
     $FACEGEN_SMOKE_VENV names it (created and filled if it lacks the stamp for this requirements.txt);
     default ~/.cache/facegen/smoke-venv-<hash of requirements.txt>. A lock keeps parallel runs from building twice.
     """
-    digest = _requirements_hash()
+    digest = f"{_requirements_hash()}-{Path(_image_python()).name}"
     default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facegen" / f"smoke-venv-{digest}"
     venv = Path(os.environ.get("FACEGEN_SMOKE_VENV") or default)
     stamp = venv / ".facegen-requirements"
@@ -352,7 +365,7 @@ def smoke_venv() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (stamp.exists() and stamp.read_text().strip() == digest):
             if not (venv / "bin" / "python").exists():
-                subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+                subprocess.run([_image_python(), "-m", "venv", str(venv)], check=True, timeout=300)
             install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
                                       "--disable-pip-version-check", "-r", str(ROOT / "requirements.txt")],
                                      cwd=ROOT, capture_output=True, text=True, timeout=1800)
