@@ -232,7 +232,13 @@ def test_evaluate_trains_a_classifier_beside_the_data(model_dir, tmp_path, capsy
     code = main(["evaluate", "--model", str(model_dir), "--data", str(cache), "--no-write",
                  "--metrics", "frechet_distance", "--classifier-epochs", "1", *FAST])
     assert code == 0, capsys.readouterr()
-    assert (tmp_path / "small-32.classifier.keras").is_file() and (tmp_path / "small-32.classifier.json").is_file()
+    saved = tmp_path / "small-32.classifier.keras"
+    assert saved.is_file() and (tmp_path / "small-32.classifier.json").is_file()
+    stamp = saved.stat().st_mtime_ns
+    # The next evaluation on the same data reuses it instead of training again.
+    code = main(["evaluate", "--model", str(model_dir), "--data", str(cache), "--no-write",
+                 "--metrics", "diversity", *FAST])
+    assert code == 0 and saved.stat().st_mtime_ns == stamp
 
 
 @pytest.mark.parametrize("case, message", [

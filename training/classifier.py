@@ -46,7 +46,7 @@ def default_path(cache) -> Path | None:
 
 def data_fingerprint(cache) -> dict:
     meta = cache.meta or {}
-    return {"path": str(cache.path) if getattr(cache, "path", None) else None,
+    return {"path": str(Path(cache.path).resolve()) if getattr(cache, "path", None) else None,
             "dataset_name": meta.get("dataset_name"), "synthetic": bool(meta.get("synthetic")),
             "images": int(len(cache.images)), "size": int(cache.images.shape[1]),
             "source": meta.get("source")}
