@@ -3,12 +3,15 @@
     python bench/serve_load.py                      # c = 1, 16, 64 for 20 s each, both servers
     python bench/serve_load.py --duration 30 --concurrency 1,16,64 --out bench/results
 
-Starts, one after the other (never both at once: they would share the cores):
+Starts, one after the other (each timed from process start to ready while the other is not yet loading):
   (a) ours: ``gunicorn -c gunicorn.conf.py`` (gthread workers, TLS with a trustme certificate), serving the
       default model in models/ when there is one, else a model with the production 64 px architecture
       (training.config defaults, random weights) exported by the real export path into a temporary folder;
   (b) the baseline: bench/baseline_artiface.py (the seeds' ArtiFace generator, ``predict()`` per request) under
       gunicorn with 2 sync workers, over TLS with the same certificate.
+
+Then, for each concurrency level, loads ours and then the baseline while the other one idles (idle gunicorn
+workers use no CPU), so background load that drifts during the run weighs on both sides of each ratio alike.
 
 Load: a closed loop of C client threads, each with its own keep-alive HTTPS session, each request naming a seed
 never asked before (cache misses; the PNG cache is measured separately as the "hot" figure: every request the same
@@ -200,33 +203,43 @@ def closed_loop(base: str, ca_file: str, concurrency: int, duration: float, warm
             "p99_ms": round(percentile(latencies, 99) * 1000, 1) if latencies else None}
 
 
-def run_server(server: Server, levels, duration, warmup, hot_level) -> dict:
-    print(f"--- {server.name}: starting", flush=True)
-    result = {"name": server.name, "command": " ".join(server.command)}
+def run_servers(servers: list, levels, duration, warmup, hot_level) -> dict:
+    """Start each server alone (its cold start is timed on an otherwise idle service), then, level by level, load
+    one server after the other while the idle one waits: background load that drifts during the run then
+    weighs on both sides of each ratio alike."""
+    results = {}
     try:
-        result["cold_start_s"] = round(server.start(), 2)
-        print(f"{server.name}: ready in {result['cold_start_s']} s, worker RSS {server.worker_rss_mb()} MB",
-              flush=True)
-        result["rss_after_start_mb"] = server.worker_rss_mb()
-        result["runs"] = []
+        for server in servers:
+            print(f"--- {server.name}: starting", flush=True)
+            result = {"name": server.name, "command": " ".join(server.command), "runs": []}
+            result["cold_start_s"] = round(server.start(), 2)
+            result["rss_after_start_mb"] = server.worker_rss_mb()
+            print(f"{server.name}: ready in {result['cold_start_s']} s, worker RSS {result['rss_after_start_mb']} MB",
+                  flush=True)
+            results[server.name] = result
         for level in levels:
-            run = closed_loop(server.base, server.ca_file, level, duration, warmup, hot=False)
-            run["worker_rss_mb"] = server.worker_rss_mb()
-            print(f"{server.name}: {run}", flush=True)
-            result["runs"].append(run)
-        if hot_level:
-            run = closed_loop(server.base, server.ca_file, hot_level, duration, warmup, hot=True)
-            print(f"{server.name} (hot, one seed): {run}", flush=True)
-            result["hot"] = run
-        result["worker_rss_max_mb"] = max(max(r["worker_rss_mb"]) for r in result["runs"])
-        result["worker_memory_end_mb"] = server.worker_memory_mb()
-        if server.name == "ours":
-            metrics = requests.get(server.base + "/metrics", verify=server.ca_file, timeout=10).text
-            result["batch_size_metric"] = [line for line in metrics.splitlines()
-                                           if line.startswith(("facegen_batch_size_sum", "facegen_batch_size_count"))]
+            for server in servers:
+                run = closed_loop(server.base, server.ca_file, level, duration, warmup, hot=False)
+                run["worker_rss_mb"] = server.worker_rss_mb()
+                run["load_avg"] = os.getloadavg()[0]
+                print(f"{server.name}: {run}", flush=True)
+                results[server.name]["runs"].append(run)
+        for server in servers:
+            result = results[server.name]
+            if hot_level and server.name == "ours":
+                run = closed_loop(server.base, server.ca_file, hot_level, duration, warmup, hot=True)
+                print(f"{server.name} (hot, one seed): {run}", flush=True)
+                result["hot"] = run
+            result["worker_rss_max_mb"] = max(max(r["worker_rss_mb"]) for r in result["runs"])
+            result["worker_memory_end_mb"] = server.worker_memory_mb()
+            if server.name == "ours":
+                metrics = requests.get(server.base + "/metrics", verify=server.ca_file, timeout=10).text
+                result["batch_size_metric"] = [line for line in metrics.splitlines() if
+                                               line.startswith(("facegen_batch_size_sum", "facegen_batch_size_count"))]
     finally:
-        server.stop()
-    return result
+        for server in servers:
+            server.stop()
+    return results
 
 
 def markdown(report: dict) -> str:
@@ -292,11 +305,8 @@ def main(argv=None) -> int:
                   "model": model_note, "concurrency": levels, "duration_s": args.duration,
                   "warmup_s": args.warmup, "workers": args.workers, "threads": args.threads,
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        for server in (ours, baseline):
-            if args.only and server.name != args.only:
-                continue
-            report[server.name] = run_server(server, levels, args.duration, args.warmup,
-                                              args.hot if server.name == "ours" else 0)
+        servers = [server for server in (ours, baseline) if not args.only or server.name == args.only]
+        report.update(run_servers(servers, levels, args.duration, args.warmup, args.hot))
         report["machine"]["load_after"] = os.getloadavg()
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "serve_load.json").write_text(json.dumps(report, indent=2) + "\n")
