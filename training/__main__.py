@@ -16,6 +16,7 @@ COMMANDS = {
     "train": ("training.loop", "train a conditional GAN from a cache or data folder"),
     "export": ("training.export", "export a training run's generator as a TensorFlow SavedModel"),
     "evaluate": ("training.evaluate", "measure a model's quality and write the figures into its manifest"),
+    "card": ("training.card", "write a model's sample grids and MODEL_CARD.md from its manifest"),
 }
 
 

@@ -61,27 +61,6 @@ def add_arguments(parser):
 
 
 # -- generators ------------------------------------------------------------------------------------------------
-def load_generator_from_run(run_dir, use_ema: bool = True):
-    """(generator, config, run_info, meta, group) from a run's latest checkpoint, on the active Keras backend.
-
-    The same steps as ``training.export.export_run`` (which could call this).
-    """
-    from training import checkpoint
-    from training.config import load_config
-    from training.networks import build_generator
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise UsageError(f"--run: {run_dir} is not a training run (config.json is missing)")
-    config = load_config(run_dir / "config.json")
-    run_info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
-    groups, meta = checkpoint.load_state(run_dir)
-    group = "g_ema" if use_ema and groups.get("g_ema") else "g"
-    generator = build_generator(config)
-    checkpoint.assign(generator.variables, groups[group], f"generator ({group})")
-    return generator, config, run_info, meta, group
-
-
 def keras_generate(generator):
     """generate(noise, attrs) -> uint8 images for a Keras generator, rounded exactly as the exported graph does."""
 
@@ -124,7 +103,9 @@ def open_model(args) -> dict:
                 "name": manifest.get("name", args.model.name), "manifest": manifest}
     if not args.run.is_dir():
         raise UsageError(f"--run: no such run folder: {args.run}")
-    generator, config, run_info, meta, group = load_generator_from_run(args.run)
+    from training.models import load_run_generator
+
+    generator, config, run_info, meta, group = load_run_generator(args.run)
     attributes = list(config.attributes)
     return {"generate": keras_generate(generator), "latent_size": config.latent_size, "resolution": config.resolution,
             "attributes": attributes,

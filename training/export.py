@@ -138,19 +138,9 @@ def read_manifest(model_dir: Path) -> dict:
 def export_run(run_dir: Path, out_dir: Path, name: str | None = None, use_ema: bool = True) -> Path:
     """Rebuild the run's generator on the TensorFlow backend, load its checkpoint and export it."""
     _use_tensorflow_backend()
-    from training import checkpoint
-    from training.config import load_config
-    from training.networks import build_generator
+    from training.models import load_run_generator
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise UsageError(f"--run: {run_dir} is not a training run (config.json is missing)")
-    config = load_config(run_dir / "config.json")
-    run_info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
-    groups, meta = checkpoint.load_state(run_dir)
-    group = "g_ema" if use_ema and groups.get("g_ema") else "g"
-    generator = build_generator(config)
-    checkpoint.assign(generator.variables, groups[group], f"generator ({group})")
+    generator, config, run_info, meta, group = load_run_generator(run_dir, use_ema)
     training = dict(run_info.get("training", {}))
     training.update(steps=meta["step"], epochs=meta.get("epoch"), images_seen=meta["step"] * config.batch_size,
                     train_seconds=round(meta.get("seconds", 0.0), 1), weights="ema" if group == "g_ema" else "raw",

@@ -1,0 +1,251 @@
+"""The training package end to end on `synth` data, on the CPU: train, resume, export, load, bad input.
+
+Every run is real: the project's own synth renderer, prepare cache, train loop, checkpoint and export, with a
+network shrunk so a few 64x64 steps take seconds on two cores.
+"""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.__main__ import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A 64x64 generator small enough for CI; everything else is the default config.
+TINY_CONFIG = {
+    "resolution": 64, "latent_size": 16, "attributes": ["Male", "Eyeglasses", "Smiling"],
+    "g_width": 4, "g_max_width": 16, "d_width": 4, "d_max_width": 16, "batch_size": 8,
+    "log_every": 2, "checkpoint_every": 3, "ema_start": 2, "sample_grid": 2,
+    "instance_noise": 0.1, "label_flip": 0.05, "d_steps": 2, "d_accuracy_threshold": 0.95,
+}
+
+
+@pytest.fixture(scope="module")
+def synth_cache(tmp_path_factory):
+    """A 64 px cache prepared by the project's own `synth` + `prepare` commands."""
+    root = tmp_path_factory.mktemp("synth")
+    assert main(["synth", "--out", str(root / "faces"), "--count", "96", "--seed", "3", "--no-progress"]) == 0
+    cache = root / "faces-64.npz"
+    assert main(["prepare", "--data", str(root / "faces"), "--out", str(cache), "--size", "64",
+                 "--no-progress"]) == 0
+    return cache
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(TINY_CONFIG))
+    return path
+
+
+def _train(cache, run_dir, config_file, *extra):
+    return main(["train", "--data", str(cache), "--out", str(run_dir), "--config", str(config_file),
+                 "--no-progress", *extra])
+
+
+def _log_steps(run_dir):
+    with open(run_dir / "log.csv") as f:
+        return [int(row["step"]) for row in csv.DictReader(f)]
+
+
+def test_train_writes_run_and_export_loads_with_plain_tensorflow(synth_cache, config_file, tmp_path):
+    run_dir = tmp_path / "run"
+    assert _train(synth_cache, run_dir, config_file, "--steps", "6") == 0
+
+    assert (run_dir / "checkpoint" / "state.npz").is_file()
+    assert json.loads((run_dir / "config.json").read_text())["resolution"] == 64
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["dataset"]["name"] == "synth" and info["dataset"]["synthetic"] is True
+    assert len(info["attribute_frequencies"]) == 3
+    assert _log_steps(run_dir) == [2, 4, 6]
+    with open(run_dir / "log.csv") as f:
+        assert all(np.isfinite(float(row["d_loss"])) and np.isfinite(float(row["g_loss"])) for row in csv.DictReader(f))
+    from PIL import Image
+
+    width, height = Image.open(run_dir / "samples" / "step_00000006.png").size
+    assert width == height and 2 * 64 <= width < 2 * 64 + 16  # a 2x2 grid of 64 px faces with thin gutters
+    assert Image.open(run_dir / "loss_curves.png").size[0] > 100
+    assert Image.open(run_dir / "training.gif").format == "GIF"
+
+    model_dir = tmp_path / "models" / "tiny64"
+    assert main(["export", "--run", str(run_dir), "--out", str(model_dir), "--name", "tiny64"]) == 0
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["name"] == "tiny64" and manifest["resolution"] == 64 and manifest["latent_size"] == 16
+    assert manifest["attributes"] == ["Male", "Eyeglasses", "Smiling"]
+    assert manifest["dataset"]["synthetic"] is True and manifest["training"]["steps"] == 6
+
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(model_dir))
+    noise = np.random.RandomState(0).standard_normal((5, 16)).astype(np.float32)
+    attrs = np.zeros((5, 3), np.float32)
+    images = loaded.signatures["serving_default"](noise=tf.constant(noise), attrs=tf.constant(attrs))["images"]
+    assert images.dtype == tf.uint8 and tuple(images.shape) == (5, 64, 64, 3)
+    # The exported generator is the run's EMA generator, so export is faithful to what training sampled.
+    assert images.numpy().std() > 0
+
+
+def test_resume_continues_where_the_checkpoint_left_off(synth_cache, config_file, tmp_path):
+    run_dir = tmp_path / "run"
+    assert _train(synth_cache, run_dir, config_file, "--steps", "4") == 0
+    assert _train(synth_cache, run_dir, config_file, "--steps", "8", "--resume") == 0
+    assert _log_steps(run_dir) == [2, 4, 6, 8]
+    from training.checkpoint import load_state
+
+    assert load_state(run_dir)[1]["step"] == 8
+
+
+def test_resume_after_a_killed_run_loses_at_most_checkpoint_every(synth_cache, config_file, tmp_path):
+    """SIGKILL (no chance to save) mid-run, then --resume: the run restarts from the last periodic checkpoint."""
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "training", "train", "--data", str(synth_cache), "--out", str(run_dir),
+               "--config", str(config_file), "--steps", "100000", "--no-progress"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run_dir / "log.csv").is_file() or max(_log_steps(run_dir) or [0]) < 8:
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "training made no progress"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    from training.checkpoint import load_state
+
+    saved_step = int(load_state(run_dir)[1]["step"])
+    logged = max(_log_steps(run_dir))
+    assert saved_step % TINY_CONFIG["checkpoint_every"] == 0 and logged - saved_step < TINY_CONFIG["checkpoint_every"] + 2
+    assert _train(synth_cache, run_dir, config_file, "--steps", str(saved_step + 2), "--resume") == 0
+    assert int(load_state(run_dir)[1]["step"]) == saved_step + 2
+
+
+def test_sigterm_stops_cleanly_with_a_checkpoint(synth_cache, config_file, tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "training", "train", "--data", str(synth_cache), "--out", str(run_dir),
+               "--config", str(config_file), "--steps", "100000", "--no-progress"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while not (run_dir / "log.csv").is_file() or max(_log_steps(run_dir) or [0]) < 2:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    from training.checkpoint import load_state
+
+    assert load_state(run_dir)[1]["step"] >= 2
+    assert (run_dir / "training.gif").is_file()
+
+
+def test_data_parallel_over_virtual_devices_with_keras_distribution(synth_cache, config_file, tmp_path):
+    """--distribute on the JAX backend with 4 virtual CPU devices (keras.distribution.DataParallel)."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "training", "train", "--data", str(synth_cache), "--out", str(run_dir),
+         "--config", str(config_file), "--steps", "2", "--distribute", "--no-progress"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "data-parallel over 4 devices" in result.stdout
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["training"]["backend"] == "jax" and info["training"]["devices"] == 4
+    assert _log_steps(run_dir) == [2]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "0"], "--steps must be positive"),
+    ([], "say how long to train"),
+    (["--steps", "2", "--resume"], "holds no checkpoint"),
+])
+def test_train_bad_arguments_give_a_clear_message(synth_cache, config_file, tmp_path, capsys, args, message):
+    assert _train(synth_cache, tmp_path / "run", config_file, *args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_refuses_missing_data_and_bad_config(tmp_path, config_file, synth_cache, capsys):
+    assert _train(tmp_path / "nowhere", tmp_path / "run", config_file, "--steps", "1") == 2
+    err = capsys.readouterr().err
+    assert "no such file or folder" in err and "nowhere" in err
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"resolution": 64, "learning_rate": 1}))
+    assert _train(synth_cache, tmp_path / "run", bad, "--steps", "1") == 2
+    assert "unknown key(s) ['learning_rate']" in capsys.readouterr().err
+    bad.write_text(json.dumps({**TINY_CONFIG, "attributes": ["Male", "Wings"]}))
+    assert _train(synth_cache, tmp_path / "run", bad, "--steps", "1") == 2
+    assert "['Wings'] are not in the data" in capsys.readouterr().err
+    bad.write_text(json.dumps({**TINY_CONFIG, "resolution": 128}))
+    assert _train(synth_cache, tmp_path / "run", bad, "--steps", "1") == 2
+    assert "--size 128" in capsys.readouterr().err
+
+
+def test_train_never_overwrites_a_run(synth_cache, config_file, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert _train(synth_cache, run_dir, config_file, "--steps", "3") == 0
+    before = (run_dir / "checkpoint" / "state.npz").read_bytes()
+    assert _train(synth_cache, run_dir, config_file, "--steps", "3") == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    assert (run_dir / "checkpoint" / "state.npz").read_bytes() == before
+
+
+def test_export_bad_arguments(tmp_path, capsys):
+    assert main(["export", "--run", str(tmp_path / "missing"), "--out", str(tmp_path / "m")]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def test_every_command_has_help():
+    for command in ("prepare", "synth", "train", "export", "evaluate"):
+        result = subprocess.run([sys.executable, "-m", "training", command, "--help"], cwd=REPO,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and "usage: python -m training " + command in result.stdout
+
+
+def test_missing_avx_fails_with_a_clear_message(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 ssse3\n")
+    env = {k: v for k, v in os.environ.items() if k != "FACEGEN_SKIP_AVX_CHECK"}
+    env["FACEGEN_CPUINFO"] = str(cpuinfo)
+    result = subprocess.run([sys.executable, "-c", "from training.hardware import require_avx; require_avx()"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    assert "AVX" in result.stderr and "host" in result.stderr.lower()
+
+
+def test_card_renders_pictures_and_figures_from_the_manifest(tmp_path, capsys):
+    """`card` on an exported model with evaluate-style metrics and a baseline: pictures and tables from the manifest."""
+    from PIL import Image
+
+    from training.export import export_random_model, read_manifest, write_manifest
+
+    model_dir = export_random_model(tmp_path / "m", name="m", resolution=32, latent_size=8)
+    manifest = read_manifest(model_dir)
+    per = {"Male": {"accuracy": 0.95, "on": 0.9, "off": 1.0, "ceiling": 0.99}}
+    manifest["metrics"] = {"attribute_accuracy": {"mean": 0.95, "ceiling_mean": 0.99, "per_attribute": per},
+                           "frechet_distance": {"value": 12.5, "real_split_half": 1.5},
+                           "diversity": {"feature_ratio": 0.9, "collapsed": False}, "command": "evaluate ..."}
+    write_manifest(model_dir, manifest)
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"attribute_accuracy": {"mean": 0.5, "per_attribute": {"Male": {"accuracy": 0.5}}},
+                                    "frechet_distance": {"value": 99.0}, "diversity": {"collapsed": True}}))
+    notes = tmp_path / "notes.md"
+    notes.write_text("## Known weaknesses\n\nBlurry hair.\n")
+    assert main(["card", "--model", str(model_dir), "--baseline", str(baseline), "--baseline-name", "ArtiFace",
+                 "--notes", str(notes)]) == 0
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    assert "| Male | 0.950 | 0.900 | 1.000 | 0.990 | 0.500 |" in card
+    assert "12.500" in card and "99.000" in card and "| mode collapse | no | yes |" in card
+    assert "Blurry hair." in card and "![samples.png](samples.png)" in card
+    assert Image.open(model_dir / "samples.png").size[0] >= 8 * 32
+    rows = len(manifest["attributes"])
+    assert Image.open(model_dir / "attributes.png").size[1] >= rows * 32
+    assert main(["card", "--model", str(tmp_path / "nothing")]) == 2
+    assert "holds no manifest.json" in capsys.readouterr().err
