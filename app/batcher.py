@@ -89,6 +89,7 @@ class MicroBatcher:
         self._batch_sizes = metrics.BATCH_SIZE.labels(model.name)
         self._faces = metrics.FACES.labels(model.name)
         self.batches = 0  # generator calls made, for tests and logs
+        self._last_batch = 0
         self.largest_batch = 0
 
     def warm_up(self) -> None:
@@ -141,7 +142,10 @@ class MicroBatcher:
     def _take(self) -> list:
         """Block for the first request, then gather more until max_batch or the wait window closes."""
         items = [self._queue.get()]
-        deadline = time.monotonic() + self.wait_s
+        # A lone client (the last batch held one face and nothing else is queued) gains nothing from the window:
+        # it would only add the wait to every request. Any sign of concurrency re-opens it.
+        wait_s = self.wait_s if (self._last_batch > 1 or not self._queue.empty()) else 0.0
+        deadline = time.monotonic() + wait_s
         while len(items) < self.max_batch:
             try:
                 items.append(self._queue.get_nowait())  # whatever piled up: no waiting for it
@@ -156,6 +160,7 @@ class MicroBatcher:
             except queue.Empty:
                 break
         self._depth.dec(len(items))
+        self._last_batch = len(items)
         return items
 
     def _run(self) -> None:

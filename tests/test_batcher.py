@@ -63,6 +63,14 @@ def test_batches_form_under_concurrency_and_respect_max_batch(model):
     assert batcher.batches <= 4
 
 
+def test_a_lone_client_skips_the_batching_window(model):
+    """One request at a time: no wait for company that never comes (a 60 s window would time every request out)."""
+    batcher = MicroBatcher(model, max_batch=8, wait_ms=60_000, queue_size=8, timeout_s=20)
+    for seed in range(3):
+        assert batcher.result(FaceRequest(model, seed)).shape == (model.resolution, model.resolution, 3)
+    assert batcher.batches == 3 and batcher.largest_batch == 1
+
+
 def test_full_queue_raises_overloaded_as_503(model):
     batcher = MicroBatcher(model, max_batch=1, wait_ms=0, queue_size=2)
     gate = threading.Event()
