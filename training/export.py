@@ -76,6 +76,8 @@ def write_saved_model(generator, config, out_dir: Path, manifest_fields: dict) -
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Write beside the target, then swap, so a failed export never leaves a half model where a good one was.
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    # mkdtemp makes the folder private (0700); a model is read by other users (the image's non-root server).
+    os.chmod(staging, 0o755)
     try:
         tf.saved_model.save(module, str(staging), signatures={"serving_default": module.serve})
         manifest = {
