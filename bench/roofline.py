@@ -82,11 +82,18 @@ def ours():
     from training.networks import build_generator
     import keras
 
-    config = TrainConfig(resolution=64).validate()
+    # The bundled default model's architecture (its manifest keeps the training config); the config defaults else.
+    models = Path(__file__).resolve().parents[1] / "models"
+    name, config = "facegen-64 (config defaults)", TrainConfig(resolution=64)
+    if (models / "DEFAULT").is_file():
+        default = (models / "DEFAULT").read_text().split()[0]
+        manifest = json.loads((models / default / "manifest.json").read_text())
+        name, config = f"{default} (ours, the default model)", TrainConfig(**manifest["training"]["config"])
+    config.validate()
     model = build_generator(config)
     inputs = [keras.ops.zeros((1, config.latent_size)), keras.ops.zeros((1, config.num_attributes))]
     _record_shapes(model, inputs)
-    return "facegen-64 (ours, production config)", model, config.latent_size, config.num_attributes
+    return name, model, config.latent_size, config.num_attributes
 
 
 def artiface():

@@ -278,6 +278,9 @@ def main(argv=None) -> int:
                         help="GUNICORN_THREADS for ours (default: gunicorn.conf.py's own default)")
     parser.add_argument("--only", choices=["ours", "baseline"], help="run one server only")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--venv", type=Path,
+                        help="run both servers from this virtual environment (e.g. one holding only "
+                             "requirements.txt, as the image does; tests/test_deploy.py builds one)")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
 
@@ -293,9 +296,10 @@ def main(argv=None) -> int:
                         PROMETHEUS_MULTIPROC_DIR=str(work / "prometheus"), LOG_LEVEL="info")
         if args.threads:
             ours_env["GUNICORN_THREADS"] = str(args.threads)
-        ours = Server("ours", [GUNICORN, "-c", "gunicorn.conf.py", "--access-logfile", "/dev/null"], ours_env,
+        gunicorn = str(args.venv / "bin" / "gunicorn") if args.venv else GUNICORN
+        ours = Server("ours", [gunicorn, "-c", "gunicorn.conf.py", "--access-logfile", "/dev/null"], ours_env,
                       ours_port, ca_file, work / "ours.log", "facegen: worker", args.workers)
-        baseline = Server("baseline", [GUNICORN, "-w", str(args.workers), "-k", "sync", "--timeout", "300",
+        baseline = Server("baseline", [gunicorn, "-w", str(args.workers), "-k", "sync", "--timeout", "300",
                                        "--certfile", cert, "--keyfile", key, "-b", f"127.0.0.1:{base_port}",
                                        "bench.baseline_artiface:app"], env, base_port, ca_file,
                           work / "baseline.log", "baseline worker", args.workers)
@@ -304,6 +308,7 @@ def main(argv=None) -> int:
                               "load_before": os.getloadavg(), "python": platform.python_version()},
                   "model": model_note, "concurrency": levels, "duration_s": args.duration,
                   "warmup_s": args.warmup, "workers": args.workers, "threads": args.threads,
+                  "server_python": str(args.venv) if args.venv else sys.executable,
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         servers = [server for server in (ours, baseline) if not args.only or server.name == args.only]
         report.update(run_servers(servers, levels, args.duration, args.warmup, args.hot))
