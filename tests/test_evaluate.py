@@ -64,7 +64,8 @@ def test_diversity_flags_collapse():
 
 
 def test_registry():
-    assert {"attribute_accuracy", "frechet_distance", "diversity", "fid_inception"} <= set(metrics.METRICS)
+    assert {"attribute_accuracy", "attribute_accuracy_real_rows", "frechet_distance", "diversity",
+            "fid_inception"} <= set(metrics.METRICS)
 
     @metrics.register(name="_test_metric")
     def anything(ctx):
@@ -270,3 +271,30 @@ def test_evaluate_bad_input(case, message, model_dir, cache_path, classifier_pat
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err, err
+
+
+@pytest.mark.parametrize("faithful", [True, False])
+def test_attribute_accuracy_real_rows_scores_faithfulness_to_real_requests(cache_path, classifier_path, faithful):
+    """A generator that draws exactly the requested marks scores near 1; one that ignores the request near 0.5."""
+    from training.classifier import load_classifier
+    from training.data import load_cache
+
+    cache = load_cache(cache_path)
+    columns = [NAMES.index(a) for a in ATTRIBUTES]
+
+    def generate(noise, attrs):  # the test data's own renderer, driven by the requested attributes (or not)
+        full = np.zeros((len(noise), len(NAMES)), np.uint8)
+        full[:, columns] = attrs if faithful else (np.random.RandomState(len(noise)).rand(*attrs.shape) < 0.4)
+        return make_images(full, seed=int(abs(noise[0, 0]) * 1000))
+
+    held = cache.partition > 0
+    context = metrics.Context(generate=generate, latent_size=4, attributes=list(ATTRIBUTES),
+                              frequencies=np.full(3, 0.4), real_images=cache.images[held],
+                              real_attributes=cache.attributes[held][:, columns].astype(np.float32),
+                              classifier=load_classifier(classifier_path), samples=64, progress=False)
+    result = metrics.METRICS["attribute_accuracy_real_rows"](context)
+    assert list(result["per_attribute"]) == list(ATTRIBUTES) and result["samples"] == 64
+    if faithful:
+        assert result["mean"] > 0.9, result
+    else:
+        assert 0.3 < result["mean"] < 0.7, result

@@ -1,5 +1,6 @@
 """The gallery page in real headless Chromium (Debian's /usr/bin/chromium driven by Playwright)."""
 
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -28,7 +29,10 @@ def server_url(app):
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+        # CI (.ci/run) installs Chromium and sets FACEGEN_REQUIRE_BROWSER=1: there a missing browser is a failure.
+        if os.environ.get("FACEGEN_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with playwright_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield launched

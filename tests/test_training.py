@@ -241,7 +241,7 @@ def test_card_renders_pictures_and_figures_from_the_manifest(tmp_path, capsys):
     assert main(["card", "--model", str(model_dir), "--baseline", str(baseline), "--baseline-name", "ArtiFace",
                  "--notes", str(notes)]) == 0
     card = (model_dir / "MODEL_CARD.md").read_text()
-    assert "| Male | 0.950 | 0.900 | 1.000 | 0.990 | 0.500 |" in card
+    assert "| Male | 0.950 | 0.900 | 1.000 | n/a | 0.990 | 0.500 |" in card
     assert "12.500" in card and "99.000" in card and "| mode collapse | no | yes |" in card
     assert "Blurry hair." in card and "![samples.png](samples.png)" in card
     assert Image.open(model_dir / "samples.png").size[0] >= 8 * 32

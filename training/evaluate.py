@@ -263,6 +263,10 @@ def format_report(report: dict, name: str) -> str:
                              f"{_f(row['ceiling'])}")
             lines.append(f"  {'mean':<{width}}  {_f(acc['mean'])}  {'':5}  {'':5}  {_f(acc['ceiling_mean'])}"
                          f"   ({_f(acc['relative_to_ceiling'])} of the ceiling)")
+    rows = report.get("attribute_accuracy_real_rows")
+    if rows is not None and "skipped" not in rows:
+        lines.append(f"attribute accuracy on real attribute rows ({rows['samples']} faces): mean {_f(rows['mean'])}; "
+                     + ", ".join(f"{a} {_f(r['accuracy'])}" for a, r in rows["per_attribute"].items()))
     fd = report.get("frechet_distance")
     if fd is not None:
         lines.append(f"frechet distance (classifier features): {_f(fd['value'])}   "
