@@ -160,8 +160,9 @@ def render_card(manifest: dict, pictures: list, baseline: dict | None = None, ba
             f"{manifest['latent_size']} noise values"
             + (f" and {len(manifest['attributes'])} attributes." if manifest["attributes"] else "."), ""]
     if data.get("synthetic"):
-        out += ["**Trained on synthetic faces.** " + data.get("note", "The training data set is synthetic.")
-                + " The faces it makes are cartoon-like renderings, not photographs.", ""]
+        note = data.get("note", "the training data set is synthetic").rstrip(".")
+        out += [f"**Trained on synthetic faces:** {note}. The faces it makes look like those renderings, "
+                "not like photographs.", ""]
 
     out += ["## Data", "", "| | |", "| --- | --- |",
             f"| data set | {data.get('name', '?')}{' (synthetic)' if data.get('synthetic') else ''} |",
@@ -176,8 +177,7 @@ def render_card(manifest: dict, pictures: list, baseline: dict | None = None, ba
             f"{training.get('images_seen', 0):,} images seen, {training.get('epochs', '?')} epochs) |"
             if isinstance(training.get("steps"), int) else f"| steps | {training.get('steps')} |",
             f"| training time | {_f(seconds / 60 if seconds else None, 1)} minutes |",
-            f"| device | {training.get('device', '?')}, backend {training.get('backend', '?')}, "
-            f"precision {training.get('precision', '?')} |",
+            f"| device | {training.get('device', '?')}; precision {training.get('precision', '?')} |",
             f"| weights | {training.get('weights', '?')} (EMA decay {config.get('ema_decay', '?')}) |",
             f"| generator / discriminator parameters | {training.get('generator_parameters', '?'):,} / "
             f"{training.get('discriminator_parameters', 0):,} |" if isinstance(training.get("generator_parameters"), int)
