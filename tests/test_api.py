@@ -469,27 +469,26 @@ def manifest_corrupt(tiny, tmp):
     return tmp, "not valid JSON"
 
 
-def manifest_wrong_format(tiny, tmp):
+def copy_tiny_with_manifest(tiny, tmp, **changes) -> Path:
+    """The tiny model copied into tmp with some manifest fields replaced."""
     folder = copy_tiny(tiny, tmp)
     manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["format"] = "something-else/9"
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "manifest.json").write_text(json.dumps({**manifest, **changes}))
+    return folder
+
+
+def manifest_wrong_format(tiny, tmp):
+    copy_tiny_with_manifest(tiny, tmp, format="something-else/9")
     return tmp, "format"
 
 
 def manifest_bad_resolution(tiny, tmp):
-    folder = copy_tiny(tiny, tmp)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["resolution"] = "big"
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    copy_tiny_with_manifest(tiny, tmp, resolution="big")
     return tmp, "resolution"
 
 
 def manifest_lies_about_resolution(tiny, tmp):
-    folder = copy_tiny(tiny, tmp)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["resolution"] = 64
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    copy_tiny_with_manifest(tiny, tmp, resolution=64)
     return tmp, "manifest promises"
 
 
