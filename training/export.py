@@ -159,13 +159,11 @@ def export_random_model(out_dir, name="tiny", resolution=32, latent_size=16,
     The manifest says plainly that it is untrained.
     """
     _use_tensorflow_backend()
-    import keras
     import numpy as np
 
     from training.config import TrainConfig
     from training.networks import build_generator
 
-    keras.utils.set_random_seed(seed)
     config = TrainConfig(resolution=resolution, latent_size=latent_size, attributes=list(attributes),
                          g_width=8, g_max_width=32, d_width=8, d_max_width=32).validate()
     generator = build_generator(config)
