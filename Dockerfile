@@ -23,9 +23,9 @@ RUN groupadd --system --gid 10001 facegen \
     && useradd --system --uid 10001 --gid facegen --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin facegen
 
-# Code: the service, plus the training package (serving imports training.hardware and training.export).
+# Code: the service and the core it shares with training (serving never imports the training package).
 COPY gunicorn.conf.py /app/
-COPY training/ /app/training/
+COPY facegen/ /app/facegen/
 COPY app/ /app/app/
 # The bundled model(s) last, so swapping a model rebuilds one small layer (or mount another models folder instead).
 COPY models/ /app/models/

@@ -11,7 +11,7 @@ HTTPS only (TLS 1.2 or newer), no clear-text listener. Environment:
   LOG_LEVEL                                    gunicorn's log level (default info)
   PROMETHEUS_MULTIPROC_DIR                     per-worker metric files (default: a new folder under /tmp)
   FACEGEN_MODELS_DIR, FACEGEN_MODEL            read by app.create_app()
-  FACEGEN_SKIP_AVX_CHECK=1, FACEGEN_CPUINFO    see training/hardware.py
+  FACEGEN_SKIP_AVX_CHECK=1, FACEGEN_CPUINFO    see facegen/hardware.py
 
 Each worker imports the app itself (no preload): TensorFlow is never forked half-initialised, and each worker loads
 and warms up its models in create_app() before it takes a request.
@@ -27,7 +27,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from training.hardware import require_avx  # noqa: E402  (cheap: imports no TensorFlow)
+from facegen.hardware import require_avx  # noqa: E402  (cheap: imports no TensorFlow)
 
 # A CPU without AVX would kill every worker with 'Illegal instruction' when TensorFlow loads: refuse to start with a
 # clear message instead (exit code 3), before any socket is opened or worker forked.

@@ -17,6 +17,7 @@ from PIL import Image
 from app import limits
 from app.errors import ApiError
 from app.models import Model
+from facegen import model_folder
 
 # Lanczos rather than nearest: a GAN face is a small photograph, not pixel art, and nearest-neighbour blocks
 # look worse than a smooth enlargement; Lanczos also antialiases when a size below the native one is asked for.
@@ -78,15 +79,8 @@ def attribute_vector(model: Model, names: Sequence[str]) -> np.ndarray:
 
 
 def seed_inputs(model: Model, seed: int, psi: float = limits.DEFAULT_PSI) -> tuple[np.ndarray, np.ndarray]:
-    """seed -> (noise [L] float32, sampled attributes [A] float32), per docs/ARCHITECTURE.md.
-
-    The legacy RandomState stream is frozen by NumPy's compatibility policy, so these numbers are the same on
-    every platform and NumPy version. The attributes are drawn after the noise, so noise never depends on A.
-    """
-    stream = np.random.RandomState(seed)
-    noise = stream.standard_normal(model.latent_size).astype(np.float32) * np.float32(psi)
-    sampled = (stream.random_sample(len(model.attributes)) < model.attribute_frequencies).astype(np.float32)
-    return noise, sampled
+    """seed -> (noise [L] float32, sampled attributes [A] float32): the contract's rule (facegen.model_folder)."""
+    return model_folder.seed_inputs(seed, model.latent_size, model.attribute_frequencies, psi)
 
 
 def face_inputs(request: FaceRequest) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,6 @@ micro-batcher can later sit in front of it without touching the endpoints.
 import hashlib
 import json
 import logging
-import math
 import re
 import time
 from pathlib import Path
@@ -16,11 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from app.limits import MODEL_NAME_PATTERN
-
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "facegen-model/1"
-SAVED_MODEL = "saved_model.pb"
-DEFAULT_FILE = "DEFAULT"
+from facegen import model_folder
+from facegen.model_folder import DEFAULT_FILE, MANIFEST, SAVED_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -29,36 +25,12 @@ class ModelError(Exception):
     """A model folder that cannot be served: raised at startup so a broken model never half-serves."""
 
 
-def _require(condition: bool, path: Path, problem: str) -> None:
-    if not condition:
-        raise ModelError(f"{path / MANIFEST}: {problem}")
-
-
-def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def validate_manifest(manifest, path: Path) -> dict:
-    """Check the fields serving relies on; the rest (data set, training, metrics) is shown, not interpreted."""
-    _require(isinstance(manifest, dict), path, "is not a JSON object")
-    _require(manifest.get("format") == MANIFEST_FORMAT, path,
-             f"format is {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
-    for key in ("resolution", "latent_size"):
-        _require(_is_count(manifest.get(key)), path, f"{key} must be a positive integer, not {manifest.get(key)!r}")
-    attributes = manifest.get("attributes")
-    _require(isinstance(attributes, list) and all(isinstance(a, str) and a for a in attributes), path,
-             "attributes must be a list of non-empty strings")
-    # Queries name attributes case-insensitively, so two names differing only in case would be ambiguous.
-    _require(len({a.lower() for a in attributes}) == len(attributes), path,
-             "attribute names must be unique ignoring case")
-    _require(all(re.fullmatch(r"[A-Za-z0-9_]+", a) for a in attributes), path,
-             "attribute names may hold only letters, digits and '_' (they travel comma-separated in URLs)")
-    frequencies = manifest.get("attribute_frequencies", [0.5] * len(attributes))
-    _require(isinstance(frequencies, list) and len(frequencies) == len(attributes)
-             and all(isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) and 0 <= f <= 1
-                     for f in frequencies),
-             path, "attribute_frequencies must be one probability in [0, 1] per attribute")
-    return manifest
+    """The contract's check (facegen.model_folder), as the ModelError serving reports at startup."""
+    try:
+        return model_folder.validate_manifest(manifest, path / MANIFEST)
+    except model_folder.ManifestError as error:
+        raise ModelError(str(error)) from None
 
 
 class Model:
@@ -80,7 +52,7 @@ class Model:
         if hasattr(saved_model, "generate"):
             self._call = saved_model.generate.get_concrete_function()
         else:
-            serving = saved_model.signatures["serving_default"]
+            serving = saved_model.signatures[model_folder.GENERATE_SIGNATURE]
             self._call = lambda noise, attrs: serving(noise=noise, attrs=attrs)["images"]
         self.version = _model_version(path)
         self.load_seconds: float | None = None  # load + warm-up time, set by load_models (for /metrics)

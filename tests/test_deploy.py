@@ -131,7 +131,7 @@ def test_dockerignore_keeps_data_and_secrets_out_of_the_build_context():
     ignored = set((ROOT / ".dockerignore").read_text().split())
     for entry in (".git", "runs", "data", "*.npz", "certs", "**/__pycache__", ".venv", "tests", ".whl"):
         assert entry in ignored, entry
-    for needed in ("app", "training", "models", "gunicorn.conf.py", "requirements.txt"):
+    for needed in ("app", "facegen", "models", "gunicorn.conf.py", "requirements.txt"):
         assert needed not in ignored, needed
 
 
@@ -566,7 +566,7 @@ def test_cpu_without_avx_exits_with_host_passthrough_advice(smoke_venv, image_ro
     env = {"PATH": f"{smoke_venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "FACEGEN_CPUINFO": str(cpuinfo),
            "PORT": str(_free_port()), "BIND_HOST": "127.0.0.1", "TLS_SELF_SIGNED_DIR": str(tmp_path / "tls")}
     if os.uname().machine not in ("x86_64", "amd64", "i686", "i386"):
-        pytest.skip("the AVX check applies to x86 CPUs only (training/hardware.py)")
+        pytest.skip("the AVX check applies to x86 CPUs only (facegen/hardware.py)")
     result = subprocess.run(argv, cwd=image_root, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 3, result.stdout + result.stderr
     assert "AVX" in result.stderr and "host-passthrough" in result.stderr

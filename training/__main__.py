@@ -8,15 +8,18 @@ import argparse
 import importlib
 import sys
 
+from facegen.hardware import require_avx
+from facegen.model_folder import ManifestError
 from training.errors import UsageError
 
+# name: (module, help, imports TensorFlow/Keras so needs AVX on x86)
 COMMANDS = {
-    "prepare": ("training.data", "read a CelebA-layout folder into a compact training cache"),
-    "synth": ("training.synth", "render a procedural face data set in CelebA's layout"),
-    "train": ("training.loop", "train a conditional GAN from a cache or data folder"),
-    "export": ("training.export", "export a training run's generator as a TensorFlow SavedModel"),
-    "evaluate": ("training.evaluate", "measure a model's quality and write the figures into its manifest"),
-    "card": ("training.card", "write a model's sample grids and MODEL_CARD.md from its manifest"),
+    "prepare": ("training.data", "read a CelebA or CelebAMask-HQ folder into a compact training cache", False),
+    "synth": ("training.synth", "render a procedural face data set in CelebA's layout", False),
+    "train": ("training.loop", "train a conditional GAN from a cache or data folder", True),
+    "export": ("training.export", "export a training run's generator as a TensorFlow SavedModel", True),
+    "evaluate": ("training.evaluate", "measure a model's quality and write the figures into its manifest", True),
+    "card": ("training.card", "write a model's sample grids and MODEL_CARD.md from its manifest", True),
 }
 
 
@@ -25,7 +28,7 @@ def build_parser(argv) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (module_name, help_text, _) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
             module = importlib.import_module(module_name)
@@ -37,9 +40,11 @@ def build_parser(argv) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    if COMMANDS[args.command][2]:
+        require_avx()  # before the command imports TensorFlow, which would die with 'Illegal instruction'
     try:
         return int(args._run(args) or 0)
-    except UsageError as error:
+    except (UsageError, ManifestError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+from facegen import model_folder
 from training.errors import UsageError
 
 GIF_LIMIT_BYTES = 3_000_000
@@ -32,16 +33,14 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from training.export import read_manifest
-
-    if not (args.model / "manifest.json").is_file():
-        raise UsageError(f"--model: {args.model} holds no manifest.json (export a run there first)")
+    if not (args.model / model_folder.MANIFEST).is_file():
+        raise UsageError(f"--model: {args.model} holds no {model_folder.MANIFEST} (export a run there first)")
     for path, flag in ((args.run, "--run"), (args.baseline, "--baseline"), (args.notes, "--notes")):
         if path is not None and not path.exists():
             raise UsageError(f"{flag}: no such file or folder: {path}")
     if args.columns < 1:
         raise UsageError("--columns must be at least 1")
-    manifest = read_manifest(args.model)
+    manifest = model_folder.read_manifest(args.model)
     baseline = _read_json(args.baseline, "--baseline") if args.baseline else None
     pictures = write_pictures(args.model, args.columns)
     if args.run is not None:
@@ -53,8 +52,8 @@ def run(args) -> int:
     notes = args.notes.read_text() if args.notes else ""
     baseline_training = _read_json(args.baseline_training, "--baseline-training") if args.baseline_training else None
     text = render_card(manifest, pictures, baseline, args.baseline_name, baseline_training, notes)
-    (args.model / "MODEL_CARD.md").write_text(text)
-    print(f"wrote {args.model / 'MODEL_CARD.md'} and {', '.join(pictures)}")
+    (args.model / model_folder.CARD).write_text(text)
+    print(f"wrote {args.model / model_folder.CARD} and {', '.join(pictures)}")
     return 0
 
 
@@ -67,36 +66,38 @@ def _read_json(path: Path, flag: str) -> dict:
 
 # -- pictures ----------------------------------------------------------------------------------------------------
 def write_pictures(model_dir: Path, columns: int) -> list:
-    """samples.png and attributes.png, rendered through the service's own code path (same seeds, same pixels)."""
+    """samples.png and attributes.png, drawn with the contract's seed rule, so seed N is the face the service shows."""
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from app.faces import seed_inputs
-    from app.models import load_model
     from training.report import grid
 
-    model = load_model(Path(model_dir))
-    seeds = range(64)
-    inputs = [seed_inputs(model, seed) for seed in seeds]
-    images = model.generate(np.stack([z for z, _ in inputs]), np.stack([a for _, a in inputs]))
+    manifest = model_folder.read_manifest(model_dir)
+    generate, _loaded = model_folder.load_generate(model_dir)
+
+    def seed_inputs(seed):
+        return model_folder.seed_inputs(seed, manifest["latent_size"], manifest["attribute_frequencies"])
+
+    inputs = [seed_inputs(seed) for seed in range(64)]
+    images = generate(np.stack([z for z, _ in inputs]), np.stack([a for _, a in inputs]))
     grid(images, 8).save(model_dir / "samples.png")
     written = ["samples.png"]
 
-    attributes = model.manifest["attributes"]
+    attributes = manifest["attributes"]
     if attributes:
-        size = model.manifest["resolution"]
+        size = manifest["resolution"]
         label_width, pad = 120, 2
         card = Image.new("RGB", (label_width + 2 * columns * (size + pad), len(attributes) * (size + pad) + 16),
                          "white")
         draw = ImageDraw.Draw(card)
         for c in range(columns):
             draw.text((label_width + 2 * c * (size + pad) + 4, 2), f"seed {c}: off | on", fill="black")
-        noise, attrs = zip(*[seed_inputs(model, seed) for seed in range(columns)])
+        noise, attrs = zip(*[seed_inputs(seed) for seed in range(columns)])
         noise, attrs = np.stack(noise), np.stack(attrs)
         for row, name in enumerate(attributes):
             off, on = attrs.copy(), attrs.copy()
             off[:, row], on[:, row] = 0.0, 1.0
-            faces = model.generate(np.concatenate([noise, noise]), np.concatenate([off, on]))
+            faces = generate(np.concatenate([noise, noise]), np.concatenate([off, on]))
             y = 16 + row * (size + pad)
             draw.text((4, y + size // 2 - 6), name, fill="black")
             for c in range(columns):

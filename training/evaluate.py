@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facegen import model_folder
+from facegen.model_folder import to_uint8
 from training.errors import UsageError
 
 DEFAULT_SAMPLES = 2000
@@ -65,37 +67,27 @@ def keras_generate(generator):
     """generate(noise, attrs) -> uint8 images for a Keras generator, rounded exactly as the exported graph does."""
 
     def generate(noise, attrs):
-        pixels = np.asarray(generator.predict_on_batch([noise, attrs]), np.float32)
-        return np.clip(np.round((pixels + 1.0) * 127.5), 0.0, 255.0).astype(np.uint8)
+        return to_uint8(generator.predict_on_batch([noise, attrs]))
 
     return generate
 
 
 def saved_model_generate(model_dir: Path):
-    import tensorflow as tf
-
     try:
-        loaded = tf.saved_model.load(str(model_dir))
-        signature = loaded.signatures["serving_default"]
+        generate, loaded = model_folder.load_generate(model_dir)
     except Exception as error:
         raise UsageError(f"--model: {model_dir} holds no loadable SavedModel ({type(error).__name__}: "
                          f"{str(error).splitlines()[0] if str(error) else ''})") from None
-
-    def generate(noise, attrs):
-        return signature(noise=tf.constant(noise, tf.float32), attrs=tf.constant(attrs, tf.float32))["images"].numpy()
-
-    generate.keep_alive = loaded  # the signature needs its object alive
+    generate.keep_alive = loaded  # the function needs its object alive
     return generate
 
 
 def open_model(args) -> dict:
     """What evaluate needs of the model: generate, latent size, resolution, attributes, marginals, description."""
     if args.model is not None:
-        from training.export import read_manifest
-
         if not args.model.is_dir():
             raise UsageError(f"--model: no such model folder: {args.model}")
-        manifest = read_manifest(args.model)
+        manifest = model_folder.read_manifest(args.model)
         attributes = list(manifest.get("attributes", []))
         return {"generate": saved_model_generate(args.model), "latent_size": int(manifest["latent_size"]),
                 "resolution": int(manifest["resolution"]), "attributes": attributes,
@@ -230,11 +222,9 @@ def run(args) -> int:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.model is not None and not args.no_write:
-        from training.export import read_manifest, write_manifest
-
-        manifest = read_manifest(args.model)  # re-read: never write back a stale copy
+        manifest = model_folder.read_manifest(args.model)  # re-read: never write back a stale copy
         manifest["metrics"] = report
-        write_manifest(args.model, manifest)
+        model_folder.write_manifest(args.model, manifest)
         print(f"wrote the metrics into {args.model / 'manifest.json'}")
     elif args.run is not None and progress:
         print("(--run: no manifest to write; export the run and evaluate --model to record the metrics)")

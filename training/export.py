@@ -5,16 +5,13 @@ NumPy and the manifest, and no Keras or training code.
 """
 
 import datetime
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from facegen import model_folder
 from training.errors import UsageError
-
-MANIFEST = "manifest.json"
-FORMAT = "facegen-model/1"
 
 
 def add_arguments(parser):
@@ -30,7 +27,7 @@ def run(args) -> int:
     path = export_run(args.run, args.out, name=args.name, use_ema=not args.raw)
     if args.default:
         (path.parent / "DEFAULT").write_text(path.name + "\n")
-    manifest = read_manifest(path)
+    manifest = model_folder.read_manifest(path)
     print(f"exported {manifest['name']}: {manifest['resolution']}x{manifest['resolution']}, "
           f"{manifest['parameters']:,} parameters, {len(manifest['attributes'])} attributes -> {path}")
     return 0
@@ -63,8 +60,8 @@ def write_saved_model(generator, config, out_dir: Path, manifest_fields: dict) -
                                       tf.TensorSpec([None, a], tf.float32, name="attrs")])
         def generate(self, noise, attrs):
             pixels = self.model([noise, attrs], training=False)
-            # [-1, 1] -> [0, 255] rounded, inside the graph, so every client gets identical pixels.
-            return tf.cast(tf.clip_by_value(tf.round((pixels + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+            # The contract's pixel rule inside the graph, so every client gets identical pixels.
+            return tf.cast(model_folder.pixels_to_uint8(pixels, round=tf.round, clip=tf.clip_by_value), tf.uint8)
 
         @tf.function(input_signature=[tf.TensorSpec([None, latent], tf.float32, name="noise"),
                                       tf.TensorSpec([None, a], tf.float32, name="attrs")])
@@ -79,33 +76,21 @@ def write_saved_model(generator, config, out_dir: Path, manifest_fields: dict) -
     # mkdtemp makes the folder private (0700); a model is read by other users (the image's non-root server).
     os.chmod(staging, 0o755)
     try:
-        tf.saved_model.save(module, str(staging), signatures={"serving_default": module.serve})
-        manifest = {
-            "format": FORMAT,
-            "name": manifest_fields.get("name") or out_dir.name,
-            "resolution": r,
-            "latent_size": latent,
-            "attributes": list(config.attributes),
-            "attribute_frequencies": [round(float(f), 4) for f in
-                                      manifest_fields.get("attribute_frequencies", [0.5] * a)],
-            "conditional": a > 0,
-            "architecture": config.architecture,
-            "parameters": count_parameters(generator),
-            "signature": {"name": "serving_default",
-                          "inputs": {"noise": [None, latent], "attrs": [None, a]},
-                          "output": {"images": [None, r, r, 3], "dtype": "uint8"}},
-            "dataset": manifest_fields.get("dataset", {}),
-            "training": manifest_fields.get("training", {}),
-            "metrics": manifest_fields.get("metrics", {}),
-            "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-        write_manifest(staging, manifest)
+        tf.saved_model.save(module, str(staging), signatures={model_folder.GENERATE_SIGNATURE: module.serve})
+        manifest = model_folder.build_manifest(
+            name=manifest_fields.get("name") or out_dir.name, resolution=r, latent_size=latent,
+            attributes=config.attributes, architecture=config.architecture, parameters=count_parameters(generator),
+            attribute_frequencies=manifest_fields.get("attribute_frequencies"),
+            attribute_table=manifest_fields.get("attribute_table"),
+            dataset=manifest_fields.get("dataset"), training=manifest_fields.get("training"),
+            metrics=manifest_fields.get("metrics"), created=_now())
+        model_folder.write_manifest(staging, manifest)
         # Check the artefact the way serving will use it before it replaces anything.
         loaded = tf.saved_model.load(str(staging))
         probe = loaded.generate(np.zeros((1, latent), np.float32), np.zeros((1, a), np.float32)).numpy()
         if probe.shape != (1, r, r, 3) or probe.dtype != np.uint8:
             raise RuntimeError(f"exported model returned {probe.shape} {probe.dtype}")
-        for extra in ("MODEL_CARD.md",):  # keep a hand-kept card across re-exports
+        for extra in (model_folder.CARD,):  # keep a hand-kept card across re-exports
             if (out_dir / extra).is_file():
                 shutil.copy2(out_dir / extra, staging / extra)
         if out_dir.exists():
@@ -117,24 +102,8 @@ def write_saved_model(generator, config, out_dir: Path, manifest_fields: dict) -
     return out_dir
 
 
-def write_manifest(model_dir: Path, manifest: dict) -> None:
-    path = Path(model_dir) / MANIFEST
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(temporary, path)
-
-
-def read_manifest(model_dir: Path) -> dict:
-    path = Path(model_dir) / MANIFEST
-    if not path.is_file():
-        raise UsageError(f"{model_dir} is not a facegen model: {MANIFEST} is missing")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise UsageError(f"{path} is not valid JSON: {error}") from None
-    if manifest.get("format") != FORMAT:
-        raise UsageError(f"{path}: format is {manifest.get('format')!r}, expected {FORMAT!r}")
-    return manifest
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def export_run(run_dir: Path, out_dir: Path, name: str | None = None, use_ema: bool = True) -> Path:
@@ -148,6 +117,7 @@ def export_run(run_dir: Path, out_dir: Path, name: str | None = None, use_ema: b
                     train_seconds=round(meta.get("seconds", 0.0), 1), weights="ema" if group == "g_ema" else "raw",
                     batch_size=config.batch_size, config=config.to_dict())
     fields = {"name": name, "attribute_frequencies": run_info.get("attribute_frequencies", [0.5] * config.num_attributes),
+              "attribute_table": run_info.get("attribute_table"),
               "dataset": run_info.get("dataset", {}), "training": training}
     return write_saved_model(generator, config, out_dir, fields)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facegen import model_folder
 from training.config import load_config
 from training.errors import UsageError
-from training.hardware import require_avx
 
 LOG_FIELDS = ["step", "epoch", "seconds", "images_per_second", "d_loss", "g_loss", "d_class", "g_class",
               "d_accuracy", "d_accuracy_running", "d_real", "d_fake"]
@@ -77,7 +77,6 @@ def run(args) -> int:
         config = load_config(args.config, batch_size=args.batch_size)
     if not args.data.exists():
         raise UsageError(f"--data: no such file or folder: {args.data}")
-    require_avx()
     return Training(config, args).run()
 
 
@@ -171,6 +170,7 @@ class Training:
         info = {
             "dataset": self.dataset_info,
             "attribute_frequencies": [float(f) for f in self.attributes.mean(axis=0)] if self.config.num_attributes else [],
+            "attribute_table": model_folder.attribute_table(self.attributes),
             "training": {"backend": self.backend, "device": self.device_line, "devices": self.devices,
                          "precision": self.mixed_precision,
                          "generator_parameters": count_parameters(self.models.generator),

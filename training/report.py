@@ -6,10 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """[-1, 1] floats -> uint8 pixels, rounded like the exported model does."""
-    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+from facegen.model_folder import to_uint8  # noqa: F401  (re-exported: training code draws grids from it)
 
 
 def grid(images: np.ndarray, columns: int, pad: int = 2) -> Image.Image:

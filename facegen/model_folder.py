@@ -1,0 +1,183 @@
+"""The model-folder contract: the one place that says what a model folder holds and what its manifest means.
+
+Export writes it (``build_manifest``, ``write_manifest``), serving and the training tools read it
+(``read_manifest``), and both map a seed to generator inputs with ``seed_inputs``. NumPy only at import time:
+TensorFlow is imported by the one function that loads a SavedModel, so a JAX machine can read manifests.
+
+MODEL_DIR/
+  saved_model.pb, variables/   TensorFlow SavedModel; GENERATE_SIGNATURE(noise, attrs) -> {"images": uint8}
+  manifest.json                MANIFEST_KEYS below; evaluate adds "metrics"
+  MODEL_CARD.md, *.png, *.gif  optional: the card and its pictures (the loader ignores them)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "facegen-model/1"
+MANIFEST = "manifest.json"
+SAVED_MODEL = "saved_model.pb"
+DEFAULT_FILE = "DEFAULT"  # in a models folder: the default model's folder name on its first line
+CARD = "MODEL_CARD.md"
+GENERATE_SIGNATURE = "serving_default"  # noise float32 [N, latent_size], attrs float32 [N, A] -> images uint8
+
+# What a manifest holds. Serving interprets the first group; the rest is shown (API, card), not interpreted.
+REQUIRED_KEYS = ("format", "name", "resolution", "latent_size", "attributes")
+MANIFEST_KEYS = REQUIRED_KEYS + ("attribute_frequencies", "attribute_table", "conditional", "architecture",
+                                 "parameters", "signature", "dataset", "training", "metrics", "created")
+ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_]+")  # names travel comma-separated in URLs
+
+
+class ManifestError(ValueError):
+    """A manifest that does not keep the contract; the message names the file and the problem."""
+
+
+# -- pixels --------------------------------------------------------------------------------------------------
+def pixels_to_uint8(images, round=np.round, clip=np.clip):
+    """Generator output in [-1, 1] -> [0, 255] rounded half to even and clipped, still floating point.
+
+    Export passes ``tf.round`` and ``tf.clip_by_value`` so the graph computes exactly this; training samples and
+    evaluation use NumPy's. Cast to uint8 after.
+    """
+    return clip(round((images + 1.0) * 127.5), 0.0, 255.0)
+
+
+def to_uint8(images) -> np.ndarray:
+    """NumPy [-1, 1] floats -> uint8 pixels, exactly as the exported graph computes them."""
+    return pixels_to_uint8(np.asarray(images, np.float32)).astype(np.uint8)
+
+
+# -- seeds -----------------------------------------------------------------------------------------------------
+def seed_inputs(seed: int, latent_size: int, attribute_frequencies, psi: float = 1.0):
+    """seed -> (noise [latent_size] float32, attributes drawn from the marginals [A] float32).
+
+    The legacy RandomState stream is frozen by NumPy's compatibility policy, so these numbers are the same on every
+    platform and NumPy version. The attributes are drawn after the noise, so noise never depends on A.
+    """
+    stream = np.random.RandomState(seed)
+    noise = stream.standard_normal(latent_size).astype(np.float32) * np.float32(psi)
+    frequencies = np.asarray(attribute_frequencies, dtype=np.float64)
+    sampled = (stream.random_sample(len(frequencies)) < frequencies).astype(np.float32)
+    return noise, sampled
+
+
+# -- the manifest ----------------------------------------------------------------------------------------------
+def attribute_table(rows) -> dict:
+    """The training set's distinct attribute rows and their counts, for sampling whole, real attribute vectors.
+
+    rows: 0/1 array [N, A] in manifest attribute order -> {"rows": ["0110...", ...], "counts": [...]}, one string of
+    A characters per distinct row, most frequent first (ties in row order), so the manifest stays small and diffable.
+    """
+    rows = np.asarray(rows, dtype=np.uint8)
+    if rows.ndim != 2 or rows.shape[1] == 0 or len(rows) == 0:
+        return {"rows": [], "counts": []}
+    distinct, counts = np.unique(rows, axis=0, return_counts=True)
+    order = np.lexsort((np.arange(len(counts)), -counts))
+    return {"rows": ["".join("1" if v else "0" for v in distinct[i]) for i in order],
+            "counts": [int(counts[i]) for i in order]}
+
+
+def build_manifest(*, name: str, resolution: int, latent_size: int, attributes, architecture: str, parameters: int,
+                   attribute_frequencies=None, attribute_table=None, dataset=None, training=None, metrics=None,
+                   created: str) -> dict:
+    """A complete manifest for a generator exported with GENERATE_SIGNATURE."""
+    attributes = list(attributes)
+    a = len(attributes)
+    frequencies = [0.5] * a if attribute_frequencies is None else attribute_frequencies
+    return {
+        "format": FORMAT,
+        "name": name,
+        "resolution": int(resolution),
+        "latent_size": int(latent_size),
+        "attributes": attributes,
+        "attribute_frequencies": [round(float(f), 4) for f in frequencies],
+        # Absent for models exported before the table existed: serving then draws attributes independently.
+        **({"attribute_table": attribute_table} if attribute_table else {}),
+        "conditional": a > 0,
+        "architecture": architecture,
+        "parameters": int(parameters),
+        "signature": {"name": GENERATE_SIGNATURE,
+                      "inputs": {"noise": [None, int(latent_size)], "attrs": [None, a]},
+                      "output": {"images": [None, int(resolution), int(resolution), 3], "dtype": "uint8"}},
+        "dataset": dict(dataset or {}),
+        "training": dict(training or {}),
+        "metrics": dict(metrics or {}),
+        "created": created,
+    }
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def validate_manifest(manifest, where) -> dict:
+    """Check the fields serving relies on; ManifestError naming ``where`` and the problem otherwise."""
+
+    def need(ok: bool, problem: str) -> None:
+        if not ok:
+            raise ManifestError(f"{where}: {problem}")
+
+    need(isinstance(manifest, dict), "is not a JSON object")
+    need(manifest.get("format") == FORMAT, f"format is {manifest.get('format')!r}, expected {FORMAT!r}")
+    for key in ("resolution", "latent_size"):
+        need(_is_count(manifest.get(key)), f"{key} must be a positive integer, not {manifest.get(key)!r}")
+    attributes = manifest.get("attributes")
+    need(isinstance(attributes, list) and all(isinstance(a, str) and a for a in attributes),
+         "attributes must be a list of non-empty strings")
+    # Queries name attributes case-insensitively, so two names differing only in case would be ambiguous.
+    need(len({a.lower() for a in attributes}) == len(attributes), "attribute names must be unique ignoring case")
+    need(all(ATTRIBUTE_NAME.fullmatch(a) for a in attributes),
+         "attribute names may hold only letters, digits and '_' (they travel comma-separated in URLs)")
+    frequencies = manifest.get("attribute_frequencies", [0.5] * len(attributes))
+    need(isinstance(frequencies, list) and len(frequencies) == len(attributes)
+         and all(isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) and 0 <= f <= 1
+                 for f in frequencies),
+         "attribute_frequencies must be one probability in [0, 1] per attribute")
+    return manifest
+
+
+def read_manifest(model_dir) -> dict:
+    """The validated manifest of a model folder; ManifestError if it is missing, not JSON or breaks the contract."""
+    path = Path(model_dir) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"{model_dir}: {MANIFEST} is missing (not a facegen model folder)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ManifestError(f"{path}: not valid JSON ({error})") from None
+    return validate_manifest(manifest, path)
+
+
+def write_manifest(model_dir, manifest: dict) -> Path:
+    """Write atomically (a reader never sees half a manifest)."""
+    path = Path(model_dir) / MANIFEST
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(temporary, path)
+    return path
+
+
+# -- the SavedModel -----------------------------------------------------------------------------------------------
+def load_generate(model_dir):
+    """(generate(noise, attrs) -> uint8 [N, H, W, 3] numpy, the loaded SavedModel). Imports TensorFlow."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(model_dir))
+    if hasattr(loaded, "generate"):  # the direct function: no dict, no retracing per batch size
+        function = loaded.generate.get_concrete_function()
+        call = lambda noise, attrs: function(noise, attrs)  # noqa: E731
+    else:
+        signature = loaded.signatures[GENERATE_SIGNATURE]
+        call = lambda noise, attrs: signature(noise=noise, attrs=attrs)["images"]  # noqa: E731
+
+    def generate(noise, attrs) -> np.ndarray:
+        images = call(tf.constant(np.asarray(noise, np.float32)), tf.constant(np.asarray(attrs, np.float32)))
+        return np.asarray(images.numpy(), dtype=np.uint8)
+
+    return generate, loaded

@@ -1,0 +1,94 @@
+"""The model-folder contract (facegen.model_folder): one home that export, serving and the tools all read."""
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facegen import model_folder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_pixel_rule_maps_minus_one_to_zero_and_one_to_255_rounding_and_clipping():
+    x = (np.array([0.0, 0.4, 0.6, 127.7, 254.6, 255.0, -3.0, 300.0]) / 127.5 - 1.0).astype(np.float32)
+    assert model_folder.to_uint8(x).tolist() == [0, 0, 1, 128, 255, 255, 0, 255]
+
+
+def test_the_exported_graph_rounds_exactly_as_numpy(tmp_path):
+    """Export's graph and training's to_uint8 give identical pixels for the same generator output."""
+    import tensorflow as tf
+
+    x = np.random.RandomState(0).uniform(-1.2, 1.2, 4096).astype(np.float32)
+    x[:9] = (np.arange(9) + 0.5) / 127.5 - 1.0  # exact halves, where rounding rules differ
+    graph = model_folder.pixels_to_uint8(tf.constant(x), round=tf.round, clip=tf.clip_by_value).numpy()
+    np.testing.assert_array_equal(graph.astype(np.uint8), model_folder.to_uint8(x))
+
+
+def test_seed_inputs_are_the_frozen_legacy_stream():
+    noise, attrs = model_folder.seed_inputs(7, 4, [0.0, 1.0, 0.5], psi=0.5)
+    stream = np.random.RandomState(7)
+    np.testing.assert_array_equal(noise, stream.standard_normal(4).astype(np.float32) * np.float32(0.5))
+    assert attrs[0] == 0.0 and attrs[1] == 1.0 and noise.dtype == attrs.dtype == np.float32
+
+
+def test_build_manifest_passes_its_own_validation_and_read_back(tmp_path):
+    table = model_folder.attribute_table([[1, 0], [1, 0], [0, 0]])
+    manifest = model_folder.build_manifest(name="m", resolution=64, latent_size=8, attributes=["Male", "Smiling"],
+                                           architecture="facegen", parameters=10, attribute_table=table,
+                                           created="2026-01-01T00:00:00Z")
+    assert set(manifest) == set(model_folder.MANIFEST_KEYS)
+    assert manifest["signature"]["inputs"] == {"noise": [None, 8], "attrs": [None, 2]}
+    model_folder.write_manifest(tmp_path, manifest)
+    assert model_folder.read_manifest(tmp_path) == json.loads(json.dumps(manifest))
+
+
+def test_attribute_table_counts_distinct_rows_most_frequent_first():
+    rows = np.array([[0, 1, 1], [1, 0, 0], [0, 1, 1], [0, 0, 0], [1, 0, 0], [0, 1, 1]])
+    table = model_folder.attribute_table(rows)
+    assert table == {"rows": ["011", "100", "000"], "counts": [3, 2, 1]}
+    assert model_folder.attribute_table(np.zeros((5, 0))) == {"rows": [], "counts": []}
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"format": "other/1"}, "format"), ({"resolution": 0}, "resolution"), ({"latent_size": True}, "latent_size"),
+    ({"attributes": ["Male", "male"]}, "unique"), ({"attributes": ["a,b"]}, "letters"),
+    ({"attribute_frequencies": [0.5]}, "attribute_frequencies"),
+])
+def test_read_manifest_names_the_problem(tmp_path, change, problem):
+    manifest = model_folder.build_manifest(name="m", resolution=64, latent_size=8, attributes=["Male", "Smiling"],
+                                           architecture="facegen", parameters=10, created="x")
+    manifest.update(change)
+    (tmp_path / model_folder.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(model_folder.ManifestError, match=problem):
+        model_folder.read_manifest(tmp_path)
+    with pytest.raises(model_folder.ManifestError, match="missing"):
+        model_folder.read_manifest(tmp_path / "nowhere")
+
+
+def _imports(folder: str) -> set:
+    names = set()
+    for path in (REPO / folder).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_serving_never_imports_training_and_training_never_imports_serving():
+    assert "training" not in _imports("app")
+    assert "app" not in _imports("training")
+    assert not {"app", "training"} & _imports("facegen")
+
+
+def test_the_contract_is_not_restated():
+    """The format name and the pixel rule live in facegen/model_folder.py only."""
+    for folder in ("app", "training"):
+        for path in (REPO / folder).rglob("*.py"):
+            text = path.read_text()
+            assert model_folder.FORMAT not in text, path
+            assert "127.5" not in text or path.name in ("loss.py", "classifier.py", "metrics.py"), path
