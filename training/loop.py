@@ -3,15 +3,14 @@
 RUN_DIR/
   config.json   the config this run trains with (``--resume`` reads it back)
   run.json      data set, attribute frequencies, device: what export copies into the manifest
-  log.csv       scalars every ``log_every`` steps
+  log.csv       scalars every ``log_every`` steps (training/runlog.py)
+  tensorboard/  the same scalars and the sample grids as TensorBoard events (``tensorboard --logdir runs/``)
   checkpoint/   state.npz, rewritten atomically every ``checkpoint_every`` steps and when stopped
   samples/      a fixed-seed sample grid per ``sample_every`` epochs; loss_curves.png; training.gif at the end
 """
 
-import csv
 import datetime
 import json
-import math
 import os
 import signal
 import time
@@ -22,10 +21,7 @@ import numpy as np
 from facegen import model_folder
 from training.config import load_config
 from training.errors import UsageError
-
-LOG_FIELDS = ["step", "epoch", "seconds", "images_per_second", "d_loss", "g_loss", "d_class", "g_class",
-              "d_accuracy", "d_accuracy_running", "d_real", "d_fake"]
-
+from training.runlog import RunLog
 
 def add_arguments(parser):
     parser.add_argument("--data", required=True, type=Path,
@@ -67,6 +63,10 @@ def run(args) -> int:
         if not checkpoint.has_state(run_dir):
             raise UsageError(f"--resume: {run_dir} holds no checkpoint to resume from")
         config = load_config(config_file)
+        if args.batch_size is not None and args.batch_size != config.batch_size:
+            raise UsageError(f"--batch-size {args.batch_size}: {run_dir} trains with batch size {config.batch_size} "
+                             "(its epoch order and step count depend on it); resume without --batch-size, or start a "
+                             "new run in another folder")
         if args.config is not None and load_config(args.config, batch_size=args.batch_size) != config:
             raise UsageError(f"--config differs from the config {run_dir} was trained with ({config_file}); "
                              "resume without --config, or start a new run in another folder")
@@ -85,6 +85,7 @@ class Training:
         self.config, self.args = config, args
         self.run_dir: Path = args.out
         self.stop_requested = False
+        self.runlog = None
 
     # -- setup ---------------------------------------------------------------------------------------------
     def load_data(self):
@@ -184,74 +185,53 @@ class Training:
 
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self) -> int:
+        from training.batches import BatchSchedule
+
         self.load_data()
         self.setup()
         self.write_run_files()
-        config, trainer = self.config, self.trainer
-        n = len(self.images)
-        per_step = config.batch_size * config.d_steps
-        epoch_size = max(per_step, int(math.ceil(n * config.subset)))
-        self.steps_per_epoch = max(1, epoch_size // per_step)
-        if self.args.steps is not None:
-            total = self.args.steps
-        elif self.args.epochs is not None:
-            total = int(math.ceil(self.args.epochs * self.steps_per_epoch))
-        else:
-            total = 2**62  # --max-seconds alone
+        self.schedule = BatchSchedule(self.config, len(self.images))
+        self.steps_per_epoch = self.schedule.steps_per_epoch
+        self.sample_z, self.sample_a = self.sample_inputs()  # before anything that may draw the sample grid
+        total = self.schedule.total_steps(self.args.steps, self.args.epochs)
         if self.start_step >= total:
             print(f"the run is already at step {self.start_step} of {total}: nothing to do")
             self.finish(self.start_step)
             return 0
-        self.sample_z, self.sample_a = self.sample_inputs()
+        if self.args.resume:
+            self.forget_after(self.start_step)
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        log_file = open(self.run_dir / "log.csv", "a", newline="")
-        log = csv.DictWriter(log_file, fieldnames=LOG_FIELDS, extrasaction="ignore")
-        if log_file.tell() == 0:
-            log.writeheader()
-        progress = None
-        if not self.args.no_progress and total < 2**62:
-            from tqdm import tqdm
+        step = self.start_step
+        self.runlog = RunLog(self.run_dir, self.start_step, self.args.resume)
+        try:
+            step = self.train(total)
+        finally:
+            self.runlog.close()
+            self.runlog = None
+            signal.signal(signal.SIGTERM, previous)
+        self.finish(step)
+        return 0
 
-            progress = tqdm(total=total, initial=self.start_step, unit="step", dynamic_ncols=True)
-        step, epoch_order, epoch_loaded = self.start_step, None, -1
-        started = window_start = time.monotonic()
-        window_step = step
+    def train(self, total: int) -> int:
+        """Steps until ``total``, --max-seconds, Ctrl-C or SIGTERM; always ends with a checkpoint. -> last step."""
+        config, step = self.config, self.start_step
+        progress = self._progress_bar(total)
+        started = self.window_start = time.monotonic()
+        self.window_step = step
         try:
             while step < total and not self.stop_requested:
-                epoch, position = divmod(step, self.steps_per_epoch)
-                if epoch != epoch_loaded:
-                    # The epoch's order (and random subset) depends only on (seed, epoch): resume replays it.
-                    epoch_order = np.random.default_rng([config.seed, epoch]).permutation(n)[:epoch_size]
-                    epoch_loaded = epoch
-                real_index = epoch_order[position * per_step:(position + 1) * per_step]
-                real_index = real_index.reshape(config.d_steps, config.batch_size).astype(np.int32)
-                cond_index = np.random.default_rng([config.seed, epoch, position, 1]).integers(
-                    0, n, (config.d_steps + 1, config.batch_size), dtype=np.int32)
-                metrics = trainer.train_step(real_index, cond_index, step)
+                real_index, cond_index = self.schedule.indices(step)
+                metrics = self.trainer.train_step(real_index, cond_index, step)
                 step += 1
                 if progress is not None:
                     progress.update(1)
-                at_epoch_end = step % self.steps_per_epoch == 0
+                seconds = self.seconds_before + time.monotonic() - started
                 if step % config.log_every == 0 or step == total:
-                    values = trainer.to_host(metrics)  # waits for the device: only every log_every steps
-                    now = time.monotonic()
-                    rate = (step - window_step) * config.batch_size / max(now - window_start, 1e-9)
-                    window_start, window_step = now, step
-                    values.update(step=step, epoch=round(step / self.steps_per_epoch, 3),
-                                  seconds=round(self.seconds_before + now - started, 2),
-                                  images_per_second=round(rate, 1))
-                    log.writerow({k: (round(v, 5) if isinstance(v, float) else v) for k, v in values.items()})
-                    log_file.flush()
-                    if progress is not None:
-                        progress.set_postfix(d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}",
-                                             img_s=f"{rate:,.0f}")
-                    else:
-                        print(f"step {step} epoch {values['epoch']:.2f} d_loss {values['d_loss']:.4f} "
-                              f"g_loss {values['g_loss']:.4f} images/s {rate:,.0f}", flush=True)
-                if at_epoch_end and (step // self.steps_per_epoch) % self.args.sample_every == 0:
+                    self.log_scalars(step, metrics, seconds, progress)
+                if step % self.steps_per_epoch == 0 and (step // self.steps_per_epoch) % self.args.sample_every == 0:
                     self.save_samples(step)
                 if step % config.checkpoint_every == 0:
-                    self.save_checkpoint(step, self.seconds_before + time.monotonic() - started)
+                    self.save_checkpoint(step, seconds)
                 if self.args.max_seconds is not None and time.monotonic() - started >= self.args.max_seconds:
                     print(f"\n--max-seconds {self.args.max_seconds:g} reached at step {step}", flush=True)
                     break
@@ -260,12 +240,36 @@ class Training:
         finally:
             if progress is not None:
                 progress.close()
-            log_file.close()
-            signal.signal(signal.SIGTERM, previous)
             if step > self.start_step:
                 self.save_checkpoint(step, self.seconds_before + time.monotonic() - started)
-        self.finish(step)
-        return 0
+        return step
+
+    def _progress_bar(self, total: int):
+        if self.args.no_progress or total >= 2**62:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=self.start_step, unit="step", dynamic_ncols=True)
+
+    def log_scalars(self, step: int, metrics, seconds: float, progress) -> None:
+        values = self.trainer.to_host(metrics)  # waits for the device: only every log_every steps
+        now = time.monotonic()
+        rate = (step - self.window_step) * self.config.batch_size / max(now - self.window_start, 1e-9)
+        self.window_start, self.window_step = now, step
+        values.update(step=step, epoch=round(step / self.steps_per_epoch, 3), seconds=round(seconds, 2),
+                      images_per_second=round(rate, 1))
+        self.runlog.scalars(step, values)
+        if progress is not None:
+            progress.set_postfix(d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}", img_s=f"{rate:,.0f}")
+        else:
+            print(f"step {step} epoch {values['epoch']:.2f} d_loss {values['d_loss']:.4f} "
+                  f"g_loss {values['g_loss']:.4f} images/s {rate:,.0f}", flush=True)
+
+    def forget_after(self, step: int) -> None:
+        """Sample grids drawn after the checkpoint belong to steps this run lost when it was killed: drop them."""
+        for path in (self.run_dir / "samples").glob("step_*.png"):
+            if int(path.stem.split("_")[1]) > step:
+                path.unlink()
 
     def _on_sigterm(self, signum, frame):
         self.stop_requested = True  # finish the step in flight, checkpoint, exit cleanly
@@ -282,7 +286,10 @@ class Training:
 
         images = to_uint8(self.trainer.generate(self.sample_z, self.sample_a))
         path = self.run_dir / "samples" / f"step_{step:08d}.png"
-        grid(images, self.config.sample_grid).save(path)
+        picture = grid(images, self.config.sample_grid)
+        picture.save(path)
+        if self.runlog is not None:
+            self.runlog.image(step, "samples", np.asarray(picture))
         return path
 
     def save_checkpoint(self, step: int, seconds: float) -> None:

@@ -23,19 +23,30 @@ class GanModels:
     ema_generator: keras.Model
     g_optimizer: keras.optimizers.Optimizer
     d_optimizer: keras.optimizers.Optimizer
+    # D's running accuracy, which the accuracy-based schedule reads: training state, so it is checkpointed.
+    d_accuracy: keras.Variable
+
+    def groups(self) -> dict:
+        """Every piece of training state, by checkpoint group name, in a fixed order."""
+        return {"g": self.generator.variables, "d": self.discriminator.variables,
+                "g_ema": self.ema_generator.variables, "g_opt": self.g_optimizer.variables,
+                "d_opt": self.d_optimizer.variables, "schedule": [self.d_accuracy]}
 
     def checkpoint_groups(self) -> dict:
-        to_numpy = lambda variables: [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in variables]
-        return {"g": to_numpy(self.generator.variables), "d": to_numpy(self.discriminator.variables),
-                "g_ema": to_numpy(self.ema_generator.variables),
-                "g_opt": to_numpy(self.g_optimizer.variables), "d_opt": to_numpy(self.d_optimizer.variables)}
+        return {name: [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in variables]
+                for name, variables in self.groups().items()}
 
     def load_groups(self, groups: dict) -> None:
-        checkpoint.assign(self.generator.variables, groups["g"], "generator")
-        checkpoint.assign(self.discriminator.variables, groups["d"], "discriminator")
-        checkpoint.assign(self.ema_generator.variables, groups["g_ema"], "EMA generator")
-        checkpoint.assign(self.g_optimizer.variables, groups["g_opt"], "generator optimiser")
-        checkpoint.assign(self.d_optimizer.variables, groups["d_opt"], "discriminator optimiser")
+        names = {"g": "generator", "d": "discriminator", "g_ema": "EMA generator", "g_opt": "generator optimiser",
+                 "d_opt": "discriminator optimiser", "schedule": "D schedule state"}
+        for name, variables in self.groups().items():
+            if name == "schedule" and name not in groups:
+                continue  # a checkpoint from before the schedule state was saved: start it afresh (0.5)
+            if name not in groups:
+                from training.errors import UsageError
+
+                raise UsageError(f"the checkpoint has no {names[name]} ({name}/*): it is not a complete training state")
+            checkpoint.assign(variables, groups[name], names[name])
 
 
 def use_mixed_precision(config) -> bool:
@@ -67,7 +78,8 @@ def build_models(config) -> GanModels:
     d_optimizer = keras.optimizers.Adam(config.d_lr, beta_1=config.beta1, beta_2=config.beta2)
     g_optimizer.build(generator.trainable_variables)
     d_optimizer.build(discriminator.trainable_variables)
-    return GanModels(generator, discriminator, ema_generator, g_optimizer, d_optimizer)
+    d_accuracy = keras.Variable(0.5, dtype="float32", trainable=False, name="d_accuracy_running")
+    return GanModels(generator, discriminator, ema_generator, g_optimizer, d_optimizer, d_accuracy)
 
 
 def load_run_generator(run_dir, use_ema: bool = True):

@@ -11,12 +11,21 @@ artiface (the seeds' DCGAN, the baseline): z -> Dense 32x32x512 -> ConvTranspose
      with the attributes tiled onto the 32x32 map; D: Conv 64/128/256/512 5x5/2 -> Dense logit + attribute head.
 """
 
+import hashlib
 import math
 
 import keras
 from keras import layers, ops
 
-INIT = keras.initializers.RandomNormal(stddev=0.02)  # DCGAN's initialisation
+
+def init(config, path: str, stddev: float = 0.02):
+    """DCGAN's N(0, 0.02) initialiser with a seed of its own, derived from (config.seed, the layer's path).
+
+    One shared unseeded initialiser would draw its seed once at import: runs would not repeat, and every layer of
+    the same shape would start from the same values.
+    """
+    digest = hashlib.sha256(f"{config.seed}/{path}".encode()).digest()
+    return keras.initializers.RandomNormal(stddev=stddev, seed=int.from_bytes(digest[:4], "little") >> 1)
 
 
 def signed(attrs):
@@ -58,14 +67,15 @@ class _SpectralNorm(layers.Layer):
     stateless JAX train step drops; here the kernel stays raw and only the power-iteration vector is state.
     """
 
-    def __init__(self, spectral_norm=True, **kwargs):
+    def __init__(self, config, spectral_norm=True, **kwargs):
         super().__init__(**kwargs)
         self.spectral_norm = spectral_norm
+        self.kernel_init = init(config, f"discriminator/{self.name}/kernel")
+        self.u_init = init(config, f"discriminator/{self.name}/sn_u", stddev=1.0)
 
     def _build_u(self, out_features):
         if self.spectral_norm:
-            self.u = self.add_weight(shape=(1, out_features), initializer=keras.initializers.RandomNormal(1.0),
-                                     trainable=False, name="sn_u")
+            self.u = self.add_weight(shape=(1, out_features), initializer=self.u_init, trainable=False, name="sn_u")
 
     def normalised_kernel(self, training):
         kernel = ops.cast(self.kernel, "float32")
@@ -86,13 +96,13 @@ def _l2_normalise(x):
 
 
 class SNConv2D(_SpectralNorm):
-    def __init__(self, filters, kernel_size, strides=1, spectral_norm=True, **kwargs):
-        super().__init__(spectral_norm, **kwargs)
+    def __init__(self, config, filters, kernel_size, strides=1, spectral_norm=True, **kwargs):
+        super().__init__(config, spectral_norm, **kwargs)
         self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
 
     def build(self, input_shape):
         k = self.kernel_size
-        self.kernel = self.add_weight(shape=(k, k, input_shape[-1], self.filters), initializer=INIT, name="kernel")
+        self.kernel = self.add_weight(shape=(k, k, input_shape[-1], self.filters), initializer=self.kernel_init, name="kernel")
         self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
         self._build_u(self.filters)
 
@@ -102,12 +112,12 @@ class SNConv2D(_SpectralNorm):
 
 
 class SNDense(_SpectralNorm):
-    def __init__(self, units, use_bias=True, spectral_norm=True, **kwargs):
-        super().__init__(spectral_norm, **kwargs)
+    def __init__(self, config, units, use_bias=True, spectral_norm=True, **kwargs):
+        super().__init__(config, spectral_norm, **kwargs)
         self.units, self.use_bias = units, use_bias
 
     def build(self, input_shape):
-        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), initializer=INIT, name="kernel")
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), initializer=self.kernel_init, name="kernel")
         self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name="bias") if self.use_bias else None
         self._build_u(self.units)
 
@@ -122,18 +132,20 @@ class FacegenGenerator(keras.Model):
         self.config = config
         self.conditional = config.num_attributes > 0
         c4 = config.channels(4, config.g_width, config.g_max_width)
-        self.base = layers.Dense(4 * 4 * c4, kernel_initializer=INIT, name="base")
+        self.base = layers.Dense(4 * 4 * c4, kernel_initializer=init(config, "generator/base"), name="base")
         self.base_shape = (4, 4, c4)
         self.blocks = []
         res = 8
         while res <= config.resolution:
             channels = config.channels(res, config.g_width, config.g_max_width)
             self.blocks.append(layers.Conv2DTranspose(channels, 4, strides=2, padding="same",
-                                                      kernel_initializer=INIT, name=f"up{res}"))
+                                                      kernel_initializer=init(config, f"generator/up{res}"),
+                                                      name=f"up{res}"))
             res *= 2
         self.act = layers.LeakyReLU(0.2)
         self.norm = PixelNorm()
-        self.to_rgb = layers.Conv2D(3, 3, padding="same", kernel_initializer=INIT, dtype="float32", name="to_rgb")
+        self.to_rgb = layers.Conv2D(3, 3, padding="same", kernel_initializer=init(config, "generator/to_rgb"),
+                                    dtype="float32", name="to_rgb")
 
     def call(self, inputs, training=False):
         z, attrs = inputs
@@ -156,18 +168,19 @@ class FacegenDiscriminator(keras.Model):
         while res > 4:
             res //= 2
             channels = config.channels(res, config.d_width, config.d_max_width)
-            self.downs.append(SNConv2D(channels, 4, strides=2, spectral_norm=sn, name=f"down{res}"))
+            self.downs.append(SNConv2D(config, channels, 4, strides=2, spectral_norm=sn, name=f"down{res}"))
         c4 = config.channels(4, config.d_width, config.d_max_width)
         self.mbstd = MinibatchStd() if config.minibatch_std else None
-        self.conv4 = SNConv2D(c4, 3, spectral_norm=sn, name="conv4")
-        self.features = SNDense(c4, spectral_norm=sn, name="features")
-        self.logit = SNDense(1, spectral_norm=sn, name="logit")
+        self.conv4 = SNConv2D(config, c4, 3, spectral_norm=sn, name="conv4")
+        self.features = SNDense(config, c4, spectral_norm=sn, name="features")
+        self.logit = SNDense(config, 1, spectral_norm=sn, name="logit")
         self.act = layers.LeakyReLU(0.2)
         a = config.num_attributes
         use_projection = a > 0 and config.conditioning in ("projection", "both")
         use_ac = a > 0 and config.conditioning in ("acgan", "both")
-        self.projection = SNDense(c4, use_bias=False, spectral_norm=sn, name="projection") if use_projection else None
-        self.classifier = layers.Dense(a, kernel_initializer=INIT, dtype="float32", name="classifier") if use_ac else None
+        self.projection = SNDense(config, c4, use_bias=False, spectral_norm=sn, name="projection") if use_projection else None
+        self.classifier = (layers.Dense(a, kernel_initializer=init(config, "discriminator/classifier"), dtype="float32",
+                                        name="classifier") if use_ac else None)
 
     def call(self, inputs, training=False):
         images, attrs = inputs
@@ -192,15 +205,16 @@ class ArtifaceGenerator(keras.Model):
     def __init__(self, config, **kwargs):
         super().__init__(name="generator", **kwargs)
         self.conditional = config.num_attributes > 0
-        self.base = layers.Dense(32 * 32 * 512, kernel_initializer=INIT, name="base")
+        self.base = layers.Dense(32 * 32 * 512, kernel_initializer=init(config, "generator/base"), name="base")
         self.base_norm = layers.BatchNormalization(name="base_bn")
         self.ups = [
-            layers.Conv2DTranspose(256, 5, strides=2, padding="same", kernel_initializer=INIT, name="up64"),
-            layers.Conv2DTranspose(128, 5, strides=2, padding="same", kernel_initializer=INIT, name="up128"),
-            layers.Conv2DTranspose(64, 5, strides=1, padding="same", kernel_initializer=INIT, name="conv128"),
+            layers.Conv2DTranspose(256, 5, strides=2, padding="same", kernel_initializer=init(config, "generator/up64"), name="up64"),
+            layers.Conv2DTranspose(128, 5, strides=2, padding="same", kernel_initializer=init(config, "generator/up128"), name="up128"),
+            layers.Conv2DTranspose(64, 5, strides=1, padding="same", kernel_initializer=init(config, "generator/conv128"), name="conv128"),
         ]
         self.norms = [layers.BatchNormalization(name=f"bn{i}") for i in range(len(self.ups))]
-        self.to_rgb = layers.Conv2DTranspose(3, 5, padding="same", kernel_initializer=INIT, dtype="float32", name="to_rgb")
+        self.to_rgb = layers.Conv2DTranspose(3, 5, padding="same", kernel_initializer=init(config, "generator/to_rgb"),
+                                             dtype="float32", name="to_rgb")
         self.act = layers.LeakyReLU(0.2)
 
     def call(self, inputs, training=False):
@@ -217,12 +231,13 @@ class ArtifaceGenerator(keras.Model):
 class ArtifaceDiscriminator(keras.Model):
     def __init__(self, config, **kwargs):
         super().__init__(name="discriminator", **kwargs)
-        self.downs = [layers.Conv2D(c, 5, strides=2, padding="same", kernel_initializer=INIT, name=f"down{c}")
-                      for c in (64, 128, 256, 512)]
+        self.downs = [layers.Conv2D(c, 5, strides=2, padding="same", kernel_initializer=init(config, f"discriminator/down{c}"),
+                                    name=f"down{c}") for c in (64, 128, 256, 512)]
         self.act = layers.LeakyReLU(0.2)
-        self.logit = layers.Dense(1, kernel_initializer=INIT, dtype="float32", name="logit")
+        self.logit = layers.Dense(1, kernel_initializer=init(config, "discriminator/logit"), dtype="float32", name="logit")
         a = config.num_attributes
-        self.classifier = layers.Dense(a, kernel_initializer=INIT, dtype="float32", name="classifier") if a else None
+        self.classifier = (layers.Dense(a, kernel_initializer=init(config, "discriminator/classifier"), dtype="float32",
+                                        name="classifier") if a else None)
 
     def call(self, inputs, training=False):
         images, _attrs = inputs

@@ -1,18 +1,23 @@
 """The train step on the TensorFlow backend (the default for users and CI): GradientTape in a tf.function.
 
-Same objectives (training/loss.py) and the same data-on-device gather as the JAX step; Keras variables are
-the state, updated in place.
+The objectives (loss.py), stabilisers (stabilisers.py) and batches (batches.py) are shared with the JAX step;
+Keras variables are the state, updated in place. What one step does, on both backends:
+  for each of d_steps: D's loss on a real batch and fakes (D called with training=True: its spectral-norm vectors
+  advance), D's update unless the accuracy schedule holds it, D's running accuracy;
+  then G's loss through D called with training=False (D's state, spectral-norm vectors included, is D's own and
+  does not move in G's step), G's update, and the EMA of G.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from training import loss
+from training import loss, stabilisers
+from training.batches import real_batch
 from training.models import ema_variables
 
 
-class _Rng:
-    """Stateless draws from (seed, step, draw number), like the JAX step: nothing to checkpoint."""
+class StepRng:
+    """Stateless draws from (seed, step, draw number): nothing to checkpoint, and a resumed step draws the same."""
 
     def __init__(self, seed, step):
         self.seed, self.step, self.count = seed, tf.cast(step, tf.int64), 0
@@ -29,13 +34,14 @@ class _Rng:
 
 
 class Trainer:
-    def __init__(self, config, images, attributes, models, distribution=None):
+    """``rng(seed, step)`` makes the step's random source (tests pass one that replays fixed draws)."""
+
+    def __init__(self, config, images, attributes, models, distribution=None, rng=StepRng):
         if distribution is not None:
             raise ValueError("data-parallel training uses the JAX backend (KERAS_BACKEND=jax)")
-        self.config, self.models = config, models
+        self.config, self.models, self.rng = config, models, rng
         self.images = tf.constant(images)
         self.attributes = tf.constant(attributes)
-        self.d_accuracy = tf.Variable(0.5, trainable=False, dtype=tf.float32)
         self._step = tf.function(self._train_step)
         self._generate = tf.function(lambda z, a: models.ema_generator([z, a], training=False))
 
@@ -45,43 +51,50 @@ class Trainer:
     def pull(self):
         pass
 
-    def _train_step(self, real_index, cond_index, step):
+    def _d_update(self, real_index, cond_index, step, rng):
         config, m = self.config, self.models
         G, D = m.generator, m.discriminator
-        rng = _Rng(config.seed, step)
-        metrics = {}
-        for k in range(config.d_steps):
-            real, real_attrs = loss.real_batch(self.images, self.attributes, real_index[k], config, rng)
-            cond = tf.gather(self.attributes, cond_index[k])
-            with tf.GradientTape() as tape:
-                value, parts = loss.discriminator_objective(
-                    lambda z, a: G([z, a], training=True), lambda x, a: D([x, a], training=True),
-                    real, real_attrs, cond, step, config, rng)
-            grads = tape.gradient(value, D.trainable_variables)
-            if config.d_accuracy_threshold > 0:
-                # Accuracy-based schedule: while D wins too easily, hold its weights and let G catch up.
-                def update_d(grads=grads):
-                    m.d_optimizer.apply_gradients(zip(grads, D.trainable_variables))
-                    return tf.constant(True)
+        real, real_attrs = real_batch(self.images, self.attributes, real_index, config, rng)
+        cond = tf.gather(self.attributes, cond_index)
+        with tf.GradientTape() as tape:
+            value, parts = loss.discriminator_objective(
+                lambda z, a: G([z, a], training=True), lambda x, a: D([x, a], training=True),
+                real, real_attrs, cond, step, config, rng)
+        grads = tape.gradient(value, D.trainable_variables)
 
-                tf.cond(self.d_accuracy < config.d_accuracy_threshold, update_d, lambda: tf.constant(False))
-            else:
-                m.d_optimizer.apply_gradients(zip(grads, D.trainable_variables))
-            self.d_accuracy.assign(0.98 * self.d_accuracy + 0.02 * parts["d_accuracy"])
-            metrics.update(parts)
+        def apply():
+            m.d_optimizer.apply_gradients(zip(grads, D.trainable_variables))
+            return tf.constant(True)
 
-        cond = tf.gather(self.attributes, cond_index[config.d_steps])
+        may_update = stabilisers.d_may_update(m.d_accuracy.value, config)
+        if may_update is True:  # the schedule is off
+            apply()
+        else:
+            tf.cond(may_update, apply, lambda: tf.constant(False))
+        m.d_accuracy.assign(stabilisers.next_running_accuracy(m.d_accuracy.value, parts["d_accuracy"]))
+        return parts
+
+    def _g_update(self, cond_index, step, rng):
+        config, m = self.config, self.models
+        G, D = m.generator, m.discriminator
+        cond = tf.gather(self.attributes, cond_index)
         with tf.GradientTape() as tape:
             value, parts = loss.generator_objective(
-                lambda z, a: G([z, a], training=True), lambda x, a: D([x, a], training=True), cond, config, rng)
+                lambda z, a: G([z, a], training=True), lambda x, a: D([x, a], training=False), cond, step, config, rng)
         grads = tape.gradient(value, G.trainable_variables)
         m.g_optimizer.apply_gradients(zip(grads, G.trainable_variables))
-        metrics.update(parts)
-
-        decay = loss.ema_decay(config, step)
+        decay = stabilisers.ema_decay(self.config, step)
         for ema_variable, variable in zip(ema_variables(m.ema_generator), ema_variables(G)):
-            ema_variable.assign(decay * ema_variable + (1.0 - decay) * variable)
-        metrics["d_accuracy_running"] = self.d_accuracy.read_value()
+            ema_variable.assign(stabilisers.ema_update(ema_variable.value, variable.value, decay))
+        return parts
+
+    def _train_step(self, real_index, cond_index, step):
+        rng = self.rng(self.config.seed, step)
+        metrics = {}
+        for k in range(self.config.d_steps):
+            metrics.update(self._d_update(real_index[k], cond_index[k], step, rng))
+        metrics.update(self._g_update(cond_index[self.config.d_steps], step, rng))
+        metrics["d_accuracy_running"] = self.models.d_accuracy.value
         return metrics
 
     def train_step(self, real_index: np.ndarray, cond_index: np.ndarray, step: int):
