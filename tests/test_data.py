@@ -1,4 +1,5 @@
-"""training/data.py: `prepare` on both CelebA layouts, skipping bad files, filters, the crop, the cache contract."""
+"""training/data.py: `prepare` on the CelebA layouts and CelebAMask-HQ, skipping bad files, filters, the crop, the
+split, antialiasing, the cache contract and where it may be written."""
 
 import json
 import os
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.celebahq_fixture import (HQ_N, HQ_NAMES, celeba_name, hq_attribute_rows, hq_colour, hq_partition,
+                                    make_celebahq)
 from training import data
 from training.__main__ import main
 from training.errors import UsageError
@@ -88,6 +91,8 @@ def test_official_layout_round_trip(tmp_path, capsys):
     assert meta["source"] == str((tmp_path / "celeba").resolve())
     assert meta["dataset_name"] == "celeba" and meta["synthetic"] is False
     assert meta["filter"] is None and meta["limit"] is None
+    assert meta["split"] == {"kind": "celeba-official", "file": "list_eval_partition.txt", "unlisted": 0,
+                             "counts": {"train": 16, "validation": 2, "test": 2}}
     assert not list(tmp_path.glob("*.tmp*")), "the temporary file is renamed away"
     with np.load(out, allow_pickle=False) as npz:  # the contract: plain arrays, no pickles
         assert sorted(npz.files) == sorted(data.CACHE_KEYS)
@@ -99,6 +104,7 @@ def test_kaggle_csv_layout_nested_and_no_partition(tmp_path):
     cache = prepare(tmp_path / "kaggle", tmp_path / "k.npz")
     assert cache.meta["layout"] == "kaggle-csv" and cache.meta["count"] == N
     assert not cache.partition.any()
+    assert cache.meta["split"] == {"kind": "none", "counts": {"train": N, "validation": 0, "test": 0}}
     loaded = data.load_cache(tmp_path / "k.npz")
     np.testing.assert_array_equal(loaded.attributes, (attribute_rows() + 1) // 2)
     np.testing.assert_array_equal(loaded.images, cache.images)
@@ -108,6 +114,7 @@ def test_kaggle_csv_flat_folder_with_partition(tmp_path):
     make_celeba(tmp_path / "flat", layout="kaggle", nested=False, n=8)
     cache = prepare(tmp_path / "flat", tmp_path / "f.npz")
     assert cache.meta["count"] == 8 and list(cache.partition) == [0] * 4 + [1, 1, 2, 2]
+    assert cache.meta["split"]["kind"] == "celeba-official" and cache.meta["split"]["file"] == "list_eval_partition.csv"
 
 
 def test_synth_readme_names_the_data_set(tmp_path):
@@ -161,6 +168,23 @@ def test_missing_folder_and_non_celeba_folder(tmp_path):
     with pytest.raises(UsageError) as info:
         prepare(tmp_path / "empty", tmp_path / "x.npz")
     assert "list_attr_celeba.txt" in str(info.value) and "list_attr_celeba.csv" in str(info.value)
+
+
+def test_neither_layout_names_each_layouts_files(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "images-only" / "CelebA-HQ-img").mkdir(parents=True)  # images but no attribute file: no layout
+    for folder in ("empty", "images-only"):
+        with pytest.raises(UsageError) as info:
+            data.detect_layout(tmp_path / folder)
+        message = str(info.value)
+        for needed in ("img_align_celeba/", "list_attr_celeba.txt", "list_attr_celeba.csv", "CelebA-HQ-img/",
+                       "CelebAMask-HQ-attribute-anno.txt"):
+            assert needed in message, (needed, message)
+    assert main(["prepare", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "x.npz"), "--no-progress"]) == 2
+    assert "CelebAMask-HQ-attribute-anno.txt" in capsys.readouterr().err
+    make_celebahq(tmp_path / "hq", n=2)  # --data given the image folder itself: the parent is suggested
+    with pytest.raises(UsageError, match=f"Did you mean --data {tmp_path / 'hq'}"):
+        data.detect_layout(tmp_path / "hq" / "CelebA-HQ-img")
 
 
 # -- filter and limit ----------------------------------------------------------------------------------------
@@ -223,6 +247,249 @@ def test_crop_scales_with_the_image_and_jpeg_draft_keeps_quality(tmp_path):
         reference = np.asarray(full.convert("RGB").resize((64, 64), Image.Resampling.LANCZOS,
                                                           box=(15, 40, 163, 188))).astype(int)
     assert np.abs(data.load_face(textured, 64).astype(int) - reference).mean() < 4
+
+
+# -- CelebAMask-HQ ------------------------------------------------------------------------------------------------
+def test_celebahq_layout_is_detected(tmp_path):
+    image_dir, _ = make_celebahq(tmp_path / "hq", n=3)
+    layout = data.detect_layout(tmp_path / "hq")
+    assert layout.name == "celebamask-hq" and layout.image_dir == image_dir and layout.crop is None
+    assert layout.attribute_file == tmp_path / "hq" / "CelebAMask-HQ-attribute-anno.txt"
+    assert layout.mapping_file == tmp_path / "hq" / "CelebA-HQ-to-CelebA-mapping.txt"
+    assert layout.partition_file == tmp_path / "hq" / "list_eval_partition.txt"
+    assert set(layout.source_files()) == {layout.attribute_file, layout.mapping_file, layout.partition_file}
+    make_celebahq(tmp_path / "bare", n=3, mapping=False, partition=False)
+    bare = data.detect_layout(tmp_path / "bare")
+    assert bare.name == "celebamask-hq" and bare.mapping_file is None and bare.partition_file is None
+    make_celeba(tmp_path / "celeba", n=2)
+    assert data.detect_layout(tmp_path / "celeba").name == "official"
+    (tmp_path / "no-images").mkdir()
+    (tmp_path / "no-images" / "CelebAMask-HQ-attribute-anno.txt").write_text("0\nMale\n")
+    with pytest.raises(UsageError, match="no image folder .*CelebA-HQ-img"):
+        data.detect_layout(tmp_path / "no-images")
+
+
+def test_celebahq_takes_celebas_official_split_through_the_mapping(tmp_path, capsys):
+    make_celebahq(tmp_path / "celeba-hq")
+    cache = prepare(tmp_path / "celeba-hq", tmp_path / "hq.npz", size=32)
+    assert list(cache.filenames) == [f"{i}.jpg" for i in range(HQ_N)]
+    assert cache.attribute_names == HQ_NAMES
+    np.testing.assert_array_equal(cache.attributes, (hq_attribute_rows() + 1) // 2)
+    partition = dict(zip(cache.filenames, cache.partition))
+    assert partition["0.jpg"] == 0 and partition["3.jpg"] == 1 and partition["4.jpg"] == 2 and partition["18.jpg"] == 1
+    assert list(cache.partition) == [hq_partition(i) for i in range(HQ_N)]
+    # the fixture's decoys: looking up HQ i's own number instead of its CelebA original gives another split
+    decoys = data._read_partition_file(tmp_path / "celeba-hq" / "list_eval_partition.txt", csv_format=False)
+    assert [decoys.get(f"{i + 1:06d}.jpg") for i in range(HQ_N)] != list(cache.partition)
+    assert decoys[celeba_name(3)] == 1
+    for i in (0, 7, 19):  # order preserved: each face is its image's colour
+        assert np.abs(cache.images[i].reshape(-1, 3).mean(0) - hq_colour(i)).max() < 4
+    meta = data.load_cache(tmp_path / "hq.npz").meta
+    assert meta["layout"] == "celebamask-hq" and meta["crop"] is None and meta["count"] == HQ_N
+    assert meta["split"] == {"kind": "celeba-official", "file": "list_eval_partition.txt",
+                             "mapping": "CelebA-HQ-to-CelebA-mapping.txt", "identity_disjoint": True, "unlisted": 0,
+                             "counts": {"train": 12, "validation": 4, "test": 4}}
+    assert meta["dataset_name"] == "celeba-hq" and meta["synthetic"] is False
+    out = capsys.readouterr().out
+    assert "celebamask-hq layout" in out and "12 train / 4 validation / 4 test" in out and "warning" not in out
+
+
+def test_celebahq_image_missing_from_the_mapping_or_partition_goes_to_train(tmp_path, capsys):
+    root = tmp_path / "hq"
+    make_celebahq(root)
+    mapping = root / "CelebA-HQ-to-CelebA-mapping.txt"
+    lines = mapping.read_text().splitlines()
+    mapping.write_text("\n".join(line for line in lines if line.split()[0] != "3") + "\n")  # 3.jpg unmapped
+    partition = root / "list_eval_partition.txt"
+    partition.write_text("".join(line + "\n" for line in partition.read_text().splitlines()
+                                 if not line.startswith(celeba_name(4))))  # 4.jpg's original not listed
+    cache = prepare(root, tmp_path / "hq.npz")
+    assert cache.partition[3] == 0 and cache.partition[4] == 0, "unknown identity: train, never validation/test"
+    assert cache.partition[8] == 1 and cache.partition[9] == 2, "the others keep theirs"
+    assert cache.meta["split"]["unlisted"] == 2 and cache.meta["split"]["counts"] == {"train": 14, "validation": 3,
+                                                                                       "test": 3}
+    assert "warning: 2 images are not in CelebA-HQ-to-CelebA-mapping.txt / list_eval_partition.txt, so they went " \
+           "to train: 3.jpg, 4.jpg" in capsys.readouterr().out
+    # a mapping that places none of the images is the wrong file, not a data set of unknowns
+    rows = "".join(f"{i} {900000 + i} {900001 + i}.jpg\n" for i in range(HQ_N))
+    mapping.write_text("idx orig_idx orig_file\n" + rows)
+    with pytest.raises(UsageError, match="none of the 20 images .* move both away for a seeded split"):
+        prepare(root, tmp_path / "x.npz")
+    mapping.write_text("idx orig_idx orig_file\n0 zero 1.jpg\n")
+    with pytest.raises(UsageError, match=r"CelebA-HQ-to-CelebA-mapping\.txt, line 2"):
+        prepare(root, tmp_path / "x.npz")
+
+
+@pytest.mark.parametrize("mapping, partition", [(False, False), (False, True), (True, False)])
+def test_celebahq_without_the_mapping_files_takes_a_seeded_split(tmp_path, capsys, mapping, partition):
+    make_celebahq(tmp_path / "hq", mapping=mapping, partition=partition)
+    first = prepare(tmp_path / "hq", tmp_path / "a.npz")
+    second = prepare(tmp_path / "hq", tmp_path / "b.npz")
+    np.testing.assert_array_equal(first.partition, second.partition)  # deterministic
+    assert list(np.bincount(first.partition, minlength=3)) == [16, 2, 2]  # 80/10/10
+    assert list(first.partition) != [hq_partition(i) for i in range(HQ_N)]
+    split = data.load_cache(tmp_path / "a.npz").meta["split"]
+    lacking = [name for name, present in (("CelebA-HQ-to-CelebA-mapping.txt", mapping),
+                                          ("list_eval_partition.txt", partition)) if not present]
+    assert split == {"kind": "seeded", "seed": data.SPLIT_SEED, "fractions": [0.8, 0.1, 0.1],
+                     "identity_disjoint": False, "lacking": lacking,
+                     "counts": {"train": 16, "validation": 2, "test": 2}}
+    assert "split: seeded 80/10/10 (seed 0; no " in capsys.readouterr().out
+    # drawn over the whole attribute file: --filter and --limit never move an image to another partition
+    subset = prepare(tmp_path / "hq", tmp_path / "c.npz", filter_text="Male", limit=6)
+    assert list(subset.filenames) == ["0.jpg", "2.jpg", "4.jpg", "6.jpg", "8.jpg", "10.jpg"]
+    np.testing.assert_array_equal(subset.partition, first.partition[[0, 2, 4, 6, 8, 10]])
+
+
+def bordered(side, border, inside=(0, 200, 0), edge=(230, 0, 0)):
+    """A square: an `edge`-coloured border `border` px wide, `inside` within, a blue square at the centre."""
+    image = Image.new("RGB", (side, side), edge)
+    image.paste(inside, (border, border, side - border, side - border))
+    c = side // 2
+    image.paste((0, 0, 255), (c - side // 8, c - side // 8, c + side // 8, c + side // 8))
+    return image
+
+
+def test_celebahq_images_are_resized_whole_not_cropped_the_celeba_way(tmp_path):
+    # a 16px border at 256px: the CelebA box (left 8%, top 18%, right 8%, bottom 14% cut off) would remove it all
+    make_celebahq(tmp_path / "hq", n=2, image=lambda i: bordered(256, 16))
+    cache = prepare(tmp_path / "hq", tmp_path / "hq.npz", size=64)
+    assert cache.meta["crop"] is None
+    face = cache.images[0].astype(int)  # 16px at 256 -> 4px at 64
+    for y, x in ((1, 32), (32, 1), (62, 32), (32, 62), (1, 1), (62, 62)):
+        np.testing.assert_allclose(face[y, x], (230, 0, 0), atol=25, err_msg=f"border at {(y, x)}")
+    np.testing.assert_allclose(face[32, 32], (0, 0, 255), atol=25)  # the centre stays the centre
+    np.testing.assert_allclose(face[12, 12], (0, 200, 0), atol=25)
+    assert (face[:, :, 0] > 150).sum(axis=0)[32] == 8, "4px of border top and bottom: not stretched, not cut"
+
+
+def test_celebahq_non_square_image_is_centre_cropped(tmp_path):
+    def picture(i):
+        if i != 1:
+            return Image.new("RGB", (128, 128), hq_colour(i))
+        image = Image.new("RGB", (300, 200), (230, 0, 0))  # red bands left and right of a 200x200 square
+        image.paste((0, 200, 0), (50, 0, 250, 200))
+        image.paste((255, 255, 255), (50, 0, 250, 40))  # the square's top fifth is white
+        return image
+
+    make_celebahq(tmp_path / "hq", n=3, image=picture)
+    cache = prepare(tmp_path / "hq", tmp_path / "hq.npz", size=64)
+    assert cache.meta["count"] == 3 and cache.meta["skipped"]["corrupt"] == 0
+    face = cache.images[1].astype(int)
+    red = (face[:, :, 0] > 120) & (face[:, :, 1] < 100)
+    assert not red.any(), "the bands outside the centred square are cut off, not squeezed in"
+    np.testing.assert_allclose(face[5, 32], (255, 255, 255), atol=20)  # white rows 0..12.8 of 64: not squashed
+    np.testing.assert_allclose(face[20, 32], (0, 200, 0), atol=20)
+    np.testing.assert_allclose(face[60, 3], (0, 200, 0), atol=20)
+
+
+def checkerboard(side):
+    return Image.fromarray(((np.indices((side, side)).sum(0) % 2) * 255).astype(np.uint8)).convert("RGB")
+
+
+def test_downsizing_is_antialiased(tmp_path):
+    """A 1px checkerboard downsized 4x (or 3.75x) is uniform grey; point sampling would keep black or white."""
+    board = checkerboard(256)
+    aliased = np.asarray(board.resize((64, 64), Image.Resampling.NEAREST)).astype(float)
+    assert aliased.std() > 100 or abs(aliased.mean() - 127.5) > 100, "what the test guards against"
+    for side in (256, 240):  # 240 -> 64: no JPEG draft step reaches 64 exactly, Lanczos does the rest
+        checkerboard(side).save(tmp_path / f"board{side}.png")
+        face = data.load_face(tmp_path / f"board{side}.png", 64, crop=False).astype(float)
+        assert abs(face.mean() - 127.5) < 6 and face.std() < 6, (side, face.mean(), face.std())
+    make_celebahq(tmp_path / "hq", n=2, image=lambda i: checkerboard(256))  # through prepare and JPEG draft mode
+    with Image.open(tmp_path / "hq" / "CelebA-HQ-img" / "0.jpg") as saved:
+        assert np.asarray(saved.convert("L")).astype(float).std() > 60, "the JPEG still holds the checkerboard"
+    face = prepare(tmp_path / "hq", tmp_path / "hq.npz", size=64).images[0].astype(float)
+    assert abs(face.mean() - 127.5) < 10 and face.std() < 8, (face.mean(), face.std())
+
+
+def test_celebahq_1024px_images(tmp_path):
+    make_celebahq(tmp_path / "hq", n=2, image=lambda i: bordered(1024, 64, inside=hq_colour(i)))
+    assert (tmp_path / "hq" / "CelebA-HQ-img" / "0.jpg").stat().st_size < 200_000  # flat: small on disk
+    for size in (64, 128):
+        cache = prepare(tmp_path / "hq", tmp_path / f"hq{size}.npz", size=size)
+        face = cache.images[1].astype(int)  # 64px border at 1024 -> size/16
+        assert cache.images.shape == (2, size, size, 3)
+        np.testing.assert_allclose(face[size // 32, size // 2], (230, 0, 0), atol=25)
+        np.testing.assert_allclose(face[size // 16 + 3, size // 16 + 3], hq_colour(1), atol=25)
+        np.testing.assert_allclose(face[size // 2, size // 2], (0, 0, 255), atol=25)
+
+
+def test_celebahq_corrupt_and_missing_images_are_skipped_and_counted(tmp_path, capsys):
+    image_dir, names = make_celebahq(tmp_path / "hq", skip_images=(2,))
+    jpeg = (image_dir / names[4]).read_bytes()
+    (image_dir / names[4]).write_bytes(jpeg[: len(jpeg) // 2])  # truncated
+    (image_dir / names[8]).write_bytes(b"not a jpeg at all")
+    cache = prepare(tmp_path / "hq", tmp_path / "hq.npz")
+    assert cache.meta["skipped"] == {"missing": 1, "corrupt": 2} and cache.meta["count"] == HQ_N - 3
+    assert "skipped 1 missing: 2.jpg" in capsys.readouterr().out
+    kept = [i for i in range(HQ_N) if i not in (2, 4, 8)]
+    assert list(cache.filenames) == [names[i] for i in kept]
+    assert list(cache.partition) == [hq_partition(i) for i in kept]  # rows stay aligned
+    assert cache.meta["split"]["counts"] == {"train": 11, "validation": 3, "test": 3}
+    assert np.abs(cache.images[2].reshape(-1, 3).mean(0) - hq_colour(3)).max() < 4
+
+
+def test_celebahq_filter_and_limit(tmp_path):
+    make_celebahq(tmp_path / "hq")
+    cache = prepare(tmp_path / "hq", tmp_path / "m.npz", filter_text="Male=1,Eyeglasses")
+    assert list(cache.filenames) == ["0.jpg", "6.jpg", "12.jpg", "18.jpg"]
+    assert list(cache.partition) == [0, 0, 0, 1] and cache.meta["filter"] == {"Male": 1, "Eyeglasses": 1}
+    cache = prepare(tmp_path / "hq", tmp_path / "l.npz", filter_text="male=0", limit=3)
+    assert list(cache.filenames) == ["1.jpg", "3.jpg", "5.jpg"] and list(cache.partition) == [0, 1, 0]
+
+
+def test_open_dataset_on_celebahq_when_the_data_folder_is_read_only(tmp_path, monkeypatch, capsys):
+    shared, user, locked = tmp_path / "shared", tmp_path / "user-cache", tmp_path / "locked"
+    make_celebahq(shared / "celeba-hq", n=6)
+    locked.mkdir()
+    monkeypatch.setenv("FACEGEN_CACHE_DIR", str(user))
+    shared.chmod(0o555), locked.chmod(0o555)  # read-only by mode: root too must leave it alone
+    try:
+        assert data.unwritable_reason(shared / ".facegen-cache") == f"{shared} is read-only (dr-xr-xr-x)"
+        cache = data.open_dataset(shared / "celeba-hq", 32, progress=False, workers=1)
+        assert cache.images.shape == (6, 32, 32, 3) and cache.meta["layout"] == "celebamask-hq"
+        assert (user / "celeba-hq-32.npz").is_file() and not (shared / ".facegen-cache").exists()
+        assert "caching in" in capsys.readouterr().out
+        again = data.open_dataset(shared / "celeba-hq", 32, progress=False, workers=1)
+        assert "using the cache" in capsys.readouterr().out and list(again.partition) == list(cache.partition)
+        with pytest.raises(UsageError, match=f"no writable place .*{locked} is read-only.*--cache-dir"):
+            data.open_dataset(shared / "celeba-hq", 64, locked / "caches", progress=False, workers=1)
+        with pytest.raises(UsageError, match=f"--out: cannot write the cache .*{locked} is read-only"):
+            prepare(shared / "celeba-hq", locked / "x.npz")
+        assert not (locked / "caches").exists() and not list(locked.iterdir())
+    finally:
+        shared.chmod(0o755), locked.chmod(0o755)
+    # beside a writable data folder, as before
+    data.open_dataset(shared / "celeba-hq", 64, progress=False, workers=1)
+    assert (shared / ".facegen-cache" / "celeba-hq-64.npz").is_file()
+
+
+REAL_HQ = Path("/work/shared/data/celeba-hq-128")
+
+
+@pytest.mark.skipif(not (REAL_HQ / "CelebAMask-HQ-attribute-anno.txt").is_file(), reason=f"no {REAL_HQ}")
+def test_real_celebahq_64_images_take_the_official_split(tmp_path):
+    out = tmp_path / "real.npz"
+    assert main(["prepare", "--data", str(REAL_HQ), "--out", str(out), "--size", "64", "--limit", "64",
+                 "--workers", "1", "--no-progress"]) == 0
+    cache = data.load_cache(out)
+    assert list(cache.filenames) == [f"{i}.jpg" for i in range(64)] and cache.images.shape == (64, 64, 64, 3)
+    original = {}  # read here independently: HQ index -> CelebA file -> partition
+    for line in (REAL_HQ / "CelebA-HQ-to-CelebA-mapping.txt").read_text().splitlines()[1:]:
+        idx, _, orig_file = line.split()
+        original[f"{idx}.jpg"] = orig_file
+    official = dict(line.split() for line in (REAL_HQ / "list_eval_partition.txt").read_text().splitlines())
+    expected = [int(official[original[name]]) for name in cache.filenames]
+    assert list(cache.partition) == expected and len(set(expected)) == 3
+    meta = cache.meta
+    assert meta["layout"] == "celebamask-hq" and meta["crop"] is None and meta["split"]["kind"] == "celeba-official"
+    assert meta["split"]["unlisted"] == 0 and meta["skipped"] == {"missing": 0, "corrupt": 0}
+    assert cache.images.reshape(64, -1).std(axis=1).min() > 10, "faces, not flat images"
+    # the shared folder is never written, not even the cache folder beside it (root could: the mode says no)
+    cache_dir = data.default_cache_path(REAL_HQ, 64).parent
+    assert cache_dir == REAL_HQ.parent / ".facegen-cache" and not cache_dir.exists()
+    assert data.unwritable_reason(cache_dir), "open_dataset must fall back to the user cache folder"
 
 
 # -- parallel decoding ---------------------------------------------------------------------------------------
