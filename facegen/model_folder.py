@@ -139,6 +139,11 @@ def validate_manifest(manifest, where) -> dict:
          and all(isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) and 0 <= f <= 1
                  for f in frequencies),
          "attribute_frequencies must be one probability in [0, 1] per attribute")
+    if "attribute_table" in manifest:  # absent in older exports: serving then draws attributes independently
+        from facegen.attributes import table_problem
+
+        problem = table_problem(manifest["attribute_table"], len(attributes))
+        need(problem is None, f"attribute_table {problem}")
     return manifest
 
 
