@@ -1,4 +1,5 @@
-"""/api/*: thin routes. Each parses its query with app.params, renders with app.faces, and sets cache headers."""
+"""/api/*: thin routes. Each parses its query with app.params, renders with app.faces, and sets cache headers and
+the attribute headers (X-Attributes, X-Attributes-Explicit, X-Attributes-Matched: the vector each face used)."""
 
 import hashlib
 import secrets
@@ -7,13 +8,21 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 
 from app import limits
 from app.errors import ApiError
-from app.faces import FaceRequest, InterpolationRequest, parse_attrs, render_animation, render_grid_png
+from app.faces import (FaceInputs, FaceRequest, InterpolationRequest, interpolation_ends, parse_attrs,
+                       render_animation, render_grid_png, resolve)
 from app.params import (FACE_PARAMS, GRID_PARAMS, INTERPOLATE_PARAMS, allowed_sizes, parse_choice, parse_int,
                         parse_model, parse_psi, parse_seed, parse_seed_list, parse_size, single_values)
+from facegen import attributes
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
 ANIMATION_TYPES = {"gif": "image/gif", "webp": "image/webp"}
+
+# The attributes each face used (docs/SERVICE.md): one entry per face, ';' between faces (a grid's cells in seed
+# order, an animation's first and last frame), ',' between names.
+ATTRIBUTES_HEADER = "X-Attributes"  # the names that are on
+EXPLICIT_HEADER = "X-Attributes-Explicit"  # every name, '-' before the off ones: an attrs value that repeats it
+MATCHED_HEADER = "X-Attributes-Matched"  # table sampling only: exact (a training row) or nearest
 
 
 def registry():
@@ -26,6 +35,22 @@ def query_values(params) -> dict[str, str]:
 
 def random_seed() -> int:
     return secrets.randbelow(limits.SEED_MAX + 1)
+
+
+def attrs_value(values, model, key: str = "attrs"):
+    """The constraints of parameter ``key`` (None if absent); errors also say when a name is another model's."""
+    return parse_attrs(values.get(key), model, key, list(registry().models.values()))
+
+
+def set_attribute_headers(response, model, faces: list[FaceInputs], explicit: bool = True) -> None:
+    """X-Attributes (and X-Attributes-Explicit, X-Attributes-Matched) for these faces, in order."""
+    response.headers[ATTRIBUTES_HEADER] = ";".join(
+        ",".join(attributes.on_names(face.attributes, model.attributes)) for face in faces)
+    if explicit:
+        response.headers[EXPLICIT_HEADER] = ";".join(
+            attributes.explicit(face.attributes, model.attributes) for face in faces)
+    if model.attribute_table is not None:
+        response.headers[MATCHED_HEADER] = ";".join(face.matched for face in faces)
 
 
 def psi_value(values) -> float:
@@ -54,11 +79,12 @@ def face():
     seeded = "seed" in values
     seed = parse_seed(values["seed"]) if seeded else random_seed()
     size = parse_size(values.get("size"), model.resolution)
-    face_request = FaceRequest(model, seed, parse_attrs(values.get("attrs"), model), psi_value(values),
+    face_request = FaceRequest(model, seed, attrs_value(values, model), psi_value(values),
                                None if size == model.resolution else size)
     # Cached PNG, else generated in a micro-batch shared with concurrent requests (app/batcher.py).
     body = current_app.extensions["facegen_renderer"].png(face_request)
     response = image_response(body, "image/png", seeded, face_request.query())
+    set_attribute_headers(response, model, [resolve(model, seed, face_request.attrs, face_request.psi)])
     if not seeded:
         response.headers["X-Seed"] = str(seed)
     return response
@@ -77,21 +103,35 @@ def faces():
         count = parse_int(values["n"], "n", 1, limits.MAX_FACES) if "n" in values else limits.DEFAULT_FACES
         start = parse_seed(values["start"], "start") if "start" in values else random_seed()
         seeds = [(start + i) % (limits.SEED_MAX + 1) for i in range(count)]
-    attrs = parse_attrs(values.get("attrs"), model)
+    attrs = attrs_value(values, model)
     psi = psi_value(values)
     size = parse_size(values.get("size"), model.resolution, limits.MAX_CELL_SIZE)
     output = parse_choice(values.get("format"), "format", ["png", "json"])
     requests = [FaceRequest(model, seed, attrs, psi, None if size == model.resolution else size) for seed in seeds]
+    resolved = [resolve(model, seed, attrs, psi) for seed in seeds]
     if output == "json":
-        response = jsonify({"model": model.name, "size": size,
-                            "faces": [{"seed": r.seed, "url": f"{url_for('api.face')}?{r.query()}"}
-                                      for r in requests]})
+        response = jsonify({"model": model.name, "size": size, "attribute_sampling": model.attribute_sampling,
+                            "faces": [face_listing(r, inputs) for r, inputs in zip(requests, resolved)]})
         response.headers["Cache-Control"] = limits.IMMUTABLE_CACHE_CONTROL if stable else "no-store"
     else:
         response = image_response(render_grid_png(requests, size), "image/png", stable)
+    # Every name of every cell could outgrow what proxies accept in headers (64 x 40 names): the explicit form is
+    # in the JSON listing instead.
+    set_attribute_headers(response, model, resolved, explicit=False)
     if not stable:
         response.headers["X-Seed"] = str(seeds[0])
     return response
+
+
+def face_listing(face_request: FaceRequest, inputs: FaceInputs) -> dict:
+    """One face of a JSON grid listing: its URL and the attributes it used."""
+    model = face_request.model
+    listed = {"seed": face_request.seed, "url": f"{url_for('api.face')}?{face_request.query()}",
+              "attributes": attributes.on_names(inputs.attributes, model.attributes),
+              "attrs": attributes.explicit(inputs.attributes, model.attributes)}
+    if inputs.matched is not None:
+        listed["matched"] = inputs.matched
+    return listed
 
 
 @api.get("/interpolate")
@@ -104,22 +144,33 @@ def interpolate():
     end = parse_seed(values["to"], "to") if "to" in values else start
     steps = parse_int(values["steps"], "steps", limits.MIN_STEPS, limits.MAX_STEPS) if "steps" in values \
         else limits.DEFAULT_STEPS
-    both = values.get("attrs")
-    start_attrs = parse_attrs(values.get("from_attrs", both), model,
-                              "from_attrs" if "from_attrs" in values else "attrs")
-    end_attrs = parse_attrs(values.get("to_attrs", both), model, "to_attrs" if "to_attrs" in values else "attrs")
+    # attrs sets both ends; from_attrs / to_attrs override one end each.
+    start_attrs = attrs_value(values, model, "from_attrs" if "from_attrs" in values else "attrs")
+    end_attrs = attrs_value(values, model, "to_attrs" if "to_attrs" in values else "attrs")
     size = parse_size(values.get("size"), model.resolution, limits.MAX_CELL_SIZE)
     output = parse_choice(values.get("format"), "format", list(ANIMATION_TYPES))
     animation = InterpolationRequest(model, start, end, start_attrs, end_attrs, steps, psi_value(values),
                                      None if size == model.resolution else size, output)
-    return image_response(render_animation(animation), ANIMATION_TYPES[output], stable=True)
+    response = image_response(render_animation(animation), ANIMATION_TYPES[output], stable=True)
+    set_attribute_headers(response, model, list(interpolation_ends(animation)))
+    return response
 
 
 def describe_model(model, default: str) -> dict:
     return {"name": model.name, "default": model.name == default, "resolution": model.resolution,
             "latent_size": model.latent_size, "attributes": list(model.attributes),
-            "conditional": model.conditional, "sizes": allowed_sizes(model.resolution),
-            "version": model.version, "manifest": model.manifest}
+            "conditional": model.conditional, "attribute_sampling": model.attribute_sampling,
+            "attribute_rows": None if model.attribute_table is None else len(model.attribute_table),
+            "sizes": allowed_sizes(model.resolution), "version": model.version, "manifest": listed_manifest(model)}
+
+
+def listed_manifest(model) -> dict:
+    """The manifest, with its attribute table summed up: thousands of rows the gallery would download for nothing."""
+    table = model.manifest.get("attribute_table")
+    if table is None:
+        return model.manifest
+    return {**model.manifest, "attribute_table": {"distinct_rows": len(table["rows"]),
+                                                  "training_rows": sum(table["counts"])}}
 
 
 @api.get("/models")

@@ -1,26 +1,27 @@
 """A bytes-bounded LRU cache of encoded face PNGs, shared by the threads of one worker process.
 
 ``functools.lru_cache`` bounds entries, not bytes, and a 512 px PNG weighs a hundred times a 64 px one, so this is
-a small OrderedDict under a lock. Keys are the full normalised query (:func:`face_key`): two URLs that name the
-same face (attributes left to the seed, or spelt out to the same vector) share one entry.
+a small OrderedDict under a lock. Keys are the full normalised query (:func:`face_key`) with the attribute vector
+the query resolves to (facegen/attributes.py) in place of its spelling, so two URLs that name the same face
+(attributes left to the seed, or spelt out to the same vector) share one entry.
 """
 
 import os
 import threading
 from collections import OrderedDict
 
-from app.faces import FaceRequest, attribute_vector, seed_inputs
+from app.faces import FaceRequest, resolve
 
 DEFAULT_CACHE_MB = 64
 
 
 def face_key(request: FaceRequest) -> tuple:
-    """(model name, model version, seed, attribute bits, output size, psi): everything the PNG depends on."""
+    """(model name, model version, seed, attribute bits, output size, psi): everything the PNG depends on.
+
+    The noise is the seed's and psi's; the bits are the resolved vector, whatever constraints led to it.
+    """
     model = request.model
-    if request.attrs is None:
-        _, vector = seed_inputs(model, request.seed, request.psi)
-    else:
-        vector = attribute_vector(model, request.attrs)
+    vector = resolve(model, request.seed, request.attrs, request.psi).attributes
     bits = sum(1 << i for i, on in enumerate(vector) if on)
     return model.name, model.version, request.seed, bits, request.output_size, float(request.psi)
 

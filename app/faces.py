@@ -17,7 +17,7 @@ from PIL import Image
 from app import limits
 from app.errors import ApiError
 from app.models import Model
-from facegen import model_folder
+from facegen import attributes
 
 # Lanczos rather than nearest: a GAN face is a small photograph, not pixel art, and nearest-neighbour blocks
 # look worse than a smooth enlargement; Lanczos also antialiases when a size below the native one is asked for.
@@ -29,8 +29,10 @@ PNG_COMPRESS_LEVEL = 6
 class FaceRequest:
     """Everything that determines one face image; hashable, so it can key a cache of encoded PNGs.
 
-    ``attrs`` holds the names that are on, in manifest spelling and order, or None for "sample them from the seed".
-    ``model`` compares by identity, so a reloaded model never matches entries made with the old one.
+    ``attrs`` holds the query's constraints as signed names in manifest spelling and order (``("Male",
+    "-Eyeglasses")``: Male on, Eyeglasses off, the rest drawn from the seed), or None when the query gave none;
+    ``()`` fixes nothing, like None. ``model`` compares by identity, so a reloaded model never matches entries made
+    with the old one.
     """
 
     model: Model
@@ -46,7 +48,7 @@ class FaceRequest:
     def query(self) -> str:
         """The canonical query string of this face, for permalinks and JSON listings."""
         params = {"model": self.model.name, "seed": self.seed}
-        if self.attrs is not None:
+        if self.attrs:
             params["attrs"] = ",".join(self.attrs)
         if self.psi != limits.DEFAULT_PSI:
             params["psi"] = repr(self.psi)
@@ -55,38 +57,52 @@ class FaceRequest:
         return urlencode(params, safe=",")
 
 
-def parse_attrs(raw: str | None, model: Model, name: str = "attrs") -> tuple[str, ...] | None:
-    """'male, SMILING' -> ('Male', 'Smiling') in manifest order; None stays None (sampled); '' is all off."""
+def parse_attrs(raw: str | None, model: Model, name: str = "attrs",
+                others: Sequence[Model] = ()) -> tuple[str, ...] | None:
+    """'male, -SMILING' -> ('Male', '-Smiling') in manifest order; None stays None; '' fixes nothing.
+
+    The rules and their errors are facegen.attributes.parse_constraints'; ``others`` (the other models served) lets
+    an error say when a name belongs to another model.
+    """
     if raw is None:
         return None
-    by_lower = {a.lower(): a for a in model.attributes}
-    wanted = [part.strip() for part in raw.split(",") if part.strip()]
-    unknown = [w for w in wanted if w.lower() not in by_lower]
-    if unknown:
-        shown = ", ".join(repr(u[:40]) for u in unknown[:5])
-        allowed = list(model.attributes)
-        if not allowed:
-            raise ApiError(f"{name}: model {model.name!r} is unconditional and has no attributes, got {shown}",
-                           allowed=allowed)
-        raise ApiError(f"{name}: unknown attribute {shown} for model {model.name!r}; allowed: {', '.join(allowed)}",
-                       allowed=allowed)
-    on = {by_lower[w.lower()] for w in wanted}
-    return tuple(a for a in model.attributes if a in on)
+    elsewhere: dict[str, list[str]] = {}
+    for other in others:
+        if other is not model:
+            for attribute in other.attributes:
+                elsewhere.setdefault(attribute.lower(), []).append(other.name)
+    try:
+        return attributes.parse_constraints(raw, model.attributes, name, model.name, elsewhere)
+    except attributes.ConstraintError as error:
+        raise ApiError(error.message, allowed=error.allowed) from None
 
 
-def attribute_vector(model: Model, names: Sequence[str]) -> np.ndarray:
-    return np.array([1.0 if a in names else 0.0 for a in model.attributes], dtype=np.float32)
+@dataclass(frozen=True, eq=False)
+class FaceInputs:
+    """What a seed and its constraints resolve to: the generator's inputs and whether a training row matched."""
+
+    noise: np.ndarray  # float32 [latent_size], times psi
+    attributes: np.ndarray  # float32 0/1 [A], in manifest order
+    matched: str | None  # "exact" / "nearest" for table sampling, None for independent draws
+
+
+def resolve(model: Model, seed: int, attrs: tuple[str, ...] | None = None,
+            psi: float = limits.DEFAULT_PSI) -> FaceInputs:
+    """seed + constraints -> the face's inputs, by the rules of facegen.attributes (table or independent)."""
+    noise, vector, matched = attributes.seed_face(seed, model.latent_size, psi, model.attribute_frequencies,
+                                                  model.attribute_table, attrs, model.attributes)
+    return FaceInputs(noise, vector, matched)
 
 
 def seed_inputs(model: Model, seed: int, psi: float = limits.DEFAULT_PSI) -> tuple[np.ndarray, np.ndarray]:
-    """seed -> (noise [L] float32, sampled attributes [A] float32): the contract's rule (facegen.model_folder)."""
-    return model_folder.seed_inputs(seed, model.latent_size, model.attribute_frequencies, psi)
+    """seed -> (noise [L] float32, attributes [A] float32) of the query without attrs."""
+    inputs = resolve(model, seed, None, psi)
+    return inputs.noise, inputs.attributes
 
 
 def face_inputs(request: FaceRequest) -> tuple[np.ndarray, np.ndarray]:
-    noise, sampled = seed_inputs(request.model, request.seed, request.psi)
-    attrs = sampled if request.attrs is None else attribute_vector(request.model, request.attrs)
-    return noise, attrs
+    inputs = resolve(request.model, request.seed, request.attrs, request.psi)
+    return inputs.noise, inputs.attributes
 
 
 def render_faces(requests: Sequence[FaceRequest]) -> np.ndarray:
@@ -159,18 +175,18 @@ class InterpolationRequest:
     format: str = "gif"
 
 
-def interpolation_inputs(request: InterpolationRequest) -> tuple[np.ndarray, np.ndarray]:
-    """Frames' (noise [steps, L], attrs [steps, A]): slerp between the latents, attributes linearly.
+def interpolation_ends(request: InterpolationRequest) -> tuple[FaceInputs, FaceInputs]:
+    """Both ends resolved exactly as /api/face resolves (seed, attrs): each end is that face."""
+    return (resolve(request.model, request.start_seed, request.start_attrs, request.psi),
+            resolve(request.model, request.end_seed, request.end_attrs, request.psi))
 
-    An end without attributes uses the ones its seed samples, so both ends are always concrete vectors."""
-    ends = []
-    for seed, names in ((request.start_seed, request.start_attrs), (request.end_seed, request.end_attrs)):
-        noise, sampled = seed_inputs(request.model, seed, request.psi)
-        ends.append((noise, sampled if names is None else attribute_vector(request.model, names)))
-    (noise_a, attrs_a), (noise_b, attrs_b) = ends
+
+def interpolation_inputs(request: InterpolationRequest) -> tuple[np.ndarray, np.ndarray]:
+    """Frames' (noise [steps, L], attrs [steps, A]): slerp between the latents, attributes linearly."""
+    start, end = interpolation_ends(request)
     times = [i / (request.steps - 1) for i in range(request.steps)]
-    noise = np.stack([slerp(noise_a, noise_b, t) for t in times])
-    attrs = np.stack([((1 - t) * attrs_a + t * attrs_b).astype(np.float32) for t in times])
+    noise = np.stack([slerp(start.noise, end.noise, t) for t in times])
+    attrs = np.stack([((1 - t) * start.attributes + t * end.attributes).astype(np.float32) for t in times])
     return noise, attrs.reshape(request.steps, len(request.model.attributes))
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from app.limits import MODEL_NAME_PATTERN
-from facegen import model_folder
+from facegen import attributes, model_folder
 from facegen.model_folder import DEFAULT_FILE, MANIFEST, SAVED_MODEL
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,10 @@ class Model:
         self.attributes: tuple[str, ...] = tuple(manifest["attributes"])
         self.attribute_frequencies = np.asarray(
             manifest.get("attribute_frequencies", [0.5] * len(self.attributes)), dtype=np.float64)
+        # The training set's distinct attribute rows (checked by validate_manifest), or None for an older export:
+        # the open attributes of a query are then drawn independently (facegen/attributes.py).
+        self.attribute_table = attributes.AttributeTable.from_manifest(manifest.get("attribute_table"),
+                                                                       self.attributes)
         self._saved_model = saved_model
         # The documented direct function when the export has it, else the serving signature (same graph). Its
         # concrete function is called directly: a traced graph with a [None, ...] batch dimension, so no Keras
@@ -60,6 +64,11 @@ class Model:
     @property
     def conditional(self) -> bool:
         return len(self.attributes) > 0
+
+    @property
+    def attribute_sampling(self) -> str:
+        """"table" (whole training rows) or "independent" (each attribute from its frequency): /api/models."""
+        return attributes.TABLE if self.attribute_table is not None else attributes.INDEPENDENT
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, {self.resolution}px, latent {self.latent_size}, {len(self.attributes)} attrs)"

@@ -19,11 +19,30 @@ def parameter(param: Param) -> dict:
     return described
 
 
-def image(description: str, media_types: list[str], random_header: bool = False) -> dict:
+ATTRIBUTE_HEADERS = {
+    "X-Attributes": {"description": "The attributes each face used that are on, comma-separated in manifest order "
+                                    "(empty: none on). One entry per face, ';' between faces: a grid's cells in "
+                                    "seed order, an animation's first and last frame.",
+                     "schema": {"type": "string"}, "example": "Male,Smiling;Young,No_Beard"},
+    "X-Attributes-Explicit": {"description": "Every attribute of each face, '-' before the off ones: as `attrs` it "
+                                             "fixes exactly the vector served, so the same seed gives the same bytes. "
+                                             "';' between faces. Not on grids (see format=json).",
+                              "schema": {"type": "string"}, "example": "Male,-Eyeglasses,Smiling"},
+    "X-Attributes-Matched": {"description": "Models with table sampling only: `exact` when the vector is a row of "
+                                            "the training set, `nearest` when no row agreed with the constraints "
+                                            "(they were kept, the rest taken from the nearest rows). ';' between "
+                                            "faces.",
+                             "schema": {"type": "string"}, "example": "exact"},
+}
+
+
+def image(description: str, media_types: list[str], random_header: bool = False, explicit: bool = True) -> dict:
     headers = {"ETag": {"description": "Strong validator: a hash of the bytes.", "schema": {"type": "string"}},
                "Cache-Control": {"description": f"`{limits.IMMUTABLE_CACHE_CONTROL}` when the query names its "
                                                 "seeds, `no-store` when a random seed was drawn.",
                                  "schema": {"type": "string"}}}
+    headers.update({name: dict(header) for name, header in ATTRIBUTE_HEADERS.items()
+                    if explicit or name != "X-Attributes-Explicit"})
     if random_header:
         headers["X-Seed"] = {"description": "The random seed drawn when the query gave none.",
                              "schema": {"type": "integer", "minimum": limits.SEED_MIN, "maximum": limits.SEED_MAX}}
@@ -43,9 +62,15 @@ def operation(summary: str, params, responses: dict, operation_id: str) -> dict:
 def build_document() -> dict:
     face_list = {"type": "object", "properties": {
         "model": {"type": "string"}, "size": {"type": "integer"},
+        "attribute_sampling": {"type": "string", "enum": ["table", "independent"]},
         "faces": {"type": "array", "items": {"type": "object", "properties": {
-            "seed": {"type": "integer"}, "url": {"type": "string"}}}}}}
-    grid_ok = image("A grid PNG (format=png).", ["image/png"], random_header=True)
+            "seed": {"type": "integer"}, "url": {"type": "string"},
+            "attributes": {"type": "array", "items": {"type": "string"}, "description": "The names that are on."},
+            "attrs": {"type": "string", "description": "Every attribute, '-' before the off ones (as "
+                                                       "X-Attributes-Explicit)."},
+            "matched": {"type": "string", "enum": ["exact", "nearest"],
+                        "description": "Table sampling only."}}}}}}
+    grid_ok = image("A grid PNG (format=png).", ["image/png"], random_header=True, explicit=False)
     grid_ok["content"]["application/json"] = {"schema": face_list}
     return {
         "openapi": "3.1.0",
@@ -64,7 +89,9 @@ def build_document() -> dict:
                 {"200": image("The animation.", ["image/gif", "image/webp"]), "304": NOT_MODIFIED,
                  "400": ERROR, "404": ERROR}, "getInterpolation")},
             "/api/models": {"get": operation(
-                "The models served, with their manifests.", (),
+                "The models served, with their manifests and attribute_sampling: `table` (open attributes drawn "
+                "as whole training rows) or `independent` (each from its frequency; models exported without a "
+                "table).", (),
                 {"200": json_response("Default model name and one entry per model.")}, "listModels")},
             "/healthz": {"get": operation("Liveness: the process answers.", (),
                                           {"200": json_response("Alive.")}, "healthz")},

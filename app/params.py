@@ -29,9 +29,13 @@ MODEL = Param("model", {"type": "string", "pattern": f"^{limits.MODEL_NAME_PATTE
 SEED = Param("seed", SEED_SCHEMA, "Seed of the face. Absent: a random seed, returned in the X-Seed header "
              "(and the response is then not cacheable).", 42)
 ATTRS = Param("attrs", {"type": "string"},
-              "Comma-separated attribute names from the model's manifest, case-insensitive: the named ones are on, "
-              "the rest off; empty: all off. Absent: attributes are sampled from the training set's frequencies, "
-              "deterministically from the seed.", "Male,Smiling")
+              "Comma-separated constraints on the model's attributes (see /api/models), case-insensitive, any order: "
+              "`Name` turns an attribute on, `-Name` turns it off. The attributes not named are drawn from the seed: "
+              "with table sampling, a whole attribute row of the training set that agrees with the constraints, "
+              "weighted by how often it occurs (if none agrees, the nearest rows, and X-Attributes-Matched says "
+              "`nearest`); with independent sampling (models exported without a table), each from its training "
+              "frequency. Absent or empty: nothing fixed. X-Attributes-Explicit gives a value that fixes every "
+              "attribute of the face served.", "Male,-Eyeglasses,Smiling")
 PSI = Param("psi", {"type": "number", "exclusiveMinimum": 0, "maximum": limits.PSI_MAX,
                     "default": limits.DEFAULT_PSI},
             "Truncation: the latent vector is scaled by psi; smaller is more typical, less varied.", 0.7)
@@ -55,17 +59,19 @@ TO = Param("to", SEED_SCHEMA, "Seed of the last frame. Default: the same as from
 STEPS = Param("steps", {"type": "integer", "minimum": limits.MIN_STEPS, "maximum": limits.MAX_STEPS,
                         "default": limits.DEFAULT_STEPS},
               "Number of frames, both ends included. Consecutive identical frames are merged by the encoder.", 16)
-FROM_ATTRS = Param("from_attrs", {"type": "string"}, "Attributes of the first frame (like attrs; overrides it).",
-                   "Male")
-TO_ATTRS = Param("to_attrs", {"type": "string"}, "Attributes of the last frame (like attrs; overrides it).",
-                 "Male,Smiling")
+FROM_ATTRS = Param("from_attrs", dict(ATTRS.schema),
+                   "Constraints of the first frame (like attrs, which they override for that end).", "Male,-Smiling")
+TO_ATTRS = Param("to_attrs", dict(ATTRS.schema),
+                 "Constraints of the last frame (like attrs, which they override for that end).", "Male,Smiling")
 ANIMATION_FORMAT = Param("format", {"type": "string", "enum": ["gif", "webp"], "default": "gif"},
                          "Animation format.")
 
 FACE_PARAMS = (MODEL, SEED, ATTRS, PSI, SIZE)
 GRID_PARAMS = (MODEL, SEEDS, COUNT, START, ATTRS, PSI, CELL_SIZE, GRID_FORMAT)
 INTERPOLATE_PARAMS = (MODEL, FROM, TO, STEPS, ATTRS, FROM_ATTRS, TO_ATTRS, PSI, CELL_SIZE, ANIMATION_FORMAT)
-GALLERY_PARAMS = (MODEL, Param("seed", SEED_SCHEMA, "First seed shown."), ATTRS, PSI)
+GALLERY_PARAMS = (MODEL, Param("seed", SEED_SCHEMA, "First seed shown."),
+                  Param("attrs", ATTRS.schema, "Attribute toggles preset on (`Name`) or off (`-Name`); the rest are "
+                        "'any'.", "Male,-Smiling"), PSI)
 
 
 def _show(raw: str) -> str:

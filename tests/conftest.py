@@ -1,7 +1,12 @@
-"""Shared fixtures: a real exported tiny model (training.export.export_random_model), the app and its client.
+"""Shared fixtures: real exported tiny models (training.export.export_random_model), the apps and their clients.
 
-The model is built once per test session by the project's own export code, so the service is tested against the
+The models are built once per test session by the project's own export code, so the service is tested against the
 same kind of SavedModel + manifest that training produces, never against a hand-written stand-in.
+
+- ``tiny_models_dir`` / ``app`` / ``client``: one model, 'tiny', exported without an attribute table (as before
+  the table existed): independent attribute draws.
+- ``table_models_dir`` / ``table_app`` / ``table_client``: 'tiny-table' (the default), exported with the attribute
+  table TABLE_ROWS stands for, beside a copy of 'tiny'.
 """
 
 import os
@@ -17,6 +22,21 @@ TINY_ATTRIBUTES = ("Male", "Eyeglasses", "Smiling")
 TINY_RESOLUTION = 32
 TINY_LATENT_SIZE = 16
 
+TABLE_MODEL = "tiny-table"
+TABLE_ATTRIBUTES = ("Male", "Young", "Smiling", "Eyeglasses", "No_Beard")
+# A made-up training set's attribute rows (in TABLE_ATTRIBUTES order) and how often each occurs. Like real faces it
+# has holes: no bearded woman (Male off, No_Beard off), no young face with eyeglasses.
+TABLE_ROWS = {"01101": 40, "01001": 25, "11101": 15, "11000": 12, "00101": 10, "10000": 8, "10110": 6,
+              "11001": 5, "00011": 3}
+
+
+def table_field() -> dict:
+    """TABLE_ROWS as export writes it (facegen.model_folder.attribute_table of the expanded rows)."""
+    from facegen.model_folder import attribute_table
+
+    rows = [[int(c) for c in row] for row, count in TABLE_ROWS.items() for _ in range(count)]
+    return attribute_table(rows)
+
 
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory):
@@ -28,6 +48,34 @@ def tiny_models_dir(tmp_path_factory):
                         latent_size=TINY_LATENT_SIZE, attributes=TINY_ATTRIBUTES, seed=0)
     (models_dir / "DEFAULT").write_text(TINY_MODEL + "\n")
     return models_dir
+
+
+@pytest.fixture(scope="session")
+def table_models_dir(tmp_path_factory, tiny_models_dir):
+    """'tiny-table' (32 px, TABLE_ATTRIBUTES, sampled from TABLE_ROWS), the default, and a copy of 'tiny'."""
+    import shutil
+
+    from training.export import export_random_model
+
+    models_dir = tmp_path_factory.mktemp("table-models")
+    export_random_model(models_dir / TABLE_MODEL, name=TABLE_MODEL, resolution=TINY_RESOLUTION,
+                        latent_size=TINY_LATENT_SIZE, attributes=TABLE_ATTRIBUTES, seed=1,
+                        attribute_table=table_field())
+    shutil.copytree(tiny_models_dir / TINY_MODEL, models_dir / TINY_MODEL)
+    (models_dir / "DEFAULT").write_text(TABLE_MODEL + "\n")
+    return models_dir
+
+
+@pytest.fixture(scope="session")
+def table_app(table_models_dir):
+    from app import create_app
+
+    return create_app({"FACEGEN_MODELS_DIR": str(table_models_dir), "TESTING": True})
+
+
+@pytest.fixture
+def table_client(table_app):
+    return table_app.test_client()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import TINY_ATTRIBUTES, TINY_LATENT_SIZE, TINY_MODEL, TINY_RESOLUTION
+from tests.conftest import (TABLE_ATTRIBUTES, TABLE_MODEL, TABLE_ROWS, TINY_ATTRIBUTES, TINY_LATENT_SIZE, TINY_MODEL,
+                            TINY_RESOLUTION)
 
 REPO = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -114,18 +115,19 @@ def test_attrs_are_case_insensitive_and_order_free(client):
 
 def test_attrs_change_the_image(client):
     faces = {attrs: get_ok(client, f"/api/face?seed=5&attrs={attrs}").data
-             for attrs in ("", "Male", "Eyeglasses", "Smiling", "Male,Eyeglasses,Smiling")}
+             for attrs in ("-Male,-Eyeglasses,-Smiling", "Male,-Eyeglasses,-Smiling", "-Male,Eyeglasses,-Smiling",
+                           "-Male,-Eyeglasses,Smiling", "Male,Eyeglasses,Smiling")}
     assert len(set(faces.values())) == len(faces)
 
 
 def test_absent_attrs_are_sampled_from_the_seed(client):
-    # Absent attrs: each attribute is drawn from the seed, so the face equals one of the explicit 2**3 sets.
+    # Absent attrs: each attribute is drawn from the seed, so the face equals one of the explicit 2**3 vectors.
     sampled = get_ok(client, "/api/face?seed=9").data
     explicit = set()
     for bits in range(2 ** len(TINY_ATTRIBUTES)):
-        on = [name for i, name in enumerate(TINY_ATTRIBUTES) if bits >> i & 1]
-        explicit.add(get_ok(client, f"/api/face?seed=9&attrs={','.join(on)}").data)
-    assert sampled in explicit
+        signed = [("" if bits >> i & 1 else "-") + name for i, name in enumerate(TINY_ATTRIBUTES)]
+        explicit.add(get_ok(client, f"/api/face?seed=9&attrs={','.join(signed)}").data)
+    assert len(explicit) == 2 ** len(TINY_ATTRIBUTES) and sampled in explicit
 
 
 def test_psi(client):
@@ -264,8 +266,8 @@ def test_interpolation_ends_are_the_faces(client):
 
 
 def test_interpolation_between_attribute_sets(client):
-    response = get_ok(client, "/api/interpolate?from=8&from_attrs=&to_attrs=Male,Smiling&steps=4&size=64",
-                      mimetype="image/gif")
+    response = get_ok(client, "/api/interpolate?from=8&from_attrs=-Male,-Smiling&to_attrs=Male,Smiling&steps=4"
+                      "&size=64", mimetype="image/gif")
     image = image_of(response)
     assert image.n_frames == 4 and image.size == (64, 64)
 
@@ -285,6 +287,8 @@ def test_models_lists_the_manifest(client):
     assert model["name"] == TINY_MODEL and model["default"] is True
     assert model["resolution"] == TINY_RESOLUTION and model["latent_size"] == TINY_LATENT_SIZE
     assert model["attributes"] == list(TINY_ATTRIBUTES) and model["conditional"] is True
+    # Exported without an attribute table: open attributes are drawn independently, as before the table existed.
+    assert model["attribute_sampling"] == "independent" and model["attribute_rows"] is None
     assert model["sizes"] == [TINY_RESOLUTION, 64, 128, 256, 512]
     assert isinstance(model["version"], str) and model["version"]
     manifest = model["manifest"]
@@ -526,6 +530,16 @@ def saved_model_corrupt(tiny, tmp):
     return tmp, "cannot load the SavedModel"
 
 
+def manifest_bad_attribute_table(tiny, tmp):
+    copy_tiny_with_manifest(tiny, tmp, attribute_table={"rows": ["101", "10"], "counts": [3, 1]})
+    return tmp, "attribute_table row 1 must be a string of 3"
+
+
+def manifest_attribute_table_counts(tiny, tmp):
+    copy_tiny_with_manifest(tiny, tmp, attribute_table={"rows": ["101"], "counts": [-2]})
+    return tmp, "attribute_table count 0 must be a positive integer"
+
+
 def variables_missing(tiny, tmp):
     shutil.rmtree(copy_tiny(tiny, tmp) / "variables")
     return tmp, "tiny"
@@ -533,7 +547,8 @@ def variables_missing(tiny, tmp):
 
 @pytest.mark.parametrize("breakage", [
     models_dir_missing, models_dir_empty, manifest_corrupt, manifest_wrong_format, manifest_bad_resolution,
-    manifest_lies_about_resolution, default_names_a_missing_model, default_file_missing_with_two_models,
+    manifest_lies_about_resolution, manifest_bad_attribute_table, manifest_attribute_table_counts,
+    default_names_a_missing_model, default_file_missing_with_two_models,
     default_file_empty, default_is_path_like, saved_model_missing, saved_model_corrupt, variables_missing,
 ], ids=lambda f: f.__name__)
 def test_broken_models_dir_fails_clearly_at_startup(tiny_models_dir, tmp_path, breakage):
@@ -578,3 +593,259 @@ def test_environment_variables_configure_the_app(tiny_models_dir, tmp_path, monk
     assert body["default"] == "beta" and [m["name"] for m in body["models"]] == ["alpha", "beta"]
     # Same weights under two names: the same face from either.
     assert client.get("/api/face?seed=3&model=alpha").data == client.get("/api/face?seed=3").data
+
+
+# ------------------------------------------------------------------------------------ attributes (issue 11)
+# tiny-table (tests/conftest.py) draws open attributes as whole rows of TABLE_ROWS; tiny draws them independently.
+
+def table_face(client, query: str):
+    response = get_ok(client, f"/api/face?{query}")
+    return response, response.headers["X-Attributes"], response.headers["X-Attributes-Explicit"]
+
+
+def row_of(explicit: str) -> str:
+    """'Male,-Young,...' (X-Attributes-Explicit) -> '10...', the TABLE_ROWS spelling."""
+    values = {name.lstrip("-"): not name.startswith("-") for name in explicit.split(",")}
+    assert list(values) == list(TABLE_ATTRIBUTES)
+    return "".join("1" if values[name] else "0" for name in TABLE_ATTRIBUTES)
+
+
+def test_models_say_which_sampling_each_uses(table_client):
+    body = get_ok(table_client, "/api/models", mimetype="application/json").get_json()
+    assert body["default"] == TABLE_MODEL
+    models = {m["name"]: m for m in body["models"]}
+    assert models[TABLE_MODEL]["attribute_sampling"] == "table"
+    assert models[TABLE_MODEL]["attribute_rows"] == len(TABLE_ROWS)
+    # The table itself stays in the model folder: the listing sums it up (the gallery loads this on every visit).
+    assert models[TABLE_MODEL]["manifest"]["attribute_table"] == {"distinct_rows": len(TABLE_ROWS),
+                                                                  "training_rows": sum(TABLE_ROWS.values())}
+    assert models[TINY_MODEL]["attribute_sampling"] == "independent"
+    assert "attribute_table" not in models[TINY_MODEL]["manifest"]
+
+
+def test_without_attrs_every_face_is_a_training_row(table_client):
+    seen = set()
+    for seed in range(40):
+        response, on, explicit = table_face(table_client, f"seed={seed}")
+        row = row_of(explicit)
+        assert row in TABLE_ROWS, (seed, explicit)
+        assert response.headers["X-Attributes-Matched"] == "exact"
+        assert on == ",".join(n for n, bit in zip(TABLE_ATTRIBUTES, row) if bit == "1")
+        seen.add(row)
+    assert len(seen) >= 5  # whole rows, not one
+
+
+def test_named_attributes_are_kept_and_the_rest_follow_the_data(table_client):
+    for seed in range(30):
+        response, on, explicit = table_face(table_client, f"seed={seed}&attrs=smiling,-MALE")
+        row = row_of(explicit)
+        assert row[0] == "0" and row[2] == "1" and row in TABLE_ROWS  # 01101 or 00101: never a bearded woman
+        assert response.headers["X-Attributes-Matched"] == "exact"
+        assert "Smiling" in on.split(",") and "Male" not in on.split(",")
+
+
+def test_a_combination_no_training_row_has_is_served_from_the_nearest_rows_and_says_so(table_client):
+    for seed in range(20):
+        response, on, explicit = table_face(table_client, f"seed={seed}&attrs=-Male,-No_Beard")
+        row = row_of(explicit)
+        assert row[0] == "0" and row[4] == "0" and row not in TABLE_ROWS
+        assert response.headers["X-Attributes-Matched"] == "nearest"
+    # The same attributes fixed explicitly are still not a training row: still nearest.
+    again = get_ok(table_client, f"/api/face?seed=19&attrs={explicit}")
+    assert again.headers["X-Attributes-Matched"] == "nearest" and again.data == response.data
+
+
+@pytest.mark.parametrize("query", ["seed=3", "seed=3&attrs=Smiling", "seed=3&attrs=-Male,-No_Beard",
+                                   "seed=4294967295&attrs=Eyeglasses&psi=0.6&size=64", f"seed=5&model={TINY_MODEL}",
+                                   f"seed=5&model={TINY_MODEL}&attrs=-Male"])
+def test_the_explicit_header_repeats_the_face(table_client, query):
+    response, on, explicit = table_face(table_client, query)
+    model = TINY_MODEL if TINY_MODEL + "&" in query + "&" else TABLE_MODEL
+    names = TINY_ATTRIBUTES if model == TINY_MODEL else TABLE_ATTRIBUTES
+    assert [n.lstrip("-") for n in explicit.split(",")] == list(names)
+    assert on == ",".join(n for n in explicit.split(",") if not n.startswith("-"))
+    # Naming every attribute, with or without '-', as the header spells it: the same bytes, the same headers.
+    params = dict(part.split("=") for part in query.split("&"))
+    params["attrs"] = explicit
+    repeated = get_ok(table_client, "/api/face?" + "&".join(f"{k}={v}" for k, v in params.items()))
+    assert repeated.data == response.data and repeated.headers["ETag"] == response.headers["ETag"]
+    for header in ("X-Attributes", "X-Attributes-Explicit", "X-Attributes-Matched"):
+        assert repeated.headers.get(header) == response.headers.get(header), header
+    # Another vector for the same seed is another face (the attributes reach the generator).
+    first = explicit.split(",")[0]
+    flipped = ",".join([first[1:] if first.startswith("-") else "-" + first] + explicit.split(",")[1:])
+    params["attrs"] = flipped
+    assert get_ok(table_client, "/api/face?" + "&".join(f"{k}={v}" for k, v in params.items())).data != response.data
+
+
+def test_random_seed_answers_carry_the_attributes_too(table_client):
+    response = get_ok(table_client, "/api/face?attrs=Young")
+    seed = response.headers["X-Seed"]
+    assert row_of(response.headers["X-Attributes-Explicit"])[1] == "1"
+    assert response.headers["Content-Location"].endswith(f"seed={seed}&attrs=Young")
+    assert get_ok(table_client, response.headers["Content-Location"]).data == response.data
+
+
+def test_old_manifest_keeps_its_independent_draws(client):
+    """A model without a table: no attrs is the contract's independent draw (seed_inputs), bytes as before."""
+    from facegen import model_folder
+
+    for seed in (0, 9, 77):
+        response = get_ok(client, f"/api/face?seed={seed}")
+        assert "X-Attributes-Matched" not in response.headers  # no training rows to match against
+        _, drawn = model_folder.seed_inputs(seed, TINY_LATENT_SIZE, [0.5] * len(TINY_ATTRIBUTES))
+        expected = ",".join(("" if on else "-") + name for name, on in zip(TINY_ATTRIBUTES, drawn))
+        assert response.headers["X-Attributes-Explicit"] == expected
+        # Naming one attribute fixes it; the others are the same independent draws.
+        off = get_ok(client, f"/api/face?seed={seed}&attrs=-Eyeglasses").headers["X-Attributes-Explicit"]
+        assert off.split(",")[1] == "-Eyeglasses"
+        assert off.split(",")[::2] == expected.split(",")[::2]
+
+
+def test_grid_headers_list_each_face_in_order(table_client):
+    response = get_ok(table_client, "/api/faces?seeds=4,2,9&attrs=Smiling")
+    on = response.headers["X-Attributes"].split(";")
+    matched = response.headers["X-Attributes-Matched"].split(";")
+    assert "X-Attributes-Explicit" not in response.headers  # on grids: the JSON listing
+    assert len(on) == len(matched) == 3
+    for seed, face_on, face_matched in zip((4, 2, 9), on, matched):
+        single = get_ok(table_client, f"/api/face?seed={seed}&attrs=Smiling")
+        assert face_on == single.headers["X-Attributes"] and face_matched == single.headers["X-Attributes-Matched"]
+    listing = get_ok(table_client, "/api/faces?seeds=4,2,9&attrs=Smiling&format=json",
+                     mimetype="application/json")
+    body = listing.get_json()
+    assert body["attribute_sampling"] == "table"
+    assert listing.headers["X-Attributes"] == response.headers["X-Attributes"]
+    for face, face_on in zip(body["faces"], on):
+        assert ",".join(face["attributes"]) == face_on and face["matched"] == "exact"
+        single = get_ok(table_client, face["url"])
+        assert "attrs=Smiling" in face["url"] and single.headers["X-Attributes-Explicit"] == face["attrs"]
+        assert get_ok(table_client, f"/api/face?seed={face['seed']}&attrs={face['attrs']}").data == single.data
+
+
+def test_grid_cells_follow_the_same_rules(table_client):
+    grid = pixels(get_ok(table_client, "/api/faces?seeds=10,11,12,13&size=64"))
+    for index, seed in enumerate((10, 11, 12, 13)):
+        row, column = divmod(index, 2)
+        cell = grid[row * 64:(row + 1) * 64, column * 64:(column + 1) * 64].astype(int)
+        face = pixels(get_ok(table_client, f"/api/face?seed={seed}&size=64")).astype(int)
+        assert np.abs(cell - face).max() <= 2, seed
+
+
+def test_interpolation_ends_follow_the_same_rules(table_client):
+    response = get_ok(table_client, "/api/interpolate?from=4&to=5&steps=3&from_attrs=-Male,-No_Beard"
+                      "&to_attrs=Eyeglasses&format=webp", mimetype="image/webp")
+    ends = [get_ok(table_client, "/api/face?seed=4&attrs=-Male,-No_Beard"),
+            get_ok(table_client, "/api/face?seed=5&attrs=Eyeglasses")]
+    for header in ("X-Attributes", "X-Attributes-Explicit", "X-Attributes-Matched"):
+        assert response.headers[header] == ";".join(end.headers[header] for end in ends), header
+    assert response.headers["X-Attributes-Matched"] == "nearest;exact"
+    animation = image_of(response)
+    for frame, end in ((0, ends[0]), (2, ends[1])):
+        animation.seek(frame)
+        assert np.abs(np.asarray(animation.convert("RGB")).astype(int) - pixels(end).astype(int)).max() <= 2
+    # attrs sets both ends; the explicit vectors of the headers repeat the animation.
+    both = get_ok(table_client, "/api/interpolate?from=4&to=5&steps=3&attrs=Smiling", mimetype="image/gif")
+    start, end = both.headers["X-Attributes-Explicit"].split(";")
+    repeated = get_ok(table_client, f"/api/interpolate?from=4&to=5&steps=3&from_attrs={start}&to_attrs={end}",
+                      mimetype="image/gif")
+    assert repeated.data == both.data
+
+
+def test_cache_and_etags_key_on_the_resolved_vector(table_app, table_client):
+    renderer = table_app.extensions["facegen_renderer"]
+    first = get_ok(table_client, "/api/face?seed=31&attrs=Young")
+    hits = renderer.cache.hits
+    # The explicit spelling of the same vector is the same cache entry, the same bytes and the same ETag...
+    same = get_ok(table_client, f"/api/face?seed=31&attrs={first.headers['X-Attributes-Explicit']}")
+    assert renderer.cache.hits == hits + 1
+    assert same.data == first.data and same.headers["ETag"] == first.headers["ETag"]
+    assert table_client.get(f"/api/face?seed=31&attrs={first.headers['X-Attributes-Explicit']}",
+                            headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+    # ...while constraints that resolve to another vector never hit that entry.
+    other_vectors = [q for q in ("attrs=-Young", "attrs=Young,Eyeglasses", "attrs=-Male,-No_Beard")
+                     if get_ok(table_client, f"/api/face?seed=31&{q}").headers["X-Attributes-Explicit"]
+                     != first.headers["X-Attributes-Explicit"]]
+    assert len(other_vectors) == 3
+    for query in other_vectors:
+        assert get_ok(table_client, f"/api/face?seed=31&{query}").headers["ETag"] != first.headers["ETag"]
+
+
+def test_face_key_is_the_vector_not_the_spelling(table_app):
+    from app.cache import face_key
+    from app.faces import FaceRequest, resolve
+
+    model = table_app.extensions["facegen"].get(TABLE_MODEL)
+    for seed in range(20):
+        for constraints in ((), ("Smiling",), ("-Male", "-No_Beard")):
+            vector = resolve(model, seed, constraints).attributes
+            explicit = tuple(("" if on else "-") + n for n, on in zip(model.attributes, vector))
+            assert face_key(FaceRequest(model, seed, constraints)) == face_key(FaceRequest(model, seed, explicit))
+            flipped = (explicit[0][1:] if explicit[0].startswith("-") else "-" + explicit[0],) + explicit[1:]
+            assert face_key(FaceRequest(model, seed, flipped)) != face_key(FaceRequest(model, seed, explicit))
+
+
+BAD_ATTRS = [
+    pytest.param("attrs=--Male", "more than one '-'", id="double-minus"),
+    pytest.param("attrs=Male,-male", "both on and off", id="on-and-off"),
+    pytest.param("attrs=Male,,Smiling", "empty attribute name", id="empty-name"),
+    pytest.param("attrs=Male,", "empty attribute name", id="trailing-comma"),
+    pytest.param("attrs=-", "empty attribute name", id="lone-minus"),
+    pytest.param("attrs=Wings", "unknown attribute 'Wings'", id="unknown"),
+    pytest.param("attrs=Male%3BSmiling", "not an attribute name", id="semicolon"),
+    pytest.param(f"model={TINY_MODEL}&attrs=Young", f"attributes of model '{TABLE_MODEL}', not of '{TINY_MODEL}'",
+                 id="other-models-attribute"),
+]
+
+
+@pytest.mark.parametrize("endpoint", ["/api/face?seed=1&", "/api/faces?seeds=1,2&", "/api/interpolate?from=1&"])
+@pytest.mark.parametrize("query, problem", BAD_ATTRS)
+def test_bad_attrs_are_json_400s_naming_the_problem(table_client, endpoint, query, problem):
+    response = table_client.get(endpoint + query)
+    assert response.status_code == 400, (response.status_code, response.data[:300])
+    assert response.mimetype == "application/json" and response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert problem in body["error"] and body["error"].startswith("attrs: ") and body["allowed"], body
+
+
+@pytest.mark.parametrize("parameter", ["from_attrs", "to_attrs"])
+def test_interpolation_end_errors_name_their_parameter(table_client, parameter):
+    body = table_client.get(f"/api/interpolate?from=1&{parameter}=Male,-Male").get_json()
+    assert body["error"].startswith(f"{parameter}: 'Male' is asked both on and off"), body
+
+
+def test_openapi_documents_the_attribute_headers(table_client):
+    document = get_ok(table_client, "/openapi.json", mimetype="application/json").get_json()
+    for path in ("/api/face", "/api/interpolate"):
+        headers = document["paths"][path]["get"]["responses"]["200"]["headers"]
+        assert {"X-Attributes", "X-Attributes-Explicit", "X-Attributes-Matched"} <= set(headers), path
+    grid_headers = document["paths"]["/api/faces"]["get"]["responses"]["200"]["headers"]
+    assert {"X-Attributes", "X-Attributes-Matched"} <= set(grid_headers) and "X-Attributes-Explicit" not in grid_headers
+    attrs = next(p for p in document["paths"]["/api/face"]["get"]["parameters"] if p["name"] == "attrs")
+    assert "-Name" in attrs["description"] and "nearest" in attrs["description"]
+
+
+TABLE_CROSS_PROCESS_URLS = ["/api/face?seed=42", "/api/face?seed=42&attrs=Smiling,-Male",
+                            "/api/face?seed=7&attrs=-Male,-No_Beard", "/api/faces?seeds=1,2,3,4&attrs=Young",
+                            "/api/interpolate?from=1&to=2&steps=3&to_attrs=Eyeglasses",
+                            f"/api/face?seed=42&model={TINY_MODEL}&attrs=Male"]
+CHILD_WITH_HEADERS = CHILD.replace(
+    "out[url] = hashlib.sha256(response.data).hexdigest()",
+    "out[url] = [hashlib.sha256(response.data).hexdigest()] + [response.headers.get(h) for h in "
+    "('X-Attributes', 'X-Attributes-Explicit', 'X-Attributes-Matched')]")
+
+
+def test_table_sampling_gives_the_same_bytes_and_attributes_in_another_process(table_client, table_models_dir):
+    assert CHILD_WITH_HEADERS != CHILD
+    here = {}
+    for url in TABLE_CROSS_PROCESS_URLS:
+        response = get_ok(table_client, url, mimetype=table_client.get(url).mimetype)
+        here[url] = [sha256(response.data)] + [response.headers.get(h) for h in
+                                               ("X-Attributes", "X-Attributes-Explicit", "X-Attributes-Matched")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACEGEN_")}
+    result = subprocess.run([sys.executable, "-c", CHILD_WITH_HEADERS, str(REPO), str(table_models_dir),
+                             json.dumps(TABLE_CROSS_PROCESS_URLS)],
+                            capture_output=True, text=True, timeout=300, env=env, cwd=str(REPO))
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")][-1]
+    assert json.loads(line[len("RESULT "):]) == here

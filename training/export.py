@@ -123,10 +123,12 @@ def export_run(run_dir: Path, out_dir: Path, name: str | None = None, use_ema: b
 
 
 def export_random_model(out_dir, name="tiny", resolution=32, latent_size=16,
-                        attributes=("Male", "Eyeglasses", "Smiling"), seed=0) -> Path:
+                        attributes=("Male", "Eyeglasses", "Smiling"), seed=0, attribute_table=None) -> Path:
     """An untrained small generator exported with the real export path: for tests and demos of serving.
 
-    The manifest says plainly that it is untrained.
+    The manifest says plainly that it is untrained. ``attribute_table`` (as ``model_folder.attribute_table`` makes
+    it) stands in for a training set's attribute rows: written to the manifest, with the frequencies it implies;
+    without it the manifest has no table, like exports made before the table existed.
     """
     _use_tensorflow_backend()
     import numpy as np
@@ -145,7 +147,13 @@ def export_random_model(out_dir, name="tiny", resolution=32, latent_size=16,
         if len(shape) >= 2:
             scale = 1.0 / np.sqrt(np.prod(shape[:-1]))
             variable.assign((scale * rng.standard_normal(shape)).astype(variable.dtype))
-    fields = {"name": name, "attribute_frequencies": [0.5] * len(attributes),
+    frequencies = [0.5] * len(attributes)
+    if attribute_table:
+        rows = np.array([[int(c) for c in row] for row in attribute_table["rows"]], np.float64).reshape(
+            -1, len(attributes))
+        counts = np.asarray(attribute_table["counts"], np.float64)
+        frequencies = (counts @ rows / counts.sum()).tolist()
+    fields = {"name": name, "attribute_frequencies": frequencies, "attribute_table": attribute_table,
               "dataset": {"name": "none", "synthetic": True, "images": 0,
                           "note": "untrained random weights, made by training.export.export_random_model"},
               "training": {"steps": 0, "note": "untrained"}}
