@@ -1,4 +1,7 @@
-"""The gallery page in real headless Chromium (Debian's /usr/bin/chromium driven by Playwright)."""
+"""The gallery page in real headless Chromium (Debian's /usr/bin/chromium driven by Playwright).
+
+It serves tests/conftest.py's table models: 'tiny-table' (the default, attribute table) and 'tiny' (no table).
+"""
 
 import os
 import shutil
@@ -8,17 +11,20 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
+from tests.conftest import TABLE_ATTRIBUTES, TABLE_MODEL, TINY_MODEL
+
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 SHARED_SCREENSHOT = Path("/tmp/gallery.png")  # a fixed place for a person to look at the page
+TRISTATE_SCREENSHOT = Path("/tmp/gallery-tristate.png")  # the attribute toggles in all three states
 
 
 @pytest.fixture(scope="module")
-def server_url(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+def server_url(table_app):
+    server = make_server("127.0.0.1", 0, table_app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
@@ -51,6 +57,24 @@ def page(browser):
 
 
 FACES = "#grid li.face img"
+TOGGLES = "#attribute-boxes button.toggle"
+
+
+def toggle(name: str) -> str:
+    return f"{TOGGLES}[data-attr={name}]"
+
+
+def toggle_states(page) -> dict:
+    return dict(page.eval_on_selector_all(TOGGLES, "els => els.map(e => [e.dataset.attr, e.dataset.state])"))
+
+
+def click_until(page, name: str, state: str) -> None:
+    """Click an attribute's toggle until it shows ``state`` (any -> on -> off -> any)."""
+    for _ in range(3):
+        if page.get_attribute(toggle(name), "data-state") == state:
+            return
+        page.click(toggle(name))
+    assert page.get_attribute(toggle(name), "data-state") == state
 
 
 def loaded_faces(page) -> int:
@@ -80,18 +104,21 @@ def test_gallery_renders_faces_and_controls(page, server_url, tmp_path):
     wait_all_loaded(page)
     assert loaded_faces(page) >= 24
     assert page.title().startswith("facegen")
-    # Controls come from /api/models: the tiny model's three attributes and the model picker.
-    boxes = page.eval_on_selector_all("#attribute-boxes input[type=checkbox]", "els => els.map(e => e.value)")
-    assert boxes == ["Male", "Eyeglasses", "Smiling"]
-    assert page.eval_on_selector_all("#model option", "els => els.map(e => e.value)") == ["tiny"]
+    # Controls come from /api/models: the default model's attributes, all "any", and the model picker.
+    assert toggle_states(page) == {name: "any" for name in TABLE_ATTRIBUTES}
+    assert page.eval_on_selector_all("#model option", "els => els.map(e => e.value)") == [TINY_MODEL, TABLE_MODEL]
+    assert page.input_value("#model") == TABLE_MODEL
     assert page.input_value("#seed") == "1000"
     srcs = page.eval_on_selector_all(FACES, "imgs => imgs.map(i => i.getAttribute('src'))")
-    assert srcs[0].startswith("/api/face?model=tiny&seed=1000") and "seed=1001" in srcs[1]
+    assert srcs[0].startswith(f"/api/face?model={TABLE_MODEL}&seed=1000") and "seed=1001" in srcs[1]
+    assert not any("attrs=" in src for src in srcs)  # nothing fixed: no attrs at all
     # Every face has explicit dimensions, a permalink and a download link.
     assert page.eval_on_selector_all(FACES, "imgs => imgs.every(i => i.getAttribute('width') && i.getAttribute('height'))")
     assert page.get_attribute("#grid li.face .permalink", "href") == "/?seed=1000#enlarge"
-    assert page.get_attribute("#grid li.face .png", "href") == "/api/face?model=tiny&seed=1000"
-    assert page.inner_text("#summary").startswith("24 faces from seed 1000")
+    assert page.get_attribute("#grid li.face .png", "href") == f"/api/face?model={TABLE_MODEL}&seed=1000"
+    summary = page.inner_text("#summary")
+    assert summary.startswith("24 faces from seed 1000")
+    assert "no attribute fixed: all follow the training data" in summary
     assert page.get_attribute("#grid li.face .download", "download").endswith(".png")
     page.screenshot(path=str(tmp_path / "gallery.png"), full_page=False)
     page.screenshot(path=str(SHARED_SCREENSHOT), full_page=False)
@@ -99,25 +126,84 @@ def test_gallery_renders_faces_and_controls(page, server_url, tmp_path):
     assert page.console_errors == []
 
 
-def test_toggling_an_attribute_changes_the_faces(page, server_url):
+def test_toggles_cycle_any_on_off_and_change_the_faces(page, server_url):
     page.goto(f"{server_url}/?seed=7")
     wait_all_loaded(page)
     before_src = page.get_attribute(FACES, "src")
     before_pixels = first_face_pixels(page)
-    page.check("#attribute-boxes input[value=Male]")
+    # any -> on: the face's URL fixes Male on; the button says so in a symbol and a word, not only in colour.
+    page.click(toggle("Male"))
     page.wait_for_function("sel => document.querySelector(sel).src.includes('attrs=Male')", arg=FACES)
     wait_all_loaded(page)
-    after_src = page.get_attribute(FACES, "src")
-    after_pixels = first_face_pixels(page)
-    assert after_src != before_src and "attrs=Male" in after_src
-    assert len(after_pixels) == len(before_pixels) and after_pixels != before_pixels
-    # The page URL follows the controls, so it can be shared.
-    assert "attrs=Male" in page.url
-    # Turning it off again (attributes fixed, all off) is yet another image: attrs= is explicit.
-    page.uncheck("#attribute-boxes input[value=Male]")
-    page.wait_for_function("sel => !document.querySelector(sel).src.includes('attrs=Male')", arg=FACES)
+    assert page.get_attribute(toggle("Male"), "data-state") == "on"
+    assert page.inner_text(toggle("Male")).split() == ["✓", "Male", "ON"]  # the word is styled in capitals
+    assert page.get_attribute(toggle("Male"), "aria-label") == "Male: on"
+    on_src, on_pixels = page.get_attribute(FACES, "src"), first_face_pixels(page)
+    assert on_src != before_src and "attrs=Male" in page.url
+    # on -> off: attrs=-Male, another face.
+    page.click(toggle("Male"))
+    page.wait_for_function("sel => document.querySelector(sel).src.includes('attrs=-Male')", arg=FACES)
     wait_all_loaded(page)
-    assert "attrs=&" in page.get_attribute(FACES, "src") + "&"
+    assert page.get_attribute(toggle("Male"), "data-state") == "off"
+    assert page.eval_on_selector(f"{toggle('Male')} .mark", "e => e.textContent") == "✗"
+    assert page.eval_on_selector(f"{toggle('Male')} .word", "e => e.textContent") == "off"
+    off_pixels = first_face_pixels(page)
+    assert "attrs=-Male" in page.url and len({bytes(before_pixels), bytes(on_pixels), bytes(off_pixels)}) >= 2
+    assert page.inner_text("#summary").endswith("fixed: Male off; the rest follow the training data (each face a "
+                                                "real attribute combination)")
+    # off -> any: back to the unfixed URL and the very same pixels as before.
+    page.click(toggle("Male"))
+    page.wait_for_function("sel => !document.querySelector(sel).src.includes('attrs=')", arg=FACES)
+    wait_all_loaded(page)
+    assert page.get_attribute(FACES, "src") == before_src and first_face_pixels(page) == before_pixels
+    assert "attrs" not in page.url
+    assert page.console_errors == []
+
+
+def test_tristate_toggles_screenshot_and_summary(page, server_url):
+    page.goto(f"{server_url}/?seed=40&attrs=Smiling,-Male,-No_Beard")
+    wait_all_loaded(page)
+    assert toggle_states(page) == {"Male": "off", "Young": "any", "Smiling": "on", "Eyeglasses": "any",
+                                   "No_Beard": "off"}
+    marks = page.eval_on_selector_all(f"{TOGGLES} .mark", "els => els.map(e => e.textContent)")
+    words = page.eval_on_selector_all(f"{TOGGLES} .word", "els => els.map(e => e.textContent)")
+    assert marks == ["✗", "·", "✓", "·", "✗"] and words == ["off", "any", "on", "any", "off"]
+    # Off is also struck through: the three states differ in more than colour.
+    assert page.eval_on_selector(f"{toggle('Male')} .name", "e => getComputedStyle(e).textDecorationLine") \
+        == "line-through"
+    summary = page.inner_text("#summary")
+    assert "fixed: Male off, Smiling on, No Beard off; the rest follow the training data" in summary
+    # A bearded woman has no training row: the enlarged face says its attributes came from the nearest rows.
+    page.click("#grid li.face:nth-child(1) .enlarge")
+    page.wait_for_selector("#lightbox[open]")
+    page.wait_for_function("() => document.getElementById('lightbox-attributes').textContent.length > 0")
+    line = page.inner_text("#lightbox-attributes")
+    assert line.startswith("on: ") and "Smiling" in line and "nearest" in line
+    assert "Male" not in line.split("(")[0].replace("on: ", "").split(", ")
+    page.keyboard.press("Escape")
+    page.click(toggle("Young"))
+    page.wait_for_function("sel => document.querySelector(sel).src.includes('Young')", arg=FACES)
+    wait_all_loaded(page)
+    assert "attrs=-Male,Young,Smiling,-No_Beard" in page.url
+    page.screenshot(path=str(TRISTATE_SCREENSHOT), full_page=False)
+    print(f"\ntri-state screenshot: {TRISTATE_SCREENSHOT}")
+    # "all any" clears every toggle.
+    page.click("#attrs-reset")
+    page.wait_for_function("sel => !document.querySelector(sel).src.includes('attrs=')", arg=FACES)
+    assert set(toggle_states(page).values()) == {"any"}
+    assert page.console_errors == []
+
+
+def test_a_model_without_a_table_says_so_and_keeps_shared_toggles(page, server_url):
+    page.goto(f"{server_url}/?seed=3&attrs=Male,-Smiling,Young")
+    wait_all_loaded(page)
+    page.select_option("#model", TINY_MODEL)
+    page.wait_for_function("sel => document.querySelector(sel).src.includes('model=tiny&')", arg=FACES)
+    wait_all_loaded(page)
+    # Young is not an attribute of tiny: dropped; Male and Smiling keep their states.
+    assert toggle_states(page) == {"Male": "on", "Eyeglasses": "any", "Smiling": "off"}
+    assert "attrs=Male,-Smiling" in page.get_attribute(FACES, "src")
+    assert "each on its own (this model has no attribute table)" in page.inner_text("#summary")
     assert page.console_errors == []
 
 
@@ -139,7 +225,7 @@ def test_more_button_and_lightbox(page, server_url):
                            " return i.complete && i.naturalWidth > 0; }")
     assert page.eval_on_selector("#lightbox-image", "i => i.naturalWidth") == 512
     assert "seed=4294967292" in page.get_attribute("#lightbox-image", "src")
-    assert page.get_attribute("#lightbox-download", "download") == "face-tiny-4294967292.png"
+    assert page.get_attribute("#lightbox-download", "download") == f"face-{TABLE_MODEL}-4294967292.png"
     page.keyboard.press("Escape")
     page.wait_for_selector("#lightbox", state="hidden")
     assert page.console_errors == []
@@ -163,10 +249,10 @@ def test_seed_box_restarts_the_grid(page, server_url):
 def test_permalink_reproduces_the_face(page, server_url, tmp_path):
     page.goto(f"{server_url}/?seed=314")
     wait_all_loaded(page)
-    page.check("#attribute-boxes input[value=Smiling]")
-    page.check("#attribute-boxes input[value=Male]")
+    click_until(page, "Smiling", "on")
+    click_until(page, "Male", "off")
     card = "#grid li.face:nth-child(5)"
-    page.wait_for_function("sel => document.querySelector(sel).src.includes('attrs=Male,Smiling')",
+    page.wait_for_function("sel => document.querySelector(sel).src.includes('attrs=-Male,Smiling')",
                            arg=f"{card} img")
     wait_all_loaded(page)
     src = page.get_attribute(f"{card} img", "src")
@@ -177,7 +263,7 @@ def test_permalink_reproduces_the_face(page, server_url, tmp_path):
         return Array.from(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data);
     }""")
     permalink = page.get_attribute(f"{card} .permalink", "href")
-    assert permalink == "/?seed=318&attrs=Male,Smiling#enlarge"
+    assert permalink == "/?seed=318&attrs=-Male,Smiling#enlarge"
 
     # A fresh page (no shared state) from the permalink: same controls, same face first, and enlarged.
     fresh = page.context.new_page()
@@ -187,12 +273,11 @@ def test_permalink_reproduces_the_face(page, server_url, tmp_path):
     wait_all_loaded(fresh)
     assert fresh.get_attribute(FACES, "src") == src
     assert first_face_pixels(fresh) == pixels
-    assert fresh.is_checked("#attribute-boxes input[value=Male]")
-    assert fresh.is_checked("#attribute-boxes input[value=Smiling]")
-    assert not fresh.is_checked("#attribute-boxes input[value=Eyeglasses]")
+    assert toggle_states(fresh) == {"Male": "off", "Young": "any", "Smiling": "on", "Eyeglasses": "any",
+                                    "No_Beard": "any"}
     assert fresh.input_value("#seed") == "318"
     fresh.wait_for_selector("#lightbox[open]")
-    assert "seed=318&attrs=Male,Smiling" in fresh.get_attribute("#lightbox-image", "src")
+    assert "seed=318&attrs=-Male,Smiling" in fresh.get_attribute("#lightbox-image", "src")
     fresh.wait_for_function("() => document.getElementById('lightbox-image').naturalWidth > 0")
     fresh.screenshot(path=str(tmp_path / "lightbox.png"))
     print(f"\nlightbox screenshot: {tmp_path / 'lightbox.png'}")
@@ -200,10 +285,10 @@ def test_permalink_reproduces_the_face(page, server_url, tmp_path):
 
 
 def test_shared_link_attrs_are_case_insensitive(page, server_url):
-    page.goto(f"{server_url}/?seed=2&attrs=eyeglasses")
+    page.goto(f"{server_url}/?seed=2&attrs=eyeglasses,-SMILING")
     wait_all_loaded(page)
-    assert page.is_checked("#attribute-boxes input[value=Eyeglasses]")
-    assert "attrs=Eyeglasses" in page.get_attribute(FACES, "src")
+    assert toggle_states(page)["Eyeglasses"] == "on" and toggle_states(page)["Smiling"] == "off"
+    assert "attrs=-Smiling,Eyeglasses" in page.get_attribute(FACES, "src")
     assert page.console_errors == []
 
 

@@ -7,7 +7,11 @@ const THUMB_DISPLAY = 128;            // CSS pixels a thumbnail is about to be s
 const MAX_SEED = Number(document.currentScript.dataset.maxSeed);
 
 const $ = (id) => document.getElementById(id);
-const state = { models: [], model: null, seed: 0, psi: 1, mode: "sampled", attrs: new Set(), shown: 0 };
+// attrs: the fixed attributes, name -> true (on) or false (off); an attribute not in it is "any": the server draws
+// it from the seed as the training data has it (docs/SERVICE.md).
+const state = { models: [], model: null, seed: 0, psi: 1, attrs: new Map(), shown: 0 };
+const CYCLE = { any: "on", on: "off", off: "any" };   // what a click on a toggle makes of its state
+const MARK = { any: "·", on: "✓", off: "✗" };
 
 function currentModel() { return state.models.find((m) => m.name === state.model); }
 
@@ -17,12 +21,18 @@ function pickSize(wanted) {
   return sizes.find((s) => s >= wanted) || sizes[sizes.length - 1];
 }
 
-// The fixed attributes in manifest order, so one face has one URL (and one browser-cache entry).
-function attrsParam() { return currentModel().attributes.filter((a) => state.attrs.has(a)).join(","); }
+// The fixed attributes in manifest order, "-" before the off ones ("Male,-Smiling"), so one face has one URL (and
+// one browser-cache entry); "" when none is fixed, and then no attrs parameter at all.
+function attrsParam() {
+  return currentModel().attributes.filter((a) => state.attrs.has(a))
+    .map((a) => (state.attrs.get(a) ? a : "-" + a)).join(",");
+}
+
+function attrState(name) { return state.attrs.has(name) ? (state.attrs.get(name) ? "on" : "off") : "any"; }
 
 function faceParams(seed, size) {
   const params = new URLSearchParams({ model: state.model, seed: String(seed) });
-  if (state.mode === "fixed") params.set("attrs", attrsParam());
+  if (attrsParam()) params.set("attrs", attrsParam());
   if (state.psi !== 1) params.set("psi", state.psi.toFixed(2));
   if (size && size !== currentModel().resolution) params.set("size", String(size));
   return params;
@@ -36,7 +46,7 @@ function pageUrl(seed, enlarge) {
   const fallback = state.models.find((m) => m.default);
   if (!fallback || state.model !== fallback.name) params.set("model", state.model);
   params.set("seed", String(seed));
-  if (state.mode === "fixed") params.set("attrs", attrsParam());
+  if (attrsParam()) params.set("attrs", attrsParam());
   if (state.psi !== 1) params.set("psi", state.psi.toFixed(2));
   return "/?" + params.toString().replaceAll("%2C", ",") + (enlarge ? "#enlarge" : "");
 }
@@ -91,11 +101,24 @@ function retryImage(event) {
              500 * 2 ** retries);
 }
 
+// What is fixed, and where the rest comes from: whole training rows (table) or each attribute's frequency.
+function describeAttributes() {
+  const model = currentModel();
+  if (model.attributes.length === 0) return "no attributes (unconditional model)";
+  const fixed = model.attributes.filter((a) => state.attrs.has(a))
+    .map((a) => `${a.replaceAll("_", " ")} ${state.attrs.get(a) ? "on" : "off"}`);
+  const rest = model.attribute_sampling === "table"
+    ? "follow the training data (each face a real attribute combination)"
+    : "follow the training frequencies, each on its own (this model has no attribute table)";
+  if (fixed.length === 0) return `no attribute fixed: all ${rest}`;
+  if (fixed.length === model.attributes.length) return `all fixed: ${fixed.join(", ")}`;
+  return `fixed: ${fixed.join(", ")}; the rest ${rest}`;
+}
+
 function describeView() {
   const model = currentModel();
-  const attrs = state.mode === "fixed" ? (attrsParam().replaceAll(",", ", ") || "none") : "sampled per face";
   $("summary").textContent = `${state.shown} faces from seed ${state.seed} · ${model.name}, ${model.resolution} px` +
-    ` · attributes: ${attrs}` + (state.psi !== 1 ? ` · ψ ${state.psi.toFixed(2)}` : "");
+    ` · ${describeAttributes()}` + (state.psi !== 1 ? ` · ψ ${state.psi.toFixed(2)}` : "");
 }
 
 function addFaces(count) {
@@ -125,49 +148,60 @@ function saveState() {
   const fallback = state.models.find((m) => m.default);
   if (!fallback || state.model !== fallback.name) params.set("model", state.model);
   params.set("seed", String(state.seed));
-  if (state.mode === "fixed") params.set("attrs", attrsParam());
+  if (attrsParam()) params.set("attrs", attrsParam());
   if (state.psi !== 1) params.set("psi", state.psi.toFixed(2));
   history.replaceState(null, "", "?" + params.toString().replaceAll("%2C", ","));
 }
 
+// One toggle per attribute with three states, each shown by a symbol and a word, not by colour alone:
+// "· any" (drawn from the seed as the data has it), "✓ on", "✗ off". A click moves any -> on -> off -> any.
 function buildAttributeBoxes() {
   const model = currentModel();
   const boxes = $("attribute-boxes");
   boxes.replaceChildren();
   $("attributes").hidden = model.attributes.length === 0;
   for (const name of model.attributes) {
-    const label = document.createElement("label");
-    const box = document.createElement("input");
-    box.type = "checkbox";
-    box.name = "attr";
-    box.value = name;
-    box.checked = state.attrs.has(name);
-    box.addEventListener("change", () => {
-      if (box.checked) state.attrs.add(name); else state.attrs.delete(name);
-      setMode("fixed");   // choosing an attribute means fixing them all: the unchecked ones are off
+    const toggle = document.createElement("button");
+    toggle.type = "button";
+    toggle.className = "toggle";
+    toggle.dataset.attr = name;
+    toggle.innerHTML = '<span class="mark" aria-hidden="true"></span><span class="name"></span>' +
+      '<span class="word"></span>';
+    toggle.querySelector(".name").textContent = name.replaceAll("_", " ");
+    toggle.addEventListener("click", () => {
+      const next = CYCLE[attrState(name)];
+      if (next === "any") state.attrs.delete(name); else state.attrs.set(name, next === "on");
+      syncToggle(toggle);
       refreshFaces();
     });
-    label.append(box, " " + name.replaceAll("_", " "));
-    boxes.appendChild(label);
+    syncToggle(toggle);
+    boxes.appendChild(toggle);
   }
-  syncModeControls();
 }
 
-function setMode(mode) {
-  state.mode = mode;
-  syncModeControls();
+function syncToggle(toggle) {
+  const name = toggle.dataset.attr;
+  const now = attrState(name);
+  toggle.dataset.state = now;
+  toggle.querySelector(".mark").textContent = MARK[now];
+  toggle.querySelector(".word").textContent = now;
+  toggle.setAttribute("aria-label", `${name.replaceAll("_", " ")}: ${now}`);
+  toggle.title = `${name}: ${now} (click for ${CYCLE[now]})`;
 }
 
-function syncModeControls() {
-  for (const radio of document.querySelectorAll("input[name=attr-mode]")) radio.checked = radio.value === state.mode;
-  $("attribute-boxes").classList.toggle("sampled", state.mode === "sampled");
+function resetAttributes() {
+  state.attrs.clear();
+  for (const toggle of $("attribute-boxes").children) syncToggle(toggle);
+  refreshFaces();
 }
 
 function selectModel(name) {
   state.model = name;
-  // Keep the attributes this model also has; names match case-insensitively, like the API (shared links).
+  // Keep the states of the attributes this model also has; names match case-insensitively, like the API (shared
+  // links); the others are dropped (another model's names would be refused).
   const byLower = new Map(currentModel().attributes.map((a) => [a.toLowerCase(), a]));
-  state.attrs = new Set([...state.attrs].map((a) => byLower.get(a.toLowerCase())).filter(Boolean));
+  state.attrs = new Map([...state.attrs].filter(([a]) => byLower.has(a.toLowerCase()))
+    .map(([a, on]) => [byLower.get(a.toLowerCase()), on]));
   buildAttributeBoxes();
 }
 
@@ -189,7 +223,29 @@ function openLightbox(seed) {
   morph.set("to", String((seed + 1) % (MAX_SEED + 1)));
   morph.set("steps", "24");
   $("lightbox-morph").href = "/api/interpolate?" + morph.toString().replaceAll("%2C", ",");
+  showFaceAttributes(seed);
   $("lightbox").showModal();
+}
+
+// The attributes this face was made with, from the headers of its (browser-cached, immutable) PNG.
+async function showFaceAttributes(seed) {
+  const line = $("lightbox-attributes");
+  line.textContent = "";
+  const url = faceUrl(seed);
+  try {
+    const response = await fetch(url);
+    if (!response.ok || $("lightbox-png").getAttribute("href") !== url) return;
+    const on = response.headers.get("X-Attributes");
+    const matched = response.headers.get("X-Attributes-Matched");
+    const names = on ? on.split(",").map((a) => a.replaceAll("_", " ")).join(", ") : "none";
+    const origin = matched === "nearest"
+      ? "no training face has the fixed combination: the rest comes from the nearest ones"
+      : matched === "exact" ? "a combination from the training data" : "each drawn on its own";
+    line.textContent = `on: ${names} (${origin})`;
+    line.dataset.explicit = response.headers.get("X-Attributes-Explicit") || "";
+  } catch (error) {
+    line.textContent = "";
+  }
 }
 
 function showError(message) {
@@ -210,9 +266,11 @@ function readQuery() {
   state.seed = query.has("seed") && Number.isInteger(seed) && seed >= 0 && seed <= MAX_SEED ? seed : randomSeed();
   const psi = Number(query.get("psi"));
   if (query.has("psi") && psi > 0 && psi <= 1) state.psi = psi;
+  // attrs=Male,-Smiling: Male on, Smiling off, the rest any (names checked against the model in selectModel).
   if (query.has("attrs")) {
-    state.mode = "fixed";
-    state.attrs = new Set(query.get("attrs").split(",").map((a) => a.trim()).filter(Boolean));
+    for (const item of query.get("attrs").split(",").map((a) => a.trim()).filter(Boolean)) {
+      if (item.startsWith("-")) state.attrs.set(item.slice(1), false); else state.attrs.set(item, true);
+    }
   }
   return query.get("model");
 }
@@ -263,9 +321,7 @@ async function start() {
   });
   $("psi").addEventListener("input", () => { $("psi-value").textContent = Number($("psi").value).toFixed(2); });
   $("psi").addEventListener("change", () => { state.psi = Number($("psi").value); refreshFaces(); });
-  for (const radio of document.querySelectorAll("input[name=attr-mode]")) {
-    radio.addEventListener("change", () => { setMode(radio.value); refreshFaces(); });
-  }
+  $("attrs-reset").addEventListener("click", resetAttributes);
   $("more").addEventListener("click", () => addFaces(PAGE));
   $("lightbox").addEventListener("click", (event) => {
     if (event.target === $("lightbox")) $("lightbox").close();   // a click on the backdrop closes it
