@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from app import limits
 from app.errors import ApiError
 from app.faces import (FaceInputs, FaceRequest, InterpolationRequest, interpolation_ends, parse_attrs,
-                       render_animation, render_grid_png, resolve)
+                       render_animation, render_grid_png)
 from app.params import (FACE_PARAMS, GRID_PARAMS, INTERPOLATE_PARAMS, allowed_sizes, parse_choice, parse_int,
                         parse_model, parse_psi, parse_seed, parse_seed_list, parse_size, single_values)
 from facegen import attributes
@@ -79,12 +79,12 @@ def face():
     seeded = "seed" in values
     seed = parse_seed(values["seed"]) if seeded else random_seed()
     size = parse_size(values.get("size"), model.resolution)
-    face_request = FaceRequest(model, seed, attrs_value(values, model), psi_value(values),
-                               None if size == model.resolution else size)
+    face_request = FaceRequest.resolving(model, seed, attrs_value(values, model), psi_value(values),
+                                         None if size == model.resolution else size)
     # Cached PNG, else generated in a micro-batch shared with concurrent requests (app/batcher.py).
     body = current_app.extensions["facegen_renderer"].png(face_request)
     response = image_response(body, "image/png", seeded, face_request.query())
-    set_attribute_headers(response, model, [resolve(model, seed, face_request.attrs, face_request.psi)])
+    set_attribute_headers(response, model, [face_request.resolved()])
     if not seeded:
         response.headers["X-Seed"] = str(seed)
     return response
@@ -107,8 +107,9 @@ def faces():
     psi = psi_value(values)
     size = parse_size(values.get("size"), model.resolution, limits.MAX_CELL_SIZE)
     output = parse_choice(values.get("format"), "format", ["png", "json"])
-    requests = [FaceRequest(model, seed, attrs, psi, None if size == model.resolution else size) for seed in seeds]
-    resolved = [resolve(model, seed, attrs, psi) for seed in seeds]
+    requests = [FaceRequest.resolving(model, seed, attrs, psi, None if size == model.resolution else size)
+                for seed in seeds]
+    resolved = [r.resolved() for r in requests]
     if output == "json":
         response = jsonify({"model": model.name, "size": size, "attribute_sampling": model.attribute_sampling,
                             "faces": [face_listing(r, inputs) for r, inputs in zip(requests, resolved)]})

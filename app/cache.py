@@ -10,7 +10,7 @@ import os
 import threading
 from collections import OrderedDict
 
-from app.faces import FaceRequest, resolve
+from app.faces import FaceRequest
 
 DEFAULT_CACHE_MB = 64
 
@@ -21,7 +21,7 @@ def face_key(request: FaceRequest) -> tuple:
     The noise is the seed's and psi's; the bits are the resolved vector, whatever constraints led to it.
     """
     model = request.model
-    vector = resolve(model, request.seed, request.attrs, request.psi).attributes
+    vector = request.resolved().attributes
     bits = sum(1 << i for i, on in enumerate(vector) if on)
     return model.name, model.version, request.seed, bits, request.output_size, float(request.psi)
 

@@ -7,7 +7,7 @@ graph-side rounding to uint8, fixed encoder settings, no timestamps or text chun
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 from urllib.parse import urlencode
 
@@ -25,6 +25,15 @@ RESAMPLE = Image.Resampling.LANCZOS
 PNG_COMPRESS_LEVEL = 6
 
 
+@dataclass(frozen=True, eq=False)
+class FaceInputs:
+    """What a seed and its constraints resolve to: the generator's inputs and whether a training row matched."""
+
+    noise: np.ndarray  # float32 [latent_size], times psi
+    attributes: np.ndarray  # float32 0/1 [A], in manifest order
+    matched: str | None  # "exact" / "nearest" for table sampling, None for independent draws
+
+
 @dataclass(frozen=True)
 class FaceRequest:
     """Everything that determines one face image; hashable, so it can key a cache of encoded PNGs.
@@ -40,6 +49,18 @@ class FaceRequest:
     attrs: tuple[str, ...] | None = None
     psi: float = limits.DEFAULT_PSI
     size: int | None = None  # None: the model's own resolution
+    # The inputs the fields above resolve to, when a route has resolved them already (headers need them), so the
+    # cache key and the batch do not resolve again. Not part of equality: they follow from the fields.
+    inputs: FaceInputs | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def resolving(cls, model: Model, seed: int, attrs: tuple[str, ...] | None = None,
+                  psi: float = limits.DEFAULT_PSI, size: int | None = None) -> "FaceRequest":
+        return cls(model, seed, attrs, psi, size, resolve(model, seed, attrs, psi))
+
+    def resolved(self) -> FaceInputs:
+        """The noise and attributes of this face (facegen/attributes.py's rules)."""
+        return self.inputs if self.inputs is not None else resolve(self.model, self.seed, self.attrs, self.psi)
 
     @property
     def output_size(self) -> int:
@@ -77,15 +98,6 @@ def parse_attrs(raw: str | None, model: Model, name: str = "attrs",
         raise ApiError(error.message, allowed=error.allowed) from None
 
 
-@dataclass(frozen=True, eq=False)
-class FaceInputs:
-    """What a seed and its constraints resolve to: the generator's inputs and whether a training row matched."""
-
-    noise: np.ndarray  # float32 [latent_size], times psi
-    attributes: np.ndarray  # float32 0/1 [A], in manifest order
-    matched: str | None  # "exact" / "nearest" for table sampling, None for independent draws
-
-
 def resolve(model: Model, seed: int, attrs: tuple[str, ...] | None = None,
             psi: float = limits.DEFAULT_PSI) -> FaceInputs:
     """seed + constraints -> the face's inputs, by the rules of facegen.attributes (table or independent)."""
@@ -101,7 +113,7 @@ def seed_inputs(model: Model, seed: int, psi: float = limits.DEFAULT_PSI) -> tup
 
 
 def face_inputs(request: FaceRequest) -> tuple[np.ndarray, np.ndarray]:
-    inputs = resolve(request.model, request.seed, request.attrs, request.psi)
+    inputs = request.resolved()
     return inputs.noise, inputs.attributes
 
 
