@@ -1,0 +1,221 @@
+"""Uploaded portraits: request -> bytes (:func:`read_upload`) -> uint8 RGB pixels [H, W, 3] (:func:`decode_image`).
+
+Everything happens in memory: the bytes are never written to disk (multipart parts included) nor logged, and no
+error message quotes them. Every refusal is an :class:`UploadError` carrying its HTTP status; it is an
+``ApiError``, so a route that lets it propagate answers JSON ``{"error": ..., "allowed": ...}`` with that status.
+
+What is accepted, and why:
+
+- JPEG, PNG (APNG too) and WebP, recognised by their bytes, never by the declared Content-Type or file name. Only
+  these three Pillow decoders are ever run on an upload. GIF and BMP are refused (415): GIF holds at most 256
+  colours, which is too poor for a portrait, and is mostly animation; BMP is uncompressed (a 10 MB BMP is a 3 MP
+  photo) and no phone or browser produces one. HEIC/AVIF/TIFF are refused too (Pillow has no decoder for the
+  first two; browsers send JPEG when a page asks for it).
+- Bytes: at most :data:`MAX_UPLOAD_BYTES` (413). Pixels: at most :data:`MAX_PIXELS` and :data:`MAX_SIDE` on either
+  side (413), checked from the header before any pixel is decoded, which stops decompression bombs (a PNG of a few
+  kB can claim gigapixels); at least :data:`MIN_SIDE` on each side (400). Pillow's process-wide
+  ``Image.MAX_IMAGE_PIXELS`` is left as it is, so the limits here can be arguments: Pillow's own bomb error
+  (above 179 MP) is answered 413 too, and from 89 to 179 MP Pillow also issues its DecompressionBombWarning, whose
+  text holds only the pixel count.
+- Truncated or corrupt data: 400. ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays False (Pillow's default), so a cut
+  file fails to decode instead of coming back half grey.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
+
+from app.errors import ApiError
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # 10 MiB: a 12 MP phone JPEG is 2-5 MB
+MAX_PIXELS = 40_000_000  # 40 MP, 120 MB once decoded to RGB
+MAX_SIDE = 10_000  # long panoramas under MAX_PIXELS still pass; a 100,000 x 10 strip does not
+MIN_SIDE = 32  # smaller holds no face worth framing
+
+# MIME type -> Pillow format, the only decoders run on an upload.
+ACCEPTED_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+ALLOWED = sorted(ACCEPTED_TYPES)
+# Multipart bodies may exceed the file's own limit by this much: boundaries, part headers, small text fields.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+MAX_MULTIPART_PARTS = 16
+# werkzeug's bound on the multipart parser's buffer and on each text field (Flask's MAX_FORM_MEMORY_SIZE default).
+MAX_FORM_MEMORY_BYTES = 500_000
+# Alpha is composited onto this colour: white, like a transparent PNG shown on a page.
+BACKGROUND = (255, 255, 255)
+
+# Leading bytes of formats people send that are not accepted, to name them in the 415's message.
+_REFUSED_SIGNATURES = (
+    (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+    (b"%PDF", "PDF"), (b"\x00\x00\x01\x00", "ICO"),
+)
+_ISO_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"heim": "HEIC", b"heis": "HEIC", b"mif1": "HEIF",
+               b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+# What a corrupt file makes Pillow's decoders raise.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct.error)
+
+
+class UploadError(ApiError):
+    """An upload refused: ``status`` is the HTTP status (400, 413 or 415), ``message`` names the problem."""
+
+    def __init__(self, status: int, message: str, allowed=None):
+        super().__init__(message, status=status, allowed=allowed)
+
+
+def sniff_type(data: bytes) -> str | None:
+    """The accepted MIME type the bytes start like (``image/jpeg``, ``image/png``, ``image/webp``), else None."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _refused_format(data: bytes) -> str | None:
+    for signature, name in _REFUSED_SIGNATURES:
+        if data.startswith(signature):
+            return name
+    if data[4:8] == b"ftyp":
+        return _ISO_BRANDS.get(data[8:12])
+    return None
+
+
+def _unsupported(data: bytes) -> UploadError:
+    name = _refused_format(data)
+    what = f"{name} images are not accepted" if name else "not a JPEG, PNG or WebP image"
+    return UploadError(415, f"{what}; send JPEG, PNG or WebP", allowed=ALLOWED)
+
+
+def read_upload(request, field: str = "image", max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
+    """The uploaded file's bytes from a Flask/werkzeug request: either the raw body, sent with Content-Type
+    image/jpeg, image/png or image/webp, or the part named ``field`` of a multipart/form-data body.
+
+    Call it before anything reads ``request.form`` or ``request.files``: werkzeug's own form parsing spools large
+    parts to temporary files, while this one keeps every part in memory. The declared types (of the body or the
+    part) only choose between raw and multipart; :func:`decode_image` judges the bytes themselves.
+    """
+    mimetype = request.mimetype
+    if mimetype in ACCEPTED_TYPES:
+        limit = max_bytes
+    elif mimetype == "multipart/form-data":
+        limit = max_bytes + MULTIPART_OVERHEAD_BYTES
+    else:
+        shown = mimetype or "none"
+        raise UploadError(415, f"Content-Type {shown[:100]!r} is not accepted: send the image as the body with "
+                               "its image type, or as multipart/form-data", allowed=ALLOWED + ["multipart/form-data"])
+    too_large = UploadError(413, f"upload larger than {max_bytes} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = _read_at_most(request.stream, limit + 1)
+    if len(body) > limit:
+        raise too_large
+    if mimetype != "multipart/form-data":
+        return body
+
+    parser = FormDataParser(stream_factory=lambda *args, **kwargs: io.BytesIO(),  # parts stay in memory
+                            max_form_memory_size=MAX_FORM_MEMORY_BYTES, silent=False,
+                            max_form_parts=MAX_MULTIPART_PARTS)
+    try:
+        _, _, files = parser.parse(io.BytesIO(body), mimetype, len(body), request.mimetype_params)
+    except RequestEntityTooLarge:
+        raise UploadError(413, "multipart body has too many parts or too large a text field") from None
+    except ValueError:
+        raise UploadError(400, "malformed multipart/form-data body") from None
+    part = files.get(field)
+    if part is None:
+        raise UploadError(400, f"multipart body has no file field named {field!r}")
+    data = part.stream.getvalue()
+    if len(data) > max_bytes:
+        raise too_large
+    return data
+
+
+def _bomb() -> UploadError:
+    # Pillow's own decompression-bomb error: the image claims more than twice Image.MAX_IMAGE_PIXELS.
+    return UploadError(413, f"image has more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels (a decompression bomb?)")
+
+
+def _read_at_most(stream, count: int) -> bytes:
+    """Up to ``count`` bytes of ``stream``: a single read() of a WSGI stream may return less than asked."""
+    chunks, total = [], 0
+    while total < count:
+        chunk = stream.read(min(1024 * 1024, count - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def decode_image(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS,
+                 max_side: int = MAX_SIDE, min_side: int = MIN_SIDE) -> np.ndarray:
+    """Upload bytes -> uint8 RGB pixels [H, W, 3], upright. Raises :class:`UploadError` (400, 413, 415).
+
+    - An animated image (APNG, animated WebP) gives its first frame.
+    - EXIF orientation is applied (a phone's portrait shot comes out upright); an unreadable EXIF block is ignored
+      rather than refused. Colour profiles (ICC) are not applied: pixel values are used as they are.
+    - Every pixel format comes out as 8-bit RGB: greyscale and palette are expanded, 16-bit samples keep their
+      high byte, CMYK is converted (naively, like Pillow), and transparency, whether an alpha channel or a
+      transparent palette or colour entry, is composited onto white (:data:`BACKGROUND`).
+    """
+    if len(data) > max_bytes:
+        raise UploadError(413, f"upload larger than {max_bytes} bytes")
+    if not data:
+        raise UploadError(400, "empty upload")
+    declared = sniff_type(data)
+    if declared is None:
+        raise _unsupported(data)
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # set by someone for the whole process: cut files would pass as images
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; uploads need Pillow's default, False")
+    try:
+        image = Image.open(io.BytesIO(data), formats=[ACCEPTED_TYPES[declared]])  # reads the header only
+    except Image.DecompressionBombError:
+        raise _bomb() from None
+    except _DECODE_ERRORS:  # UnidentifiedImageError included: the signature matched, the header did not parse
+        raise UploadError(400, f"corrupt {ACCEPTED_TYPES[declared]} image: its header cannot be read") from None
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise UploadError(413, f"image is {width}x{height} pixels, more than {max_pixels} in all")
+        if max(width, height) > max_side:
+            raise UploadError(413, f"image is {width}x{height} pixels, more than {max_side} on a side")
+        if min(width, height) < min_side:
+            raise UploadError(400, f"image is {width}x{height} pixels, less than {min_side} on a side")
+        try:
+            image.load()  # the first frame only, for animations
+            pixels = _to_rgb(image)
+        except Image.DecompressionBombError:
+            raise _bomb() from None
+        except _DECODE_ERRORS:
+            raise UploadError(400, f"corrupt or truncated {image.format} image: its pixels cannot be "
+                                   "decoded") from None
+    return pixels
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except _DECODE_ERRORS:  # a broken EXIF block: keep the pixels as stored
+        upright = image
+    mode = upright.mode
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit greyscale PNGs decode to I;16 (or I); Pillow's convert("L") would clip them, so scale here.
+        values = np.asarray(upright, dtype=np.float64)
+        grey = np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8)
+        upright = Image.fromarray(grey, mode="L")
+        mode = "L"
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in upright.info
+    if has_alpha:
+        rgba = upright.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        rgb = Image.alpha_composite(background, rgba).convert("RGB")
+    else:
+        rgb = upright.convert("RGB")
+    return np.array(rgb, dtype=np.uint8)
