@@ -15,7 +15,7 @@ $(VENV)/.serving: requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+$(VENV)/.dev: requirements.txt requirements-train.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install -r requirements-dev.txt
 	touch $@ $(VENV)/.serving
 

@@ -126,6 +126,95 @@ def test_resume_after_a_killed_run_loses_at_most_checkpoint_every(synth_cache, c
     assert saved_step % TINY_CONFIG["checkpoint_every"] == 0 and logged - saved_step < TINY_CONFIG["checkpoint_every"] + 2
     assert _train(synth_cache, run_dir, config_file, "--steps", str(saved_step + 2), "--resume") == 0
     assert int(load_state(run_dir)[1]["step"]) == saved_step + 2
+    steps = _log_steps(run_dir)  # the rows logged after the checkpoint and then lost are not repeated
+    assert steps == sorted(set(steps)) and steps[-1] == saved_step + 2, steps
+
+
+def _checkpoint_arrays(run_dir):
+    from training.checkpoint import load_state
+
+    return load_state(run_dir)[0]
+
+
+def test_resume_is_exact(synth_cache, config_file, tmp_path):
+    """3 steps + resume to 6 ends in exactly the state of 6 steps in one go: weights, optimiser slots, EMA and D's
+    running accuracy (the accuracy schedule's state) alike."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert _train(synth_cache, straight, config_file, "--steps", "6") == 0
+    assert _train(synth_cache, resumed, config_file, "--steps", "3") == 0
+    assert _train(synth_cache, resumed, config_file, "--steps", "6", "--resume") == 0
+    a, b = _checkpoint_arrays(straight), _checkpoint_arrays(resumed)
+    assert set(a) == set(b) and "schedule" in a
+    for name in a:
+        for x, y in zip(a[name], b[name]):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7, err_msg=name)
+    assert 0.0 < float(a["schedule"][0]) < 1.0 and float(a["schedule"][0]) != 0.5
+
+
+def test_log_forgets_steps_lost_to_a_kill(synth_cache, config_file, tmp_path):
+    """A run killed after logging past its last checkpoint: resume drops those rows, grids and events, so the log
+    says each step once."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    assert _train(synth_cache, run_dir, config_file, "--steps", "3") == 0
+    saved = tmp_path / "state-at-3.npz"
+    shutil.copy(run_dir / "checkpoint" / "state.npz", saved)
+    assert _train(synth_cache, run_dir, config_file, "--steps", "8", "--resume") == 0
+    shutil.copy(saved, run_dir / "checkpoint" / "state.npz")  # as if killed after step 8 was logged, saved at 3
+    assert _train(synth_cache, run_dir, config_file, "--steps", "10", "--resume") == 0
+    assert _log_steps(run_dir) == [2, 3, 4, 6, 8, 10]  # 3: the first session's last step
+    events = _tensorboard_scalars(run_dir, "train/d_loss")
+    assert [step for step, _ in events] == [2, 3, 4, 6, 8, 10]
+
+
+def _tensorboard_scalars(run_dir, tag):
+    """(step, value) of ``tag`` as TensorBoard shows it: the last write of each step, after purges."""
+    import tensorflow as tf
+
+    values = {}
+    for path in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            if event.HasField("session_log") and event.session_log.status == event.session_log.START:
+                values = {s: v for s, v in values.items() if s < event.step}  # purge_step: forget what followed
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = value.simple_value
+    return sorted(values.items())
+
+
+def test_tensorboard_gets_scalars_and_the_sample_grid(synth_cache, config_file, tmp_path):
+    import tensorflow as tf
+
+    run_dir = tmp_path / "run"
+    assert _train(synth_cache, run_dir, config_file, "--epochs", "1") == 0
+    steps = _log_steps(run_dir)
+    for tag in ("train/d_loss", "train/g_loss", "train/d_accuracy", "train/images_per_second"):
+        assert [s for s, _ in _tensorboard_scalars(run_dir, tag)] == steps, tag
+    images = [event.step for path in (run_dir / "tensorboard").glob("events.out.tfevents.*")
+              for event in tf.compat.v1.train.summary_iterator(str(path))
+              for value in event.summary.value if value.tag == "samples" and value.HasField("image")]
+    assert images and max(images) == steps[-1]
+
+
+def test_resume_of_a_run_killed_before_its_last_grid(synth_cache, config_file, tmp_path):
+    """Killed after its final checkpoint but before the closing pictures: resuming with the same --steps draws
+    them (it used to crash in finish(), which ran before the sample inputs existed)."""
+    run_dir = tmp_path / "run"
+    assert _train(synth_cache, run_dir, config_file, "--steps", "3") == 0
+    last = run_dir / "samples" / "step_00000003.png"
+    last.unlink()
+    assert _train(synth_cache, run_dir, config_file, "--steps", "3", "--resume") == 0
+    assert last.is_file()
+
+
+def test_resume_refuses_another_batch_size(synth_cache, config_file, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert _train(synth_cache, run_dir, config_file, "--steps", "2") == 0
+    assert _train(synth_cache, run_dir, config_file, "--steps", "4", "--resume", "--batch-size", "4") == 2
+    assert "--batch-size 4" in capsys.readouterr().err
+    batch = str(TINY_CONFIG["batch_size"])
+    assert _train(synth_cache, run_dir, config_file, "--steps", "4", "--resume", "--batch-size", batch) == 0
 
 
 def test_sigterm_stops_cleanly_with_a_checkpoint(synth_cache, config_file, tmp_path):

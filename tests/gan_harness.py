@@ -1,0 +1,143 @@
+"""Small GAN set-ups shared by the maths tests, importable on either Keras backend (the JAX side runs in a
+subprocess: a process has one Keras backend).
+
+ReplayRng replaces the step's random source with a NumPy stream, so the TensorFlow and the JAX step see the same
+noise, flips and mirrors and can be compared number for number.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SMALL = {
+    "resolution": 32, "latent_size": 8, "attributes": ["Male", "Smiling"], "g_width": 4, "g_max_width": 16,
+    "d_width": 4, "d_max_width": 16, "batch_size": 4, "ema_start": 0, "ema_decay": 0.9, "label_smoothing": 0.1,
+}
+
+
+class ReplayRng:
+    """Draws from np.random.RandomState(seed) in call order, as backend tensors (constants inside a traced step)."""
+
+    def __init__(self, seed, step):
+        self.stream = np.random.RandomState(seed)
+
+    def normal(self, shape):
+        from keras import ops
+
+        return ops.convert_to_tensor(self.stream.standard_normal(tuple(int(s) for s in shape)).astype(np.float32))
+
+    def uniform(self, shape):
+        from keras import ops
+
+        return ops.convert_to_tensor(self.stream.random_sample(tuple(int(s) for s in shape)).astype(np.float32))
+
+
+def config_of(**overrides):
+    from training.config import TrainConfig
+
+    return TrainConfig(**{**SMALL, **overrides}).validate()
+
+
+def tiny_data(config, count=16, seed=0):
+    """uint8 images and 0/1 attributes: random pixels, for steps whose numbers matter and whose pictures don't."""
+    rng = np.random.RandomState(seed)
+    r = config.resolution
+    images = rng.randint(0, 256, (count, r, r, 3)).astype(np.uint8)
+    attributes = (rng.random_sample((count, config.num_attributes)) < 0.5).astype(np.float32)
+    return images, attributes
+
+
+def colour_data(config, count=64, seed=0):
+    """Images whose colour is decided by the first attribute: on -> reddish, off -> bluish (plus texture noise)."""
+    rng = np.random.RandomState(seed)
+    r = config.resolution
+    attributes = np.zeros((count, config.num_attributes), np.float32)
+    attributes[:, 0] = np.arange(count) % 2
+    base = np.where(attributes[:, :1, None, None] > 0, [[[[200, 50, 50]]]], [[[[50, 50, 200]]]])
+    images = np.clip(base + rng.normal(0, 20, (count, r, r, 3)), 0, 255).astype(np.uint8)
+    return images, attributes
+
+
+def trainer_for(config, images, attributes, groups=None, rng=None):
+    """(trainer, models) on the active backend, weights from ``groups`` (checkpoint arrays) when given."""
+    import keras
+
+    from training.models import build_models
+
+    models = build_models(config)
+    if groups is not None:
+        models.load_groups(groups)
+    if keras.backend.backend() == "jax":
+        from training.step_jax import StepRng, Trainer
+    else:
+        from training.step_tensorflow import StepRng, Trainer
+    return Trainer(config, images, attributes, models, rng=rng or StepRng), models
+
+
+def indices(config, count, seed=0):
+    rng = np.random.RandomState(seed + 1)
+    real = rng.randint(0, count, (config.d_steps, config.batch_size)).astype(np.int32)
+    cond = rng.randint(0, count, (config.d_steps + 1, config.batch_size)).astype(np.int32)
+    return real, cond
+
+
+def one_step(config, groups, step=0):
+    """One replayed train step from ``groups``: (metrics, groups after). Backend: whichever Keras runs on."""
+    images, attributes = tiny_data(config)
+    trainer, models = trainer_for(config, images, attributes, groups, ReplayRng)
+    real, cond = indices(config, len(images))
+    metrics = trainer.to_host(trainer.train_step(real, cond, step))
+    trainer.pull()
+    return metrics, models.checkpoint_groups()
+
+
+def colour_gap(config, steps):
+    """Train on colour_data for ``steps``; -> mean (red - blue) of G's faces with the attribute on minus off."""
+    images, attributes = colour_data(config)
+    trainer, _ = trainer_for(config, images, attributes)
+    rng = np.random.RandomState(5)
+    for step in range(steps):
+        real = rng.randint(0, len(images), (config.d_steps, config.batch_size)).astype(np.int32)
+        cond = rng.randint(0, len(images), (config.d_steps + 1, config.batch_size)).astype(np.int32)
+        trainer.train_step(real, cond, step)
+    z = np.random.RandomState(9).standard_normal((64, config.latent_size)).astype(np.float32)
+    gaps = []
+    for value in (1.0, 0.0):
+        a = np.zeros((64, config.num_attributes), np.float32)
+        a[:, 0] = value
+        faces = trainer.generate(z, a)
+        gaps.append(float(np.mean(faces[..., 0] - faces[..., 2])))
+    return gaps[0] - gaps[1]
+
+
+def save_groups(path, groups):
+    np.savez(path, **{f"{name}/{i}": v for name, values in groups.items() for i, v in enumerate(values)})
+
+
+def load_groups(path):
+    with np.load(path) as archive:
+        groups = {}
+        for key in archive.files:
+            name, index = key.rsplit("/", 1)
+            groups.setdefault(name, {})[int(index)] = archive[key]
+    return {name: [values[i] for i in range(len(values))] for name, values in groups.items()}
+
+
+if __name__ == "__main__":  # python gan_harness.py one-step CONFIG_JSON GROUPS_IN OUT | colour-gap CONFIG_JSON STEPS
+    command, config_json = sys.argv[1], json.loads(sys.argv[2])
+    if command == "one-step":
+        metrics, after = one_step(config_of(**config_json), load_groups(sys.argv[3]))
+        save_groups(sys.argv[4], after)
+        Path(sys.argv[4] + ".json").write_text(json.dumps(metrics))
+    elif command == "colour-gap":
+        print(json.dumps({"gap": colour_gap(config_of(**config_json), int(sys.argv[3]))}))
+    elif command == "initial-weights":
+        from training.models import build_models
+
+        import hashlib
+
+        groups = build_models(config_of(**config_json)).checkpoint_groups()
+        print(json.dumps({name: [hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() for v in values]
+                          for name, values in groups.items()}))
