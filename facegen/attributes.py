@@ -23,6 +23,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from facegen import model_folder
+
 OFF = "-"  # the prefix that turns an attribute off: "-Eyeglasses"
 TABLE, INDEPENDENT = "table", "independent"  # the two samplings
 EXACT, NEAREST = "exact", "nearest"  # whether a table-sampled face is a training row
@@ -216,8 +218,7 @@ def seed_face(seed: int, latent_size: int, psi: float, frequencies, table: Attri
     The noise is facegen.model_folder.seed_inputs' (the stream's first latent_size normals, times psi); the
     attributes come after it from the same stream, by ``draw_attributes``.
     """
-    stream = np.random.RandomState(seed)
-    noise = stream.standard_normal(latent_size).astype(np.float32) * np.float32(psi)
+    stream, noise = model_folder.seed_noise(seed, latent_size, psi)
     fixed, values = constraint_arrays(constraints, attributes) if constraints else (
         np.zeros(len(frequencies), bool), np.zeros(len(frequencies), np.uint8))
     vector, matched = draw_attributes(stream, fixed, values, frequencies, table)

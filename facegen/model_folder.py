@@ -54,14 +54,20 @@ def to_uint8(images) -> np.ndarray:
 
 
 # -- seeds -----------------------------------------------------------------------------------------------------
-def seed_inputs(seed: int, latent_size: int, attribute_frequencies, psi: float = 1.0):
-    """seed -> (noise [latent_size] float32, attributes drawn from the marginals [A] float32).
+def seed_noise(seed: int, latent_size: int, psi: float = 1.0):
+    """seed -> (the seed's stream, noise [latent_size] float32): the first latent_size normals, times psi.
 
     The legacy RandomState stream is frozen by NumPy's compatibility policy, so these numbers are the same on every
-    platform and NumPy version. The attributes are drawn after the noise, so noise never depends on A.
+    platform and NumPy version. Attributes are drawn from the returned stream after the noise
+    (facegen.attributes.draw_attributes), so the noise never depends on the attributes.
     """
     stream = np.random.RandomState(seed)
-    noise = stream.standard_normal(latent_size).astype(np.float32) * np.float32(psi)
+    return stream, stream.standard_normal(latent_size).astype(np.float32) * np.float32(psi)
+
+
+def seed_inputs(seed: int, latent_size: int, attribute_frequencies, psi: float = 1.0):
+    """seed -> (noise, attributes drawn independently from the marginals [A] float32): models without a table."""
+    stream, noise = seed_noise(seed, latent_size, psi)
     frequencies = np.asarray(attribute_frequencies, dtype=np.float64)
     sampled = (stream.random_sample(len(frequencies)) < frequencies).astype(np.float32)
     return noise, sampled

@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+from facegen import attributes as attributes_module
 from facegen import model_folder
 from training.errors import UsageError
 
@@ -66,7 +67,7 @@ def _read_json(path: Path, flag: str) -> dict:
 
 # -- pictures ----------------------------------------------------------------------------------------------------
 def write_pictures(model_dir: Path, columns: int) -> list:
-    """samples.png and attributes.png, drawn with the contract's seed rule, so seed N is the face the service shows."""
+    """samples.png and attributes.png, drawn with the service's seed rule, so seed N is the face the service shows."""
     import numpy as np
     from PIL import Image, ImageDraw
 
@@ -75,8 +76,12 @@ def write_pictures(model_dir: Path, columns: int) -> list:
     manifest = model_folder.read_manifest(model_dir)
     generate, _loaded = model_folder.load_generate(model_dir)
 
-    def seed_inputs(seed):
-        return model_folder.seed_inputs(seed, manifest["latent_size"], manifest["attribute_frequencies"])
+    table = attributes_module.AttributeTable.from_manifest(manifest.get("attribute_table"), manifest["attributes"])
+
+    def seed_inputs(seed):  # what the service draws for ?seed=N with no attrs
+        noise, vector, _ = attributes_module.seed_face(seed, manifest["latent_size"], 1.0,
+                                                       manifest["attribute_frequencies"], table)
+        return noise, vector
 
     inputs = [seed_inputs(seed) for seed in range(64)]
     images = generate(np.stack([z for z, _ in inputs]), np.stack([a for _, a in inputs]))
