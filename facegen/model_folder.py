@@ -5,7 +5,8 @@ Export writes it (``build_manifest``, ``write_manifest``), serving and the train
 TensorFlow is imported by the one function that loads a SavedModel, so a JAX machine can read manifests.
 
 MODEL_DIR/
-  saved_model.pb, variables/   TensorFlow SavedModel; GENERATE_SIGNATURE(noise, attrs) -> {"images": uint8}
+  saved_model.pb, variables/   TensorFlow SavedModel; GENERATE_SIGNATURE(noise, attrs) -> {"images": uint8};
+                               models with an encoder also ENCODE_SIGNATURE(images uint8) -> {"noise", "attrs"}
   manifest.json                MANIFEST_KEYS below; evaluate adds "metrics"
   MODEL_CARD.md, *.png, *.gif  optional: the card and its pictures (the loader ignores them)
 """
@@ -26,11 +27,15 @@ SAVED_MODEL = "saved_model.pb"
 DEFAULT_FILE = "DEFAULT"  # in a models folder: the default model's folder name on its first line
 CARD = "MODEL_CARD.md"
 GENERATE_SIGNATURE = "serving_default"  # noise float32 [N, latent_size], attrs float32 [N, A] -> images uint8
+# images uint8 [N, R, R, 3], framed as the manifest's encoder.framing says -> noise float32 [N, latent_size],
+# attrs float32 [N, A] (probabilities). Only models whose manifest has an "encoder" object.
+ENCODE_SIGNATURE = "encode"
+FRAMING_DETECTOR = "mtcnn"  # the face detector the framing template was measured with (facegen/framing.py)
 
 # What a manifest holds. Serving interprets the first group; the rest is shown (API, card), not interpreted.
 REQUIRED_KEYS = ("format", "name", "resolution", "latent_size", "attributes")
 MANIFEST_KEYS = REQUIRED_KEYS + ("attribute_frequencies", "attribute_table", "conditional", "architecture",
-                                 "parameters", "signature", "dataset", "training", "metrics", "created")
+                                 "parameters", "signature", "encoder", "dataset", "training", "metrics", "created")
 ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_]+")  # names travel comma-separated in URLs
 
 
@@ -51,6 +56,17 @@ def pixels_to_uint8(images, round=np.round, clip=np.clip):
 def to_uint8(images) -> np.ndarray:
     """NumPy [-1, 1] floats -> uint8 pixels, exactly as the exported graph computes them."""
     return pixels_to_uint8(np.asarray(images, np.float32)).astype(np.uint8)
+
+
+def uint8_to_pixels(pixels):
+    """The inverse rule: pixel values 0..255 (already floating point, e.g. float32) -> [-1, 1], as the networks see
+    real images in training and as the exported encode graph maps its uint8 input. pixels_to_uint8 undoes it."""
+    return pixels / 127.5 - 1.0
+
+
+def from_uint8(images) -> np.ndarray:
+    """NumPy uint8 pixels -> float32 [-1, 1], exactly as the exported encode graph computes them."""
+    return uint8_to_pixels(np.asarray(images, np.float32))
 
 
 # -- seeds -----------------------------------------------------------------------------------------------------
@@ -89,10 +105,28 @@ def attribute_table(rows) -> dict:
             "counts": [int(counts[i]) for i in order]}
 
 
+def encoder_field(resolution: int, latent_size: int, num_attributes: int, framing: dict) -> dict:
+    """The manifest's "encoder" object: the model has ENCODE_SIGNATURE, what it takes and gives, and the framing its
+    input must have. ``framing``: {"landmarks": [[x, y]] * 5 as fractions of the side (facegen.framing.LANDMARKS
+    order), "detector": "mtcnn X.Y.Z", and optionally "images" / "skipped" / "spread" / "source" (how it was
+    measured)}; "names" and "size" are filled in here."""
+    from facegen.framing import LANDMARKS
+
+    r = int(resolution)
+    framing = dict(framing)
+    landmarks = [[round(float(x), 5), round(float(y), 5)] for x, y in framing.pop("landmarks")]
+    return {"signature": ENCODE_SIGNATURE,
+            "input": [None, r, r, 3], "dtype": "uint8",
+            "output": {"noise": [None, int(latent_size)], "attrs": [None, int(num_attributes)]},
+            "attrs": "probabilities",
+            "framing": {"landmarks": landmarks, "names": list(LANDMARKS), "size": r, **framing}}
+
+
 def build_manifest(*, name: str, resolution: int, latent_size: int, attributes, architecture: str, parameters: int,
                    attribute_frequencies=None, attribute_table=None, dataset=None, training=None, metrics=None,
-                   created: str) -> dict:
-    """A complete manifest for a generator exported with GENERATE_SIGNATURE."""
+                   created: str, encoder=None) -> dict:
+    """A complete manifest for a generator exported with GENERATE_SIGNATURE; ``encoder`` (from encoder_field) for
+    a model that also has ENCODE_SIGNATURE, else the manifest says "encoder": null."""
     attributes = list(attributes)
     a = len(attributes)
     frequencies = [0.5] * a if attribute_frequencies is None else attribute_frequencies
@@ -111,6 +145,8 @@ def build_manifest(*, name: str, resolution: int, latent_size: int, attributes, 
         "signature": {"name": GENERATE_SIGNATURE,
                       "inputs": {"noise": [None, int(latent_size)], "attrs": [None, a]},
                       "output": {"images": [None, int(resolution), int(resolution), 3], "dtype": "uint8"}},
+        # null (or absent, in exports from before the encoder): the model cannot encode a photo.
+        "encoder": encoder,
         "dataset": dict(dataset or {}),
         "training": dict(training or {}),
         "metrics": dict(metrics or {}),
@@ -150,7 +186,39 @@ def validate_manifest(manifest, where) -> dict:
 
         problem = table_problem(manifest["attribute_table"], len(attributes))
         need(problem is None, f"attribute_table {problem}")
+    if manifest.get("encoder") is not None:  # null or absent: a model that cannot encode
+        problem = encoder_problem(manifest["encoder"], manifest["resolution"], manifest["latent_size"],
+                                  len(attributes))
+        need(problem is None, f"encoder {problem}")
     return manifest
+
+
+def encoder_problem(encoder, resolution: int, latent_size: int, num_attributes: int) -> str | None:
+    """What is wrong with a manifest's "encoder" object (None when it keeps the contract)."""
+    if not isinstance(encoder, dict):
+        return "must be an object (or null for a model that cannot encode)"
+    if encoder.get("signature") != ENCODE_SIGNATURE:
+        return f"signature must be {ENCODE_SIGNATURE!r}, not {encoder.get('signature')!r}"
+    if encoder.get("input") != [None, resolution, resolution, 3]:
+        return f"input must be [null, {resolution}, {resolution}, 3] (the model's resolution), not {encoder.get('input')!r}"
+    if encoder.get("output") != {"noise": [None, latent_size], "attrs": [None, num_attributes]}:
+        return f"output must be noise [null, {latent_size}] and attrs [null, {num_attributes}]"
+    framing = encoder.get("framing")
+    if not isinstance(framing, dict):
+        return "framing must be an object (landmarks, names, size, detector)"
+    from facegen.framing import LANDMARKS, check_template
+
+    try:
+        check_template(framing.get("landmarks"))
+    except ValueError as error:
+        return f"framing landmarks: {error}"
+    if framing.get("names") != list(LANDMARKS):
+        return f"framing names must be {list(LANDMARKS)}"
+    if framing.get("size") != resolution:
+        return f"framing size must be the resolution ({resolution}), not {framing.get('size')!r}"
+    if not isinstance(framing.get("detector"), str) or not framing["detector"]:
+        return "framing detector must name the detector and its version"
+    return None
 
 
 def read_manifest(model_dir) -> dict:
@@ -175,6 +243,23 @@ def write_manifest(model_dir, manifest: dict) -> Path:
 
 
 # -- the SavedModel -----------------------------------------------------------------------------------------------
+def load_encode(model_dir, loaded=None):
+    """encode(images uint8 [N, R, R, 3]) -> (noise float32 [N, L], attrs float32 [N, A] probabilities) of a model
+    whose manifest has an encoder; ``loaded``: the SavedModel object if already loaded. Imports TensorFlow."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(model_dir)) if loaded is None else loaded
+    if not hasattr(loaded, "encode"):
+        raise ValueError(f"{model_dir}: the SavedModel has no {ENCODE_SIGNATURE!r} function")
+    function = loaded.encode.get_concrete_function()
+
+    def encode(images):
+        out = function(tf.constant(np.asarray(images, np.uint8)))
+        return np.asarray(out["noise"].numpy(), np.float32), np.asarray(out["attrs"].numpy(), np.float32)
+
+    return encode
+
+
 def load_generate(model_dir):
     """(generate(noise, attrs) -> uint8 [N, H, W, 3] numpy, the loaded SavedModel). Imports TensorFlow."""
     import tensorflow as tf

@@ -49,14 +49,20 @@ def tiny_data(config, count=16, seed=0):
     return images, attributes
 
 
-def colour_data(config, count=64, seed=0):
-    """Images whose colour is decided by the first attribute: on -> reddish, off -> bluish (plus texture noise)."""
+def colour_data(config, count=64, seed=0, shades=False):
+    """Images whose colour is decided by the first attribute: on -> reddish, off -> bluish (plus texture noise).
+
+    ``shades``: each image also gets a brightness of its own (x0.2 .. x1, drawn after the texture), something only
+    the latent code can carry: the encoder tests rebuild it from E's code (the default draws are unchanged)."""
     rng = np.random.RandomState(seed)
     r = config.resolution
     attributes = np.zeros((count, config.num_attributes), np.float32)
     attributes[:, 0] = np.arange(count) % 2
     base = np.where(attributes[:, :1, None, None] > 0, [[[[200, 50, 50]]]], [[[[50, 50, 200]]]])
-    images = np.clip(base + rng.normal(0, 20, (count, r, r, 3)), 0, 255).astype(np.uint8)
+    texture = rng.normal(0, 20, (count, r, r, 3))
+    if shades:
+        base = base * rng.uniform(0.2, 1.0, (count, 1, 1, 1))
+    images = np.clip(base + texture, 0, 255).astype(np.uint8)
     return images, attributes
 
 
@@ -112,6 +118,37 @@ def colour_gap(config, steps):
     return gaps[0] - gaps[1]
 
 
+def encoder_learning(config, steps, count=64):
+    """Train with the encoder on shaded colour data for ``steps``; -> what E and G learned, measured on images of
+    the same kind that training never saw:
+
+    attribute_confidence  E's mean probability of each image's true colour attribute (0.5: nothing learned)
+    reconstruction_before / _after  mean |G(E_z(x), E_a(x) > 0) - x| per pixel in [-1, 1] units, before and after
+        training: the photo rebuilt from what E found, its code and its attributes, as an edit starts from it
+    """
+    from facegen.model_folder import from_uint8
+
+    images, attributes = colour_data(config, count, shades=True)
+    held, held_attributes = colour_data(config, 32, seed=1, shades=True)
+    x = from_uint8(held)
+    trainer, _ = trainer_for(config, images, attributes)
+
+    def reconstruction():
+        z, logits = trainer.encode(x)
+        return float(np.mean(np.abs(trainer.generate(z, (logits > 0).astype(np.float32)) - x)))
+
+    result = {"reconstruction_before": reconstruction()}
+    rng = np.random.RandomState(5)
+    for step in range(steps):
+        real = rng.randint(0, len(images), (config.d_steps, config.batch_size)).astype(np.int32)
+        cond = rng.randint(0, len(images), (config.d_steps + 1, config.batch_size)).astype(np.int32)
+        trainer.train_step(real, cond, step)
+    p = 1.0 / (1.0 + np.exp(-trainer.encode(x)[1][:, 0]))
+    result["attribute_confidence"] = float(np.mean(np.where(held_attributes[:, 0] > 0, p, 1.0 - p)))
+    result["reconstruction_after"] = reconstruction()
+    return result
+
+
 def save_groups(path, groups):
     np.savez(path, **{f"{name}/{i}": v for name, values in groups.items() for i, v in enumerate(values)})
 
@@ -126,6 +163,7 @@ def load_groups(path):
 
 
 if __name__ == "__main__":  # python gan_harness.py one-step CONFIG_JSON GROUPS_IN OUT | colour-gap CONFIG_JSON STEPS
+    #                          | encoder-learning CONFIG_JSON STEPS
     command, config_json = sys.argv[1], json.loads(sys.argv[2])
     if command == "one-step":
         metrics, after = one_step(config_of(**config_json), load_groups(sys.argv[3]))
@@ -133,6 +171,8 @@ if __name__ == "__main__":  # python gan_harness.py one-step CONFIG_JSON GROUPS_
         Path(sys.argv[4] + ".json").write_text(json.dumps(metrics))
     elif command == "colour-gap":
         print(json.dumps({"gap": colour_gap(config_of(**config_json), int(sys.argv[3]))}))
+    elif command == "encoder-learning":
+        print(json.dumps(encoder_learning(config_of(**config_json), int(sys.argv[3]))))
     elif command == "initial-weights":
         from training.models import build_models
 

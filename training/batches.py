@@ -8,6 +8,8 @@ import math
 import numpy as np
 from keras import ops
 
+from facegen.model_folder import uint8_to_pixels
+
 
 class BatchSchedule:
     def __init__(self, config, num_images: int):
@@ -46,7 +48,7 @@ class BatchSchedule:
 
 def real_batch(images_u8, attributes, index, config, rng):
     """A batch of real images in [-1, 1] (randomly mirrored) and their attributes, gathered on the device."""
-    images = ops.cast(ops.take(images_u8, index, axis=0), "float32") / 127.5 - 1.0
+    images = uint8_to_pixels(ops.cast(ops.take(images_u8, index, axis=0), "float32"))
     if config.flip_images:
         mirror = rng.uniform((ops.shape(images)[0], 1, 1, 1)) < 0.5
         images = ops.where(mirror, ops.flip(images, axis=2), images)

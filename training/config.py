@@ -20,6 +20,7 @@ DEFAULT_ATTRIBUTES = [
 ARCHITECTURES = ("facegen", "artiface")
 LOSSES = ("nonsaturating", "hinge")
 CONDITIONING = ("projection", "acgan", "both")
+RECONSTRUCTION_LOSSES = ("l1", "l2")
 
 
 @dataclasses.dataclass
@@ -58,6 +59,18 @@ class TrainConfig:
     ema_start: int = 1000  # steps before the EMA starts tracking (G moves fast early on)
     subset: float = 1.0  # fraction of the training images drawn each epoch
     flip_images: bool = True  # random horizontal flips of real images
+
+    # The encoder E (the AE-AC-GAN seed's): E(image) -> (z estimate, attribute logits), trained beside G so a photo
+    # can be mapped into G's space and edited. Off by default: old configs and runs train exactly as before.
+    # E mirrors D's shape (d_width, d_max_width) without spectral norm or minibatch std (a photo's code must not
+    # depend on the batch it is encoded in). What each term updates: training/step_tensorflow.py's docstring.
+    encoder: bool = False
+    encoder_lr_ratio: float = 0.25  # E's learning rate = encoder_lr_ratio * g_lr (the seed found ~0.25 best)
+    reconstruction_weight: float = 1.0  # |G(E_z(x), a) - x|: the real image rebuilt from its code and attributes
+    reconstruction_loss: str = "l1"  # "l1" (mean absolute pixel error) or "l2" (mean squared)
+    feature_weight: float = 0.0  # optional: mean squared distance of D's features of the rebuilt and the real image
+    encoder_attribute_weight: float = 1.0  # BCE of E's attribute logits against the real attributes
+    cycle_weight: float = 1.0  # latent cycle: mean squared error of E_z(G(z, a)) against z
 
     # Bookkeeping.
     seed: int = 0
@@ -103,6 +116,12 @@ class TrainConfig:
         need(self.checkpoint_every >= 1 and self.log_every >= 1, "checkpoint_every and log_every must be >= 1")
         need(min(self.g_width, self.d_width, self.g_max_width, self.d_max_width) >= 1, "widths must be >= 1")
         need(math.log2(self.resolution).is_integer(), "resolution must be a power of two")
+        need(isinstance(self.encoder, bool), "encoder must be true or false")
+        need(self.encoder_lr_ratio > 0, "encoder_lr_ratio must be positive")
+        need(self.reconstruction_loss in RECONSTRUCTION_LOSSES,
+             f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}")
+        for key in ("reconstruction_weight", "feature_weight", "encoder_attribute_weight", "cycle_weight"):
+            need(getattr(self, key) >= 0, f"{key} must be >= 0")
         return self
 
 

@@ -115,6 +115,8 @@ class Training:
             "name": meta.get("dataset_name", Path(str(self.args.data)).stem), "synthetic": bool(meta.get("synthetic")),
             "images": int(len(self.images)), "total_images": int(len(cache.images)),
             "resolution": int(config.resolution), "source": str(meta.get("source", self.args.data)),
+            # The cache file trained on: export measures an encoder's framing template on its training images.
+            "cache": str(Path(cache.path).resolve()) if cache.path is not None else None,
             "layout": meta.get("layout"), "crop": meta.get("crop"), "skipped": meta.get("skipped"),
         }
         if self.dataset_info["synthetic"]:
@@ -175,7 +177,9 @@ class Training:
             "training": {"backend": self.backend, "device": self.device_line, "devices": self.devices,
                          "precision": self.mixed_precision,
                          "generator_parameters": count_parameters(self.models.generator),
-                         "discriminator_parameters": count_parameters(self.models.discriminator)},
+                         "discriminator_parameters": count_parameters(self.models.discriminator),
+                         **({"encoder_parameters": count_parameters(self.models.encoder)}
+                            if self.models.encoder is not None else {})},
         }
         path = self.run_dir / "run.json"
         if path.is_file():  # keep history (e.g. the first session's start time) across resumes
@@ -259,11 +263,14 @@ class Training:
         values.update(step=step, epoch=round(step / self.steps_per_epoch, 3), seconds=round(seconds, 2),
                       images_per_second=round(rate, 1))
         self.runlog.scalars(step, values)
+        encoder = {k: values[k] for k in ("e_reconstruction", "e_cycle", "e_attribute_accuracy") if k in values}
         if progress is not None:
-            progress.set_postfix(d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}", img_s=f"{rate:,.0f}")
+            progress.set_postfix(d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}",
+                                 **{k[2:5]: f"{v:.3f}" for k, v in encoder.items()}, img_s=f"{rate:,.0f}")
         else:
             print(f"step {step} epoch {values['epoch']:.2f} d_loss {values['d_loss']:.4f} "
-                  f"g_loss {values['g_loss']:.4f} images/s {rate:,.0f}", flush=True)
+                  f"g_loss {values['g_loss']:.4f} " + "".join(f"{k} {v:.4f} " for k, v in encoder.items())
+                  + f"images/s {rate:,.0f}", flush=True)
 
     def forget_after(self, step: int) -> None:
         """Sample grids drawn after the checkpoint belong to steps this run lost when it was killed: drop them."""

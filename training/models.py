@@ -1,4 +1,5 @@
-"""The set of models one GAN training run holds: G, D, the EMA copy of G and their optimisers."""
+"""The set of models one GAN training run holds: G, D, the EMA copy of G, the encoder E (config.encoder) and their
+optimisers."""
 
 import dataclasses
 import json
@@ -8,7 +9,11 @@ import keras
 import numpy as np
 
 from training import checkpoint
-from training.networks import build_discriminator, build_generator
+from training.networks import build_discriminator, build_encoder, build_generator
+
+GROUP_NAMES = {"g": "generator", "d": "discriminator", "g_ema": "EMA generator", "g_opt": "generator optimiser",
+               "d_opt": "discriminator optimiser", "schedule": "D schedule state", "e": "encoder",
+               "e_opt": "encoder optimiser"}
 
 
 def ema_variables(model):
@@ -25,28 +30,37 @@ class GanModels:
     d_optimizer: keras.optimizers.Optimizer
     # D's running accuracy, which the accuracy-based schedule reads: training state, so it is checkpointed.
     d_accuracy: keras.Variable
+    # The encoder and its optimiser, with config.encoder only (checkpoint groups "e" and "e_opt").
+    encoder: keras.Model | None = None
+    e_optimizer: keras.optimizers.Optimizer | None = None
 
     def groups(self) -> dict:
         """Every piece of training state, by checkpoint group name, in a fixed order."""
-        return {"g": self.generator.variables, "d": self.discriminator.variables,
-                "g_ema": self.ema_generator.variables, "g_opt": self.g_optimizer.variables,
-                "d_opt": self.d_optimizer.variables, "schedule": [self.d_accuracy]}
+        groups = {"g": self.generator.variables, "d": self.discriminator.variables,
+                  "g_ema": self.ema_generator.variables, "g_opt": self.g_optimizer.variables,
+                  "d_opt": self.d_optimizer.variables, "schedule": [self.d_accuracy]}
+        if self.encoder is not None:
+            groups.update(e=self.encoder.variables, e_opt=self.e_optimizer.variables)
+        return groups
 
     def checkpoint_groups(self) -> dict:
         return {name: [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in variables]
                 for name, variables in self.groups().items()}
 
     def load_groups(self, groups: dict) -> None:
-        names = {"g": "generator", "d": "discriminator", "g_ema": "EMA generator", "g_opt": "generator optimiser",
-                 "d_opt": "discriminator optimiser", "schedule": "D schedule state"}
+        """Load a checkpoint's groups. Groups the models lack (an encoder's, into a config without one) are ignored;
+        a group the models need and the checkpoint lacks is a UsageError naming it."""
         for name, variables in self.groups().items():
             if name == "schedule" and name not in groups:
                 continue  # a checkpoint from before the schedule state was saved: start it afresh (0.5)
             if name not in groups:
                 from training.errors import UsageError
 
-                raise UsageError(f"the checkpoint has no {names[name]} ({name}/*): it is not a complete training state")
-            checkpoint.assign(variables, groups[name], names[name])
+                hint = (" (the config has encoder: true, the checkpoint was trained without an encoder; an encoder "
+                        "cannot be added to a run: start a new run)") if name in ("e", "e_opt") else ""
+                raise UsageError(f"the checkpoint has no {GROUP_NAMES[name]} ({name}/*): it is not a complete "
+                                 f"training state{hint}")
+            checkpoint.assign(variables, groups[name], GROUP_NAMES[name])
 
 
 def use_mixed_precision(config) -> bool:
@@ -79,7 +93,14 @@ def build_models(config) -> GanModels:
     g_optimizer.build(generator.trainable_variables)
     d_optimizer.build(discriminator.trainable_variables)
     d_accuracy = keras.Variable(0.5, dtype="float32", trainable=False, name="d_accuracy_running")
-    return GanModels(generator, discriminator, ema_generator, g_optimizer, d_optimizer, d_accuracy)
+    encoder = e_optimizer = None
+    if config.encoder:
+        encoder = build_encoder(config)
+        e_optimizer = keras.optimizers.Adam(config.g_lr * config.encoder_lr_ratio, beta_1=config.beta1,
+                                            beta_2=config.beta2)
+        e_optimizer.build(encoder.trainable_variables)
+    return GanModels(generator, discriminator, ema_generator, g_optimizer, d_optimizer, d_accuracy, encoder,
+                     e_optimizer)
 
 
 def load_run_generator(run_dir, use_ema: bool = True):
@@ -100,3 +121,19 @@ def load_run_generator(run_dir, use_ema: bool = True):
     generator = build_generator(config)
     checkpoint.assign(generator.variables, groups[group], f"generator ({group})")
     return generator, config, run_info, meta, group
+
+
+def load_run_encoder(run_dir, config):
+    """The run's trained encoder from its latest checkpoint, or None when the config has none.
+
+    Exported beside the EMA generator: E trained with the raw G, which the EMA copy follows closely."""
+    if not config.encoder:
+        return None
+    from training.errors import UsageError
+
+    groups, _ = checkpoint.load_state(run_dir)
+    if not groups.get("e"):
+        raise UsageError(f"{run_dir}: the config has encoder: true but the checkpoint holds no encoder (e/*)")
+    encoder = build_encoder(config)
+    checkpoint.assign(encoder.variables, groups["e"], "encoder")
+    return encoder

@@ -9,6 +9,9 @@ facegen (ours), at resolution R, for R = 64:
      logit = w.phi + <embed(a), phi> (projection conditioning); attribute logits = Dense(phi) (AC-GAN head).
 artiface (the seeds' DCGAN, the baseline): z -> Dense 32x32x512 -> ConvTranspose 256/128/64/3, 5x5 -> 128x128,
      with the attributes tiled onto the 32x32 map; D: Conv 64/128/256/512 5x5/2 -> Dense logit + attribute head.
+Encoder (optional, config.encoder; the AE-AC-GAN seed's): image -> (Conv 4x4/2, LeakyReLU) down to 4x4 (D's widths)
+     -> Conv 3x3 -> Dense features -> (Dense z estimate [latent_size], Dense attribute logits [A]). No spectral norm,
+     no minibatch statistics: a photo's code depends on the photo alone, not on the batch it is encoded in.
 """
 
 import hashlib
@@ -182,7 +185,8 @@ class FacegenDiscriminator(keras.Model):
         self.classifier = (layers.Dense(a, kernel_initializer=init(config, "discriminator/classifier"), dtype="float32",
                                         name="classifier") if use_ac else None)
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, return_features=False):
+        """(logit, attribute logits), and D's features phi too with ``return_features`` (the encoder's feature loss)."""
         images, attrs = inputs
         h = images
         for down in self.downs:
@@ -196,7 +200,7 @@ class FacegenDiscriminator(keras.Model):
             embed = self.projection(ops.cast(signed(attrs), phi.dtype), training=training)
             logit = logit + ops.cast(ops.sum(embed * phi, axis=-1), "float32")
         class_logits = self.classifier(phi) if self.classifier is not None else ops.zeros((ops.shape(h)[0], 0))
-        return logit, class_logits
+        return (logit, class_logits, phi) if return_features else (logit, class_logits)
 
 
 class ArtifaceGenerator(keras.Model):
@@ -239,7 +243,7 @@ class ArtifaceDiscriminator(keras.Model):
         self.classifier = (layers.Dense(a, kernel_initializer=init(config, "discriminator/classifier"), dtype="float32",
                                         name="classifier") if a else None)
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, return_features=False):
         images, _attrs = inputs
         h = images
         for down in self.downs:
@@ -247,7 +251,43 @@ class ArtifaceDiscriminator(keras.Model):
         h = ops.reshape(h, (ops.shape(h)[0], -1))
         logit = self.logit(h)[:, 0]
         class_logits = self.classifier(h) if self.classifier is not None else ops.zeros((ops.shape(h)[0], 0))
-        return logit, class_logits
+        return (logit, class_logits, h) if return_features else (logit, class_logits)
+
+
+class Encoder(keras.Model):
+    """E(image in [-1, 1]) -> (z estimate [latent_size], attribute logits [A]), for either architecture."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(name="encoder", **kwargs)
+        self.downs = []
+        res = config.resolution
+        while res > 4:
+            res //= 2
+            channels = config.channels(res, config.d_width, config.d_max_width)
+            self.downs.append(layers.Conv2D(channels, 4, strides=2, padding="same",
+                                            kernel_initializer=init(config, f"encoder/down{res}"), name=f"down{res}"))
+        c4 = config.channels(4, config.d_width, config.d_max_width)
+        self.conv4 = layers.Conv2D(c4, 3, padding="same", kernel_initializer=init(config, "encoder/conv4"),
+                                   name="conv4")
+        self.features = layers.Dense(c4, kernel_initializer=init(config, "encoder/features"), name="features")
+        self.act = layers.LeakyReLU(0.2)
+        # The heads compute in float32 (like G's to_rgb and D's classifier): the code is what G is fed.
+        self.to_z = layers.Dense(config.latent_size, kernel_initializer=init(config, "encoder/z"), dtype="float32",
+                                 name="z")
+        a = config.num_attributes
+        self.to_attributes = (layers.Dense(a, kernel_initializer=init(config, "encoder/attributes"), dtype="float32",
+                                           name="attributes") if a else None)
+
+    def call(self, images, training=False):
+        h = images
+        for down in self.downs:
+            h = self.act(down(h))
+        h = self.act(self.conv4(h))
+        phi = self.act(self.features(ops.reshape(h, (ops.shape(h)[0], -1))))
+        z = self.to_z(phi)
+        logits = (self.to_attributes(phi) if self.to_attributes is not None
+                  else ops.zeros((ops.shape(phi)[0], 0), "float32"))
+        return z, logits
 
 
 def build_generator(config, batch=2):
@@ -261,6 +301,14 @@ def build_discriminator(config, batch=2):
     model = (ArtifaceDiscriminator if config.architecture == "artiface" else FacegenDiscriminator)(config)
     r = config.resolution
     model([ops.zeros((batch, r, r, 3)), ops.zeros((batch, config.num_attributes))])
+    return model
+
+
+def build_encoder(config, batch=2):
+    """A built encoder (weights created): for runs with ``config.encoder``."""
+    model = Encoder(config)
+    r = config.resolution
+    model(ops.zeros((batch, r, r, 3)))
     return model
 
 

@@ -1,7 +1,8 @@
 """The train step on the JAX backend: Keras models called statelessly inside one jitted function.
 
-Same semantics as step_tensorflow.py (read its docstring): the objectives, stabilisers and batches are shared.
-State (weights, optimiser slots, EMA, D's running accuracy) lives in JAX arrays between steps and is written back
+Same semantics as step_tensorflow.py (read its docstring, the encoder's terms included): the objectives,
+stabilisers and batches are shared. State (weights, optimiser slots, EMA, D's running accuracy, E and its slots)
+lives in JAX arrays between steps and is written back
 into the Keras variables only for checkpoints and samples. Data stays on the device: the step gathers its batch
 from the uint8 image array by index, so the host sends a few KB of indices per step and no pixels.
 """
@@ -53,6 +54,7 @@ class Trainer:
         self.push()
         self._step = jax.jit(self._train_step, donate_argnums=(0,))
         self._generate = jax.jit(self._generate_fn)
+        self._encode = jax.jit(self._encode_fn)
 
     # -- state <-> Keras variables -------------------------------------------------------------------------
     def _pairs(self):
@@ -60,7 +62,9 @@ class Trainer:
         return {"g": m.generator.trainable_variables, "g_nt": m.generator.non_trainable_variables,
                 "d": m.discriminator.trainable_variables, "d_nt": m.discriminator.non_trainable_variables,
                 "g_opt": m.g_optimizer.variables, "d_opt": m.d_optimizer.variables,
-                "ema": ema_variables(m.ema_generator), "d_accuracy": [m.d_accuracy]}
+                "ema": ema_variables(m.ema_generator), "d_accuracy": [m.d_accuracy],
+                **({"e": m.encoder.trainable_variables, "e_nt": m.encoder.non_trainable_variables,
+                    "e_opt": m.e_optimizer.variables} if m.encoder is not None else {})}
 
     def push(self):
         """Keras variables -> the JAX state the step works on (after building or loading a checkpoint)."""
@@ -106,13 +110,13 @@ class Trainer:
         running = stabilisers.next_running_accuracy(running, parts["d_accuracy"])
         return {**state, "d": new_d, "d_opt": new_d_opt, "d_nt": d_nt, "g_nt": g_nt, "d_accuracy": [running]}, parts
 
-    def _g_update(self, state, attributes, cond_index, step, rng):
+    def _g_update(self, state, images, attributes, cond_index, real_index, step, rng):
         config, m = self.config, self.models
-        G, D = m.generator, m.discriminator
+        G, D, E = m.generator, m.discriminator, m.encoder
         cond = jnp.take(attributes, cond_index, axis=0)
 
-        def g_loss(g_vars, g_nt):
-            held = {"g": g_nt}
+        def g_loss(g_vars, g_nt, e_vars, e_nt):
+            held = {"g": g_nt, "e": e_nt}
 
             def g_forward(z, a):
                 out, held["g"] = G.stateless_call(g_vars, held["g"], [z, a], training=True)
@@ -122,14 +126,35 @@ class Trainer:
                 out, _ = D.stateless_call(state["d"], state["d_nt"], [x, a], training=False)
                 return out
 
-            value, parts = loss.generator_objective(g_forward, d_forward, cond, step, config, rng)
-            return value, (held["g"], parts)
+            if E is None:
+                value, parts = loss.generator_objective(g_forward, d_forward, cond, step, config, rng)
+                return value, (held, parts)
 
-        (_, (g_nt, parts)), grads = jax.value_and_grad(g_loss, has_aux=True)(state["g"], state["g_nt"])
+            def e_forward(x):
+                out, held["e"] = E.stateless_call(e_vars, held["e"], x, training=True)
+                return out
+
+            def d_features(x, a):
+                out, _ = D.stateless_call(state["d"], state["d_nt"], [x, a], training=False, return_features=True)
+                return out[2]
+
+            value, parts = loss.generator_encoder_objective(
+                g_forward, d_forward, e_forward, lambda r: real_batch(images, attributes, real_index, config, r), cond,
+                step, config, rng, d_features)
+            return value, (held, parts)
+
+        e_vars, e_nt = (state["e"], state["e_nt"]) if E is not None else ([], [])
+        (_, (held, parts)), (grads, e_grads) = jax.value_and_grad(g_loss, argnums=(0, 2), has_aux=True)(
+            state["g"], state["g_nt"], e_vars, e_nt)
         g, g_opt = m.g_optimizer.stateless_apply(state["g_opt"], grads, state["g"])
+        g_nt = held["g"]
         decay = stabilisers.ema_decay(config, step)
         ema = [stabilisers.ema_update(e, v, decay) for e, v in zip(state["ema"], list(g) + list(g_nt))]
-        return {**state, "g": g, "g_nt": g_nt, "g_opt": g_opt, "ema": ema}, parts
+        state = {**state, "g": g, "g_nt": g_nt, "g_opt": g_opt, "ema": ema}
+        if E is not None:
+            e, e_opt = m.e_optimizer.stateless_apply(state["e_opt"], e_grads, state["e"])
+            state.update(e=e, e_opt=e_opt, e_nt=held["e"])
+        return state, parts
 
     def _train_step(self, state, images, attributes, real_index, cond_index, step):
         config = self.config
@@ -138,7 +163,7 @@ class Trainer:
         for k in range(config.d_steps):
             state, parts = self._d_update(state, images, attributes, real_index[k], cond_index[k], step, rng)
             metrics.update(parts)
-        state, parts = self._g_update(state, attributes, cond_index[config.d_steps], step, rng)
+        state, parts = self._g_update(state, images, attributes, cond_index[config.d_steps], real_index[0], step, rng)
         metrics.update(parts)
         metrics["d_accuracy_running"] = state["d_accuracy"][0]
         return state, metrics
@@ -165,3 +190,12 @@ class Trainer:
     def generate(self, z: np.ndarray, a: np.ndarray) -> np.ndarray:
         """Images in [-1, 1] from the EMA generator (float32 numpy)."""
         return np.asarray(self._generate(self.state["ema"], jnp.asarray(z), jnp.asarray(a)), dtype=np.float32)
+
+    def _encode_fn(self, e, e_nt, images):
+        out, _ = self.models.encoder.stateless_call(e, e_nt, images, training=False)
+        return out
+
+    def encode(self, images: np.ndarray):
+        """(z estimate, attribute logits) of images in [-1, 1] from the encoder (float32 numpy)."""
+        z, logits = self._encode(self.state["e"], self.state["e_nt"], jnp.asarray(images, jnp.float32))
+        return np.asarray(z, dtype=np.float32), np.asarray(logits, dtype=np.float32)

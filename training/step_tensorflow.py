@@ -6,6 +6,15 @@ Keras variables are the state, updated in place. What one step does, on both bac
   advance), D's update unless the accuracy schedule holds it, D's running accuracy;
   then G's loss through D called with training=False (D's state, spectral-norm vectors included, is D's own and
   does not move in G's step), G's update, and the EMA of G.
+With the encoder E (config.encoder), G's step also trains E, on the real batch of the step's first D update
+(mirrored afresh) and on G's own fakes of this step (loss.generator_encoder_objective, one scalar differentiated
+with respect to G's and E's weights together):
+  reconstruction |G(E_z(x), a) - x| (l1 or l2)  updates E and G
+  feature loss on D's features (optional)        updates E and G (D read with training=False, D not updated)
+  attribute BCE of E_a(x) against a              updates E
+  latent cycle |E_z(G(z, a)) - z|^2              updates E only (G's fake is held fixed)
+so G's update is its adversarial and auxiliary terms plus reconstruction (and feature) loss, E's is every encoder
+term; D's step is unchanged. E has its own Adam at encoder_lr_ratio * g_lr, no EMA (it is exported as trained).
 """
 
 import numpy as np
@@ -44,6 +53,8 @@ class Trainer:
         self.attributes = tf.constant(attributes)
         self._step = tf.function(self._train_step)
         self._generate = tf.function(lambda z, a: models.ema_generator([z, a], training=False))
+        if models.encoder is not None:
+            self._encode = tf.function(lambda x: models.encoder(x, training=False))
 
     def push(self):  # Keras variables are the state on this backend
         pass
@@ -74,14 +85,26 @@ class Trainer:
         m.d_accuracy.assign(stabilisers.next_running_accuracy(m.d_accuracy.value, parts["d_accuracy"]))
         return parts
 
-    def _g_update(self, cond_index, step, rng):
+    def _g_update(self, cond_index, step, rng, real_index=None):
         config, m = self.config, self.models
-        G, D = m.generator, m.discriminator
+        G, D, E = m.generator, m.discriminator, m.encoder
         cond = tf.gather(self.attributes, cond_index)
-        with tf.GradientTape() as tape:
-            value, parts = loss.generator_objective(
-                lambda z, a: G([z, a], training=True), lambda x, a: D([x, a], training=False), cond, step, config, rng)
-        grads = tape.gradient(value, G.trainable_variables)
+        g_forward = lambda z, a: G([z, a], training=True)  # noqa: E731
+        d_forward = lambda x, a: D([x, a], training=False)  # noqa: E731
+        if E is None:
+            with tf.GradientTape() as tape:
+                value, parts = loss.generator_objective(g_forward, d_forward, cond, step, config, rng)
+            grads = tape.gradient(value, G.trainable_variables)
+        else:
+            with tf.GradientTape() as tape:
+                value, parts = loss.generator_encoder_objective(
+                    g_forward, d_forward, lambda x: E(x, training=True),
+                    lambda r: real_batch(self.images, self.attributes, real_index, config, r), cond, step, config,
+                    rng, lambda x, a: D([x, a], training=False, return_features=True)[2])
+            n_g = len(G.trainable_variables)
+            all_grads = tape.gradient(value, G.trainable_variables + E.trainable_variables)
+            grads, e_grads = all_grads[:n_g], all_grads[n_g:]
+            m.e_optimizer.apply_gradients(zip(e_grads, E.trainable_variables))
         m.g_optimizer.apply_gradients(zip(grads, G.trainable_variables))
         decay = stabilisers.ema_decay(self.config, step)
         for ema_variable, variable in zip(ema_variables(m.ema_generator), ema_variables(G)):
@@ -93,7 +116,7 @@ class Trainer:
         metrics = {}
         for k in range(self.config.d_steps):
             metrics.update(self._d_update(real_index[k], cond_index[k], step, rng))
-        metrics.update(self._g_update(cond_index[self.config.d_steps], step, rng))
+        metrics.update(self._g_update(cond_index[self.config.d_steps], step, rng, real_index[0]))
         metrics["d_accuracy_running"] = self.models.d_accuracy.value
         return metrics
 
@@ -106,3 +129,8 @@ class Trainer:
 
     def generate(self, z: np.ndarray, a: np.ndarray) -> np.ndarray:
         return np.asarray(self._generate(tf.constant(z), tf.constant(a)), dtype=np.float32)
+
+    def encode(self, images: np.ndarray):
+        """(z estimate, attribute logits) of images in [-1, 1] from the encoder (float32 numpy)."""
+        z, logits = self._encode(tf.constant(images, tf.float32))
+        return np.asarray(z, dtype=np.float32), np.asarray(logits, dtype=np.float32)
