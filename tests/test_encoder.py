@@ -7,6 +7,7 @@ cut off from E or leaking into G, E missing from checkpoints, the pixel rule wro
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -291,3 +292,182 @@ def test_encoder_learns_the_attribute_and_reconstructions_get_closer():
     result = gan_harness.encoder_learning(config_of(**LEARN_ENCODER), LEARN_STEPS)
     assert result["attribute_confidence"] > 0.9, result
     assert result["reconstruction_after"] < 0.45 * result["reconstruction_before"], result
+
+
+# -- export --------------------------------------------------------------------------------------------------------
+CELEBA_HQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-hq-128" / "CelebA-HQ-img"
+TINY = {"resolution": 32, "latent_size": 8, "attributes": ["Male", "Smiling", "Eyeglasses"], "g_width": 8,
+        "g_max_width": 16, "d_width": 8, "d_max_width": 16, "encoder": True}
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
+
+
+def _random_weights(model, seed):
+    rng = np.random.RandomState(seed)
+    for variable in model.weights:
+        variable.assign((0.1 * rng.standard_normal(tuple(variable.shape))).astype(variable.dtype))
+
+
+def test_exported_encode_is_the_encoder_behind_the_inverse_pixel_rule(tmp_path):
+    import tensorflow as tf
+
+    from facegen import model_folder
+    from training.config import TrainConfig
+    from training.export import UNTRAINED_FRAMING, write_saved_model
+    from training.networks import build_encoder, build_generator
+
+    config = TrainConfig(**TINY).validate()
+    generator, encoder = build_generator(config), build_encoder(config)
+    _random_weights(encoder, 1)  # biases too, so every part of the graph shows
+    framing = {"landmarks": UNTRAINED_FRAMING, "detector": "mtcnn 1.0.0", "source": "test"}
+    out = write_saved_model(generator, config, tmp_path / "m", {"name": "m"}, encoder, framing)
+    images = np.random.RandomState(2).randint(0, 256, (5, 32, 32, 3)).astype(np.uint8)
+    images[0] = 0
+    images[1] = 255
+    z, logits = encoder(images.astype(np.float32) / 127.5 - 1.0)  # the pixel rule, written out: 0 -> -1, 255 -> 1
+    loaded = tf.saved_model.load(str(out))
+    for result in (loaded.encode(images), loaded.signatures["encode"](images=tf.constant(images))):
+        assert set(result) == {"noise", "attrs"}
+        assert result["noise"].dtype == result["attrs"].dtype == tf.float32
+        np.testing.assert_allclose(result["noise"].numpy(), np.asarray(z), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(result["attrs"].numpy(), _sigmoid(logits), rtol=1e-5, atol=1e-6)
+    noise, probabilities = model_folder.load_encode(out)(images)
+    np.testing.assert_allclose(noise, np.asarray(z), rtol=1e-5, atol=1e-6)
+    assert probabilities.shape == (5, 3) and np.all((probabilities > 0) & (probabilities < 1))
+
+    manifest = model_folder.read_manifest(out)
+    assert manifest["encoder"] == {
+        "signature": "encode", "input": [None, 32, 32, 3], "dtype": "uint8",
+        "output": {"noise": [None, 8], "attrs": [None, 3]}, "attrs": "probabilities",
+        "framing": {"landmarks": UNTRAINED_FRAMING, "names": ["left_eye", "right_eye", "nose", "mouth_left",
+                                                              "mouth_right"],
+                    "size": 32, "detector": "mtcnn 1.0.0", "source": "test"}}
+
+
+def test_random_models_encode_only_when_asked_and_keep_their_generator(tmp_path):
+    import tensorflow as tf
+
+    from facegen import model_folder
+    from training.export import UNTRAINED_FRAMING, export_random_model
+
+    plain = export_random_model(tmp_path / "plain", seed=4)
+    with_encoder = export_random_model(tmp_path / "enc", seed=4, encoder=True)
+    assert model_folder.read_manifest(plain)["encoder"] is None
+    loaded_plain = tf.saved_model.load(str(plain))
+    assert not hasattr(loaded_plain, "encode") and "encode" not in loaded_plain.signatures
+    manifest = model_folder.read_manifest(with_encoder)
+    assert manifest["encoder"]["framing"]["landmarks"] == UNTRAINED_FRAMING
+    assert manifest["encoder"]["framing"]["detector"].startswith("mtcnn ")
+    # The encoder's weights are drawn after the generator's: the same seed gives the same generator either way.
+    noise = np.random.RandomState(0).standard_normal((2, 16)).astype(np.float32)
+    attrs = np.array([[1, 0, 1], [0, 1, 0]], np.float32)
+    generate_plain, _ = model_folder.load_generate(plain)
+    generate_enc, loaded = model_folder.load_generate(with_encoder)
+    np.testing.assert_array_equal(generate_plain(noise, attrs), generate_enc(noise, attrs))
+    photos = generate_enc(noise, attrs)
+    out = loaded.encode(photos)
+    assert out["noise"].shape == (2, 16) and out["attrs"].shape == (2, 3)
+    again = model_folder.load_encode(export_random_model(tmp_path / "again", seed=4, encoder=True))(photos)
+    np.testing.assert_array_equal(again[0], out["noise"].numpy())
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda e: e.update(signature="serving_default"), "signature"),
+    (lambda e: e.update(input=[None, 64, 64, 3]), "input"),
+    (lambda e: e["output"].update(attrs=[None, 2]), "output"),
+    (lambda e: e["framing"].update(landmarks=[[0.3, 0.4]] * 4), "landmarks"),
+    (lambda e: e["framing"].update(landmarks=[[1.5, 0.4]] * 5), "landmarks"),
+    (lambda e: e["framing"].update(names=["a", "b", "c", "d", "e"]), "names"),
+    (lambda e: e["framing"].update(size=64), "size"),
+    (lambda e: e["framing"].pop("detector"), "detector"),
+])
+def test_manifest_encoder_object_is_validated(change, problem):
+    from facegen import model_folder
+    from training.export import UNTRAINED_FRAMING
+
+    encoder = model_folder.encoder_field(32, 8, 3, {"landmarks": UNTRAINED_FRAMING, "detector": "mtcnn 1.0.0"})
+    manifest = model_folder.build_manifest(name="m", resolution=32, latent_size=8, attributes=["A", "B", "C"],
+                                           architecture="facegen", parameters=1, created="x", encoder=encoder)
+    assert model_folder.validate_manifest(json.loads(json.dumps(manifest)), "ok")["encoder"] == encoder
+    change(manifest["encoder"])
+    with pytest.raises(model_folder.ManifestError, match=f"encoder .*{problem}"):
+        model_folder.validate_manifest(manifest, "m")
+    with pytest.raises(model_folder.ManifestError, match="encoder must be an object"):
+        model_folder.validate_manifest({**manifest, "encoder": [1]}, "m")
+
+
+def _fake_run(run_dir, cache=None):
+    """A run folder with an encoder (random weights in its checkpoint), recording ``cache`` as its data."""
+    from training import checkpoint
+    from training.config import TrainConfig
+    from training.networks import build_encoder, build_generator
+
+    config = TrainConfig(**TINY).validate()
+    run_dir.mkdir()
+    config.save(run_dir / "config.json")
+    (run_dir / "run.json").write_text(json.dumps({"attribute_frequencies": [0.4, 0.5, 0.1],
+                                                  "dataset": {"name": "t", "cache": str(cache) if cache else None}}))
+    generator, encoder = build_generator(config), build_encoder(config)
+    _random_weights(encoder, 3)
+    weights = [np.asarray(v.numpy()) for v in generator.variables]
+    checkpoint.save_state(run_dir, {"g": weights, "g_ema": weights,
+                                    "e": [np.asarray(v.numpy()) for v in encoder.variables]}, {"step": 5})
+    return encoder
+
+
+def test_export_of_a_run_with_an_encoder_copies_or_demands_its_framing(tmp_path, capsys):
+    import tensorflow as tf
+
+    from facegen import model_folder
+    from training.__main__ import main
+    from training.export import export_random_model
+
+    encoder = _fake_run(tmp_path / "run", cache=tmp_path / "gone.npz")
+    out = tmp_path / "model"
+    # The recorded cache is gone and nothing else is given: a clear error naming both ways out.
+    assert main(["export", "--run", str(tmp_path / "run"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "gone.npz is not available" in err and "--data" in err and "--framing-from" in err
+    assert not out.exists()
+
+    source = export_random_model(tmp_path / "source", name="source", encoder=True,
+                                 framing=[[0.35, 0.45], [0.65, 0.45], [0.5, 0.6], [0.4, 0.75], [0.6, 0.75]])
+    assert main(["export", "--run", str(tmp_path / "run"), "--out", str(out), "--framing-from", str(source)]) == 0
+    framing = model_folder.read_manifest(out)["encoder"]["framing"]
+    assert framing["landmarks"] == [[0.35, 0.45], [0.65, 0.45], [0.5, 0.6], [0.4, 0.75], [0.6, 0.75]]
+    assert "copied from the model source" in framing["source"]
+    images = np.random.RandomState(6).randint(0, 256, (3, 32, 32, 3)).astype(np.uint8)
+    z, _ = encoder(images.astype(np.float32) / 127.5 - 1.0)  # the run's trained encoder is the one exported
+    loaded = tf.saved_model.load(str(out))  # kept: its functions need the object alive
+    np.testing.assert_allclose(loaded.encode(images)["noise"].numpy(), np.asarray(z), rtol=1e-5, atol=1e-6)
+
+
+def test_export_measures_the_framing_on_the_runs_training_photos(tmp_path):
+    """Real CelebA-HQ portraits (read at test time from the shared folder, never copied into the repo), shrunk to
+    32 px into a cache: export finds their landmarks (enlarged for the detector) and writes the mean template."""
+    if not CELEBA_HQ.is_dir():
+        pytest.skip(f"CelebA-HQ photos not found at {CELEBA_HQ}")
+    from PIL import Image
+
+    from facegen import model_folder
+    from training.data import save_cache
+    from training.export import UNTRAINED_FRAMING, export_run
+
+    photos = []
+    for number in range(8):
+        with Image.open(CELEBA_HQ / f"{number}.jpg") as image:
+            photos.append(np.asarray(image.convert("RGB").resize((32, 32), Image.Resampling.LANCZOS)))
+    partition = np.array([0, 0, 0, 0, 0, 0, 2, 2], np.uint8)
+    cache = save_cache(tmp_path / "faces-32.npz", np.stack(photos), np.zeros((8, 3), np.uint8),
+                       ["Male", "Smiling", "Eyeglasses"], partition, [f"{i}.jpg" for i in range(8)],
+                       {"source": "test", "size": 32, "count": 8})
+    _fake_run(tmp_path / "run", cache=cache)
+    out = export_run(tmp_path / "run", tmp_path / "model", framing_images=5)
+    framing = model_folder.read_manifest(out)["encoder"]["framing"]
+    assert framing["images"] + framing["skipped"] == 5 and framing["images"] >= 4
+    assert framing["detector"].startswith("mtcnn ") and "faces-32.npz" in framing["source"]
+    # Five CelebA-HQ faces land close to the template of 500 (the eyes within 3% of the side).
+    np.testing.assert_allclose(framing["landmarks"], UNTRAINED_FRAMING, atol=0.05)
+    np.testing.assert_allclose(np.asarray(framing["landmarks"])[:2], np.asarray(UNTRAINED_FRAMING)[:2], atol=0.03)

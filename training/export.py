@@ -1,7 +1,10 @@
 """``export``: a training run's generator -> TensorFlow SavedModel + manifest.json (see docs/ARCHITECTURE.md).
 
 The SavedModel holds the whole path from (noise, attributes) to uint8 RGB pixels, so serving needs TensorFlow,
-NumPy and the manifest, and no Keras or training code.
+NumPy and the manifest, and no Keras or training code. A run trained with the encoder (config.encoder) also gets
+``encode(images uint8 [N, R, R, 3]) -> {"noise", "attrs"}`` (the pixel rule's inverse inside the graph, attribute
+probabilities), and the manifest's "encoder" object says so, with the framing template the encoder expects: the
+mean landmark positions of the run's training images (facegen.framing.mean_landmarks), measured here once.
 """
 
 import datetime
@@ -13,6 +16,14 @@ from pathlib import Path
 from facegen import model_folder
 from training.errors import UsageError
 
+DEFAULT_FRAMING_IMAGES = 500
+# MTCNN looks for faces of 20 px and up: training images smaller than this are enlarged (bicubic) before detection.
+# The template is in fractions of the side, so the enlargement does not move it.
+FRAMING_DETECT_SIZE = 128
+# The framing template of the untrained models export_random_model writes (demos and serving tests): the mean
+# landmarks mtcnn 1.0.0 found on 499 of 500 training images of CelebA-HQ at 64 px (enlarged to 128 for detection).
+UNTRAINED_FRAMING = [[0.3774, 0.4755], [0.6243, 0.4753], [0.5007, 0.6301], [0.3911, 0.7346], [0.6104, 0.7341]]
+
 
 def add_arguments(parser):
     parser.add_argument("--run", required=True, type=Path, help="training run folder (written by `train --out`)")
@@ -21,16 +32,108 @@ def add_arguments(parser):
     parser.add_argument("--raw", action="store_true", help="export the raw generator instead of its EMA copy")
     parser.add_argument("--default", action="store_true",
                         help="also record this model as the default in the models folder's DEFAULT file")
+    framing = parser.add_argument_group("encoder framing (runs trained with encoder: true)")
+    framing.add_argument("--data", type=Path, metavar="CACHE.npz",
+                         help="the run's data cache, to measure the framing template on its training images "
+                              "(default: the cache the run recorded in run.json)")
+    framing.add_argument("--framing-images", type=int, default=DEFAULT_FRAMING_IMAGES, metavar="N",
+                         help=f"training images the template is measured on (default {DEFAULT_FRAMING_IMAGES})")
+    framing.add_argument("--framing-from", type=Path, metavar="MODEL_DIR",
+                         help="copy the framing template from another model's manifest instead of measuring it "
+                              "(for when the data cache is not at hand; the data must be framed alike)")
 
 
 def run(args) -> int:
-    path = export_run(args.run, args.out, name=args.name, use_ema=not args.raw)
+    if args.framing_images < 1:
+        raise UsageError(f"--framing-images must be at least 1, got {args.framing_images}")
+    path = export_run(args.run, args.out, name=args.name, use_ema=not args.raw, data=args.data,
+                      framing_images=args.framing_images, framing_from=args.framing_from)
     if args.default:
         (path.parent / "DEFAULT").write_text(path.name + "\n")
     manifest = model_folder.read_manifest(path)
     print(f"exported {manifest['name']}: {manifest['resolution']}x{manifest['resolution']}, "
-          f"{manifest['parameters']:,} parameters, {len(manifest['attributes'])} attributes -> {path}")
+          f"{manifest['parameters']:,} parameters, {len(manifest['attributes'])} attributes"
+          f"{', with the encoder (encode)' if manifest.get('encoder') else ''} -> {path}")
     return 0
+
+
+def detector_name() -> str:
+    from importlib.metadata import version
+
+    return f"{model_folder.FRAMING_DETECTOR} {version(model_folder.FRAMING_DETECTOR)}"
+
+
+def measure_framing(images, count: int = DEFAULT_FRAMING_IMAGES, seed: int = 0, progress: bool = True) -> dict:
+    """The framing template (facegen.framing.mean_landmarks) on a seeded sample of ``count`` of ``images``
+    (uint8 [N, S, S, 3], a run's training images), as the manifest's encoder.framing holds it."""
+    import numpy as np
+    from PIL import Image
+
+    from facegen.framing import NoFaceFound, mean_landmarks
+
+    images = np.asarray(images) if not hasattr(images, "shape") else images
+    pick = np.sort(np.random.RandomState(seed).choice(len(images), min(count, len(images)), replace=False))
+    size = images.shape[1]
+
+    def sample():
+        for done, i in enumerate(pick):
+            rgb = np.asarray(images[i])
+            if size < FRAMING_DETECT_SIZE:
+                rgb = np.asarray(Image.fromarray(rgb).resize((FRAMING_DETECT_SIZE,) * 2, Image.Resampling.BICUBIC))
+            if progress and (done + 1) % 100 == 0:
+                print(f"  framing: {done + 1}/{len(pick)} images", flush=True)
+            yield rgb
+
+    if progress:
+        print(f"measuring the framing template on {len(pick)} training images ({detector_name()})", flush=True)
+    try:
+        measured = mean_landmarks(sample())
+    except NoFaceFound:
+        raise UsageError(f"no face found in any of the {len(pick)} training images sampled for the encoder's framing "
+                         "template: is this face data? Pass --framing-from MODEL_DIR to copy a template") from None
+    return {"landmarks": measured.template.tolist(), "detector": detector_name(), "images": int(measured.used),
+            "skipped": int(measured.skipped), "spread": [[round(float(v), 5) for v in row] for row in measured.spread]}
+
+
+def framing_from_model(model_dir) -> dict:
+    """The framing of another model's manifest (--framing-from)."""
+    model_dir = Path(model_dir)
+    try:
+        manifest = model_folder.read_manifest(model_dir)
+    except model_folder.ManifestError as error:
+        raise UsageError(f"--framing-from: {error}") from None
+    encoder = manifest.get("encoder")
+    if not encoder:
+        raise UsageError(f"--framing-from: {model_dir} has no encoder, so its manifest holds no framing template")
+    framing = encoder["framing"]
+    return {"landmarks": framing["landmarks"], "detector": framing["detector"],
+            "source": f"copied from the model {manifest['name']} ({framing.get('source', 'measured at its export')})"}
+
+
+def run_framing(run_info: dict, data=None, count: int = DEFAULT_FRAMING_IMAGES, framing_from=None) -> dict:
+    """The framing for a run with an encoder: copied (--framing-from), else measured on the run's training images
+    from --data or the cache the run recorded; a clear UsageError when neither is at hand."""
+    if framing_from is not None:
+        return framing_from_model(framing_from)
+    import numpy as np
+
+    from training.data import load_cache
+
+    recorded = (run_info.get("dataset") or {}).get("cache")
+    path = Path(data) if data is not None else (Path(recorded) if recorded else None)
+    if path is None or not path.is_file():
+        where = (f"--data {path} does not exist" if data is not None else
+                 f"the run's data cache {path} is not available" if path is not None else
+                 "the run recorded no data cache (trained before export measured framing)")
+        raise UsageError(f"the run has an encoder, whose manifest needs the framing template measured on the run's "
+                         f"training images, but {where}. Pass --data CACHE.npz (the data the run trained on) or "
+                         "--framing-from MODEL_DIR (a model trained on data framed alike)")
+    cache = load_cache(path)
+    train = np.flatnonzero(np.asarray(cache.partition) == 0)
+    images = cache.images[train] if len(train) else cache.images
+    framing = measure_framing(images, count)
+    framing["source"] = f"{path.name}: {framing['images']} of {framing['images'] + framing['skipped']} sampled training images"
+    return framing
 
 
 def _use_tensorflow_backend():
@@ -42,8 +145,10 @@ def _use_tensorflow_backend():
     os.environ["KERAS_BACKEND"] = "tensorflow"
 
 
-def write_saved_model(generator, config, out_dir: Path, manifest_fields: dict) -> Path:
-    """Write ``generator`` (a built Keras model, TensorFlow backend) as a SavedModel plus its manifest."""
+def write_saved_model(generator, config, out_dir: Path, manifest_fields: dict, encoder=None, framing=None) -> Path:
+    """Write ``generator`` (a built Keras model, TensorFlow backend) as a SavedModel plus its manifest; with
+    ``encoder`` (a built Keras encoder) and its ``framing`` (see model_folder.encoder_field), the encode function
+    and signature too."""
     import numpy as np
     import tensorflow as tf
 
@@ -68,7 +173,24 @@ def write_saved_model(generator, config, out_dir: Path, manifest_fields: dict) -
         def serve(self, noise, attrs):
             return {"images": self.generate(noise, attrs)}
 
-    module = FaceGenerator(generator)
+    class FaceGeneratorEncoder(FaceGenerator):
+        def __init__(self, model, encoder_model):
+            super().__init__(model)
+            self.encoder = encoder_model
+
+        @tf.function(input_signature=[tf.TensorSpec([None, r, r, 3], tf.uint8, name="images")])
+        def encode(self, images):
+            # The contract's inverse pixel rule inside the graph: the encoder sees pixels as training showed them.
+            pixels = model_folder.uint8_to_pixels(tf.cast(images, tf.float32))
+            z, logits = self.encoder(pixels, training=False)
+            return {"noise": tf.cast(z, tf.float32), "attrs": tf.sigmoid(tf.cast(logits, tf.float32))}
+
+    if encoder is not None and framing is None:
+        raise ValueError("an encoder is exported with its framing template")
+    module = FaceGenerator(generator) if encoder is None else FaceGeneratorEncoder(generator, encoder)
+    signatures = {model_folder.GENERATE_SIGNATURE: module.serve}
+    if encoder is not None:
+        signatures[model_folder.ENCODE_SIGNATURE] = module.encode
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Write beside the target, then swap, so a failed export never leaves a half model where a good one was.
@@ -76,20 +198,25 @@ def write_saved_model(generator, config, out_dir: Path, manifest_fields: dict) -
     # mkdtemp makes the folder private (0700); a model is read by other users (the image's non-root server).
     os.chmod(staging, 0o755)
     try:
-        tf.saved_model.save(module, str(staging), signatures={model_folder.GENERATE_SIGNATURE: module.serve})
+        tf.saved_model.save(module, str(staging), signatures=signatures)
         manifest = model_folder.build_manifest(
             name=manifest_fields.get("name") or out_dir.name, resolution=r, latent_size=latent,
             attributes=config.attributes, architecture=config.architecture, parameters=count_parameters(generator),
             attribute_frequencies=manifest_fields.get("attribute_frequencies"),
             attribute_table=manifest_fields.get("attribute_table"),
             dataset=manifest_fields.get("dataset"), training=manifest_fields.get("training"),
-            metrics=manifest_fields.get("metrics"), created=_now())
+            metrics=manifest_fields.get("metrics"), created=_now(),
+            encoder=None if encoder is None else model_folder.encoder_field(r, latent, a, framing))
         model_folder.write_manifest(staging, manifest)
         # Check the artefact the way serving will use it before it replaces anything.
         loaded = tf.saved_model.load(str(staging))
         probe = loaded.generate(np.zeros((1, latent), np.float32), np.zeros((1, a), np.float32)).numpy()
         if probe.shape != (1, r, r, 3) or probe.dtype != np.uint8:
             raise RuntimeError(f"exported model returned {probe.shape} {probe.dtype}")
+        if encoder is not None:
+            codes = loaded.encode(probe)
+            if codes["noise"].shape != (1, latent) or codes["attrs"].shape != (1, a):
+                raise RuntimeError(f"exported encoder returned {codes['noise'].shape}, {codes['attrs'].shape}")
         for extra in (model_folder.CARD,):  # keep a hand-kept card across re-exports
             if (out_dir / extra).is_file():
                 shutil.copy2(out_dir / extra, staging / extra)
@@ -106,12 +233,19 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def export_run(run_dir: Path, out_dir: Path, name: str | None = None, use_ema: bool = True) -> Path:
-    """Rebuild the run's generator on the TensorFlow backend, load its checkpoint and export it."""
+def export_run(run_dir: Path, out_dir: Path, name: str | None = None, use_ema: bool = True, data=None,
+               framing_images: int = DEFAULT_FRAMING_IMAGES, framing_from=None) -> Path:
+    """Rebuild the run's generator (and encoder) on the TensorFlow backend, load its checkpoint and export it."""
     _use_tensorflow_backend()
-    from training.models import load_run_generator
+    from training.models import load_run_encoder, load_run_generator
 
     generator, config, run_info, meta, group = load_run_generator(run_dir, use_ema)
+    encoder = load_run_encoder(run_dir, config)
+    framing = None
+    if encoder is not None:
+        framing = run_framing(run_info, data, framing_images, framing_from)
+    elif data is not None or framing_from is not None:
+        print("note: the run has no encoder; --data / --framing-from are not used", flush=True)
     training = dict(run_info.get("training", {}))
     training.update(steps=meta["step"], epochs=meta.get("epoch"), images_seen=meta["step"] * config.batch_size,
                     train_seconds=round(meta.get("seconds", 0.0), 1), weights="ema" if group == "g_ema" else "raw",
@@ -119,30 +253,35 @@ def export_run(run_dir: Path, out_dir: Path, name: str | None = None, use_ema: b
     fields = {"name": name, "attribute_frequencies": run_info.get("attribute_frequencies", [0.5] * config.num_attributes),
               "attribute_table": run_info.get("attribute_table"),
               "dataset": run_info.get("dataset", {}), "training": training}
-    return write_saved_model(generator, config, out_dir, fields)
+    return write_saved_model(generator, config, out_dir, fields, encoder, framing)
 
 
 def export_random_model(out_dir, name="tiny", resolution=32, latent_size=16,
-                        attributes=("Male", "Eyeglasses", "Smiling"), seed=0, attribute_table=None) -> Path:
+                        attributes=("Male", "Eyeglasses", "Smiling"), seed=0, attribute_table=None, encoder=False,
+                        framing=None) -> Path:
     """An untrained small generator exported with the real export path: for tests and demos of serving.
 
     The manifest says plainly that it is untrained. ``attribute_table`` (as ``model_folder.attribute_table`` makes
     it) stands in for a training set's attribute rows: written to the manifest, with the frequencies it implies;
-    without it the manifest has no table, like exports made before the table existed.
+    without it the manifest has no table, like exports made before the table existed. ``encoder``: also an
+    untrained encoder, so the model has ``encode`` and an "encoder" manifest object; ``framing`` is its template
+    ([5, 2] fractions of the side), UNTRAINED_FRAMING (measured on CelebA-HQ) by default.
     """
     _use_tensorflow_backend()
     import numpy as np
 
     from training.config import TrainConfig
-    from training.networks import build_generator
+    from training.networks import build_encoder, build_generator
 
     config = TrainConfig(resolution=resolution, latent_size=latent_size, attributes=list(attributes),
-                         g_width=8, g_max_width=32, d_width=8, d_max_width=32).validate()
+                         g_width=8, g_max_width=32, d_width=8, d_max_width=32, encoder=bool(encoder)).validate()
     generator = build_generator(config)
+    encoder_model = build_encoder(config) if encoder else None
     # Keras' random initialisers are not reproducible across processes here, so every kernel is redrawn from a
     # NumPy stream (scaled by its fan-in); vectors (biases, scales) are constants already. Same seed, same model.
+    # The encoder's kernels are drawn after the generator's, so a model's generator does not depend on it.
     rng = np.random.RandomState(seed)
-    for variable in generator.weights:
+    for variable in generator.weights + (encoder_model.weights if encoder_model is not None else []):
         shape = tuple(variable.shape)
         if len(shape) >= 2:
             scale = 1.0 / np.sqrt(np.prod(shape[:-1]))
@@ -157,4 +296,9 @@ def export_random_model(out_dir, name="tiny", resolution=32, latent_size=16,
               "dataset": {"name": "none", "synthetic": True, "images": 0,
                           "note": "untrained random weights, made by training.export.export_random_model"},
               "training": {"steps": 0, "note": "untrained"}}
-    return write_saved_model(generator, config, Path(out_dir), fields)
+    framing_field = None
+    if encoder_model is not None:
+        framing_field = {"landmarks": UNTRAINED_FRAMING if framing is None else np.asarray(framing).tolist(),
+                         "detector": detector_name(),
+                         "source": "fixed template for untrained test models (export_random_model)"}
+    return write_saved_model(generator, config, Path(out_dir), fields, encoder_model, framing_field)
