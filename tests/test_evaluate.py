@@ -298,3 +298,137 @@ def test_attribute_accuracy_real_rows_scores_faithfulness_to_real_requests(cache
         assert result["mean"] > 0.9, result
     else:
         assert 0.3 < result["mean"] < 0.7, result
+
+
+# -- the encoder's figures ------------------------------------------------------------------------------------------
+def test_psnr_and_centred_cosine_by_hand():
+    a = np.zeros((2, 2, 2, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0, 0] = 12  # MSE = 144 / 12 = 12
+    got = metrics.psnr(a, b)
+    assert got[0] == pytest.approx(10 * np.log10(255.0 ** 2 / 12.0), rel=1e-9) and got[1] == metrics.PSNR_CAP
+    centre = np.array([1.0, 1.0])
+    cos = metrics.centred_cosine(np.array([[2.0, 1.0], [2.0, 2.0]]), np.array([[3.0, 1.0], [0.0, 0.0]]), centre)
+    np.testing.assert_allclose(cos, [1.0, -1.0])  # (1, 0) . (2, 0); (1, 1) . (-1, -1)
+
+
+def _paint(background, attrs):
+    """make_images' marks on a given background, for attributes in ATTRIBUTES order."""
+    image = background.copy()
+    if attrs[0] > 0.5:
+        image[2:12, 2:12] = 230
+    if attrs[1] > 0.5:
+        image[14:19, 4:28] = 250
+    if attrs[2] > 0.5:
+        image[22:30, 20:30, 0] = 255
+    return image
+
+
+@pytest.mark.parametrize("faithful", [True, False])
+def test_encoder_metrics_score_an_exact_editor_and_one_that_ignores_the_edit(cache_path, classifier_path, faithful):
+    """A stand-in encoder that reads the marks off the pixels and names the photo's background by index, and a
+    generator that paints the requested marks on that background: rebuilds are exact, edits change what was asked
+    and keep the rest. A generator that ignores the attributes changes nothing."""
+    from training.classifier import load_classifier
+    from training.data import load_cache
+
+    cache = load_cache(cache_path)
+    columns = [NAMES.index(a) for a in ATTRIBUTES]
+    test = np.flatnonzero(cache.partition == 2)
+    labels = cache.attributes[test][:, columns].astype(np.float32)
+    backgrounds = np.random.RandomState(7).randint(0, 70, (len(test), SIZE, SIZE, 3)).astype(np.uint8)
+    photos = np.stack([_paint(b, a) for b, a in zip(backgrounds, labels)])
+    index = {backgrounds[i, 31].tobytes(): i for i in range(len(test))}  # row 31 carries no mark
+
+    def encode(images):
+        noise = np.array([[index.get(image[31].tobytes(), 0), 0, 0, 0] for image in images], np.float32)
+        found = np.stack([[image[2:12, 2:12].mean() > 200, image[14:19, 4:28].mean() > 200,
+                           image[22:30, 20:30, 0].mean() > 200] for image in images]).astype(np.float32)
+        return noise, np.where(found > 0, 0.9, 0.1).astype(np.float32)
+
+    def generate(noise, attrs):
+        ids = np.clip(noise[:, 0].astype(int), 0, len(test) - 1)
+        if not faithful:  # the photo as it was, whatever is asked
+            return photos[ids]
+        return np.stack([_paint(backgrounds[i], a) for i, a in zip(ids, attrs)])
+
+    held = cache.partition > 0
+    context = metrics.Context(generate=generate, latent_size=4, attributes=list(ATTRIBUTES),
+                              frequencies=np.full(3, 0.4), real_images=cache.images[held],
+                              real_attributes=cache.attributes[held][:, columns].astype(np.float32),
+                              classifier=load_classifier(classifier_path), samples=64, progress=False,
+                              encode=encode, encoder_images=photos, encoder_attributes=labels)
+    found = metrics.METRICS["encoder_attributes"](context)
+    assert found["mean_balanced"] == 1.0 and found["photos"] == len(test)
+    rebuilt = metrics.METRICS["encoder_reconstruction"](context)
+    assert rebuilt["psnr"] == metrics.PSNR_CAP and rebuilt["feature_distance"] == 0.0
+    assert rebuilt["psnr_random_code"] < 30 and rebuilt["feature_ratio"] == 0.0
+    edit = metrics.METRICS["encoder_edit"](context)
+    assert list(edit["per_attribute"]) == list(ATTRIBUTES)
+    if faithful:
+        assert edit["changed"] > 0.9 and edit["kept"] > 0.9 and edit["success"] > 0.8, edit
+        assert edit["identity"]["rebuild_photo"] == pytest.approx(1.0)
+    else:
+        assert edit["changed"] < 0.1 and edit["kept"] == 1.0 and edit["success"] < 0.1, edit
+        assert edit["identity"]["edit_rebuild"] == pytest.approx(1.0)
+    assert edit["identity"]["different_photos"] < 0.9
+
+
+@pytest.fixture(scope="module")
+def encoder_model_dir(tmp_path_factory):
+    from training.export import export_random_model
+
+    return export_random_model(tmp_path_factory.mktemp("models") / "tiny-enc", name="tiny-enc", resolution=SIZE,
+                               latent_size=16, attributes=ATTRIBUTES, seed=0, encoder=True)
+
+
+ENCODER_METRICS = "encoder_attributes,encoder_reconstruction,encoder_edit"
+
+
+def test_evaluate_writes_the_encoder_figures(encoder_model_dir, model_dir, cache_path, classifier_path, tmp_path,
+                                             capsys):
+    code = main(["evaluate", "--model", str(encoder_model_dir), "--data", str(cache_path), "--classifier",
+                 str(classifier_path), "--metrics", ENCODER_METRICS, "--encoder-samples", "16",
+                 "--edit-attributes", "Smiling,male", *FAST])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    written = json.loads((encoder_model_dir / "manifest.json").read_text())["metrics"]
+    assert written["samples"]["encoded"] == 16 and written["samples"]["encoded_from"] == "test partition"
+    assert set(written["encoder_attributes"]["per_attribute"]) == set(ATTRIBUTES)
+    rebuilt = written["encoder_reconstruction"]
+    assert 0 < rebuilt["psnr"] < metrics.PSNR_CAP and rebuilt["photos"] == 16 and rebuilt["feature_ratio"] > 0
+    edit = written["encoder_edit"]
+    assert list(edit["per_attribute"]) == ["Smiling", "Male"] and 0 <= edit["changed"] <= 1
+    for text in ("encoder reconstruction: PSNR", "encoder edits", "Smiling: changed"):
+        assert text in printed
+    # A model without an encoder: the figures say why they are absent.
+    code = main(["evaluate", "--model", str(model_dir), "--data", str(cache_path), "--classifier",
+                 str(classifier_path), "--metrics", ENCODER_METRICS, "--no-write", "--json",
+                 str(tmp_path / "plain.json"), *FAST])
+    assert code == 0
+    plain = json.loads((tmp_path / "plain.json").read_text())
+    assert all(plain[m] == {"skipped": "the model has no encoder", "seconds": plain[m]["seconds"]}
+               for m in ENCODER_METRICS.split(","))
+    assert main(["evaluate", "--model", str(encoder_model_dir), "--data", str(cache_path), "--classifier",
+                 str(classifier_path), "--edit-attributes", "Bald", "--no-write", *FAST]) == 2
+    assert "--edit-attributes: ['Bald']" in capsys.readouterr().err
+
+
+def test_evaluate_run_with_an_encoder_uses_its_checkpoint(cache_path, classifier_path, tmp_path, capsys):
+    from training import checkpoint
+    from training.config import TrainConfig
+    from training.networks import build_encoder, build_generator
+
+    config = TrainConfig(resolution=SIZE, latent_size=16, attributes=list(ATTRIBUTES), g_width=8, g_max_width=32,
+                         d_width=8, d_max_width=32, encoder=True).validate()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config.save(run_dir / "config.json")
+    weights = [np.asarray(v.numpy()) for v in build_generator(config).variables]
+    encoder = [np.asarray(v.numpy()) for v in build_encoder(config).variables]
+    checkpoint.save_state(run_dir, {"g": weights, "g_ema": weights, "e": encoder}, {"step": 3})
+    out = tmp_path / "run-metrics.json"
+    code = main(["evaluate", "--run", str(run_dir), "--data", str(cache_path), "--classifier", str(classifier_path),
+                 "--metrics", "encoder_reconstruction", "--encoder-samples", "8", "--json", str(out), *FAST])
+    assert code == 0, capsys.readouterr().out
+    assert json.loads(out.read_text())["encoder_reconstruction"]["photos"] == 8

@@ -7,7 +7,8 @@
 on whatever Keras backend is active (so a JAX machine without TensorFlow can evaluate), and writes no manifest.
 The judge is an attribute classifier trained on the data's training partition (training/classifier.py), loaded
 from --classifier (default: beside the data cache) when it exists, trained and saved there otherwise. The metrics
-are the registry in training/metrics.py.
+are the registry in training/metrics.py. A model with an encoder is also measured on held-out photos (the cache's
+test partition): encoder_attributes, encoder_reconstruction, encoder_edit.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from training.errors import UsageError
 
 DEFAULT_SAMPLES = 2000
 DEFAULT_ATTRIBUTE_SAMPLES = 500
+DEFAULT_ENCODER_SAMPLES = 500
 
 
 def add_arguments(parser):
@@ -46,8 +48,14 @@ def add_arguments(parser):
                              f"(default: min(--samples, {DEFAULT_ATTRIBUTE_SAMPLES}))")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise and attribute draws (default 0)")
     parser.add_argument("--metrics", metavar="NAME,...",
-                        help="metrics to compute (default: all): attribute_accuracy, frechet_distance, diversity, "
-                             "fid_inception")
+                        help="metrics to compute (default: all): attribute_accuracy, attribute_accuracy_real_rows, "
+                             "frechet_distance, diversity, fid_inception; with an encoder encoder_attributes, "
+                             "encoder_reconstruction, encoder_edit")
+    parser.add_argument("--encoder-samples", type=int, metavar="N",
+                        help=f"held-out photos (test partition) the encoder figures use "
+                             f"(default: min(--samples, {DEFAULT_ENCODER_SAMPLES}))")
+    parser.add_argument("--edit-attributes", metavar="NAME,...",
+                        help="attributes encoder_edit flips (default: all of the model's)")
     parser.add_argument("--inception-weights", type=Path, metavar="FILE.h5",
                         help="InceptionV3 weights without the top, for the usual FID (never downloaded)")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the metrics to this file")
@@ -72,14 +80,28 @@ def keras_generate(generator):
     return generate
 
 
-def saved_model_generate(model_dir: Path):
+def keras_encode(encoder):
+    """encode(uint8 images) -> (noise, attribute probabilities) for a Keras encoder, as the exported graph does."""
+
+    def encode(images):
+        z, logits = encoder.predict_on_batch(model_folder.from_uint8(images))
+        logits = np.asarray(logits, np.float64)
+        return np.asarray(z, np.float32), (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+    return encode
+
+
+def saved_model_generate(model_dir: Path, with_encoder: bool = False):
     try:
         generate, loaded = model_folder.load_generate(model_dir)
+        encode = model_folder.load_encode(model_dir, loaded) if with_encoder else None
     except Exception as error:
         raise UsageError(f"--model: {model_dir} holds no loadable SavedModel ({type(error).__name__}: "
                          f"{str(error).splitlines()[0] if str(error) else ''})") from None
     generate.keep_alive = loaded  # the function needs its object alive
-    return generate
+    if encode is not None:
+        encode.keep_alive = loaded
+    return generate, encode
 
 
 def open_model(args) -> dict:
@@ -89,17 +111,20 @@ def open_model(args) -> dict:
             raise UsageError(f"--model: no such model folder: {args.model}")
         manifest = model_folder.read_manifest(args.model)
         attributes = list(manifest.get("attributes", []))
-        return {"generate": saved_model_generate(args.model), "latent_size": int(manifest["latent_size"]),
+        generate, encode = saved_model_generate(args.model, with_encoder=bool(manifest.get("encoder")))
+        return {"generate": generate, "encode": encode, "latent_size": int(manifest["latent_size"]),
                 "resolution": int(manifest["resolution"]), "attributes": attributes,
                 "frequencies": manifest.get("attribute_frequencies") or [0.5] * len(attributes),
                 "name": manifest.get("name", args.model.name), "manifest": manifest}
     if not args.run.is_dir():
         raise UsageError(f"--run: no such run folder: {args.run}")
-    from training.models import load_run_generator
+    from training.models import load_run_encoder, load_run_generator
 
     generator, config, run_info, meta, group = load_run_generator(args.run)
+    encoder = load_run_encoder(args.run, config)
     attributes = list(config.attributes)
-    return {"generate": keras_generate(generator), "latent_size": config.latent_size, "resolution": config.resolution,
+    return {"generate": keras_generate(generator), "encode": keras_encode(encoder) if encoder is not None else None,
+            "latent_size": config.latent_size, "resolution": config.resolution,
             "attributes": attributes,
             "frequencies": run_info.get("attribute_frequencies") or [0.5] * len(attributes),
             "name": f"{args.run.name} (step {meta.get('step')}, {'EMA' if group == 'g_ema' else 'raw'} weights)",
@@ -134,7 +159,8 @@ def command_line(args) -> str:
     parts += ["--data", str(args.data)]
     for flag, value in (("--classifier", args.classifier), ("--samples", args.samples),
                         ("--attribute-samples", args.attribute_samples), ("--seed", args.seed),
-                        ("--metrics", args.metrics), ("--inception-weights", args.inception_weights),
+                        ("--metrics", args.metrics), ("--encoder-samples", args.encoder_samples),
+                        ("--edit-attributes", args.edit_attributes), ("--inception-weights", args.inception_weights),
                         ("--json", args.json)):
         if value is not None:
             parts += [flag, str(value)]
@@ -142,11 +168,39 @@ def command_line(args) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def encoder_inputs(args, model, cache, columns) -> dict:
+    """The Context fields of a model with an encoder: its encode function and the held-out photos it is measured on,
+    from the cache's test partition (else validation, else the classifier's hold-out), at the model's resolution."""
+    from training.classifier import resize_images, split_indices
+
+    partition = np.asarray(cache.partition)
+    photos, source = np.flatnonzero(partition == 2), "test partition"
+    if len(photos) == 0:
+        photos, source = np.flatnonzero(partition == 1), "validation partition"
+    if len(photos) == 0:
+        photos, source = split_indices(partition)[1], "random 10% hold-out"
+    count = args.encoder_samples or min(args.samples, DEFAULT_ENCODER_SAMPLES)
+    if len(photos) > count:
+        photos = np.sort(np.random.RandomState(args.seed + 5).choice(photos, count, replace=False))
+    edit = None
+    if args.edit_attributes:
+        edit = [n.strip() for n in args.edit_attributes.split(",") if n.strip()]
+        lowered = [a.lower() for a in model["attributes"]]
+        unknown = [n for n in edit if n.lower() not in lowered]
+        if unknown:
+            raise UsageError(f"--edit-attributes: {unknown} are not the model's attributes ({model['attributes']})")
+        edit = [model["attributes"][lowered.index(n.lower())] for n in edit]  # the model's spelling
+    images = resize_images(cache.images[photos], model["resolution"])
+    return {"encode": model["encode"], "encoder_images": images,
+            "encoder_attributes": np.asarray(cache.attributes[photos][:, columns], np.float32),
+            "edit_attributes": edit, "source": source}
+
+
 # -- the command -----------------------------------------------------------------------------------------------
 def run(args) -> int:
     start = time.monotonic()
     for value, flag in ((args.samples, "--samples"), (args.attribute_samples, "--attribute-samples"),
-                        (args.batch_size, "--batch-size")):
+                        (args.batch_size, "--batch-size"), (args.encoder_samples, "--encoder-samples")):
         if value is not None and value < 2:
             raise UsageError(f"{flag} must be at least 2, got {value}")
     if args.classifier_epochs < 1 or args.classifier_seconds < 0:
@@ -186,12 +240,14 @@ def run(args) -> int:
     if len(held) < 2:
         raise UsageError(f"the data has {len(held)} held-out images: too few to compare with")
     attribute_samples = args.attribute_samples or min(args.samples, DEFAULT_ATTRIBUTE_SAMPLES)
+    encoder = encoder_inputs(args, model, cache, columns) if model.get("encode") is not None else {}
     context = registry.Context(
         generate=model["generate"], latent_size=model["latent_size"], attributes=model["attributes"],
         frequencies=np.asarray(model["frequencies"], np.float32), real_images=cache.images[held],
         real_attributes=np.asarray(cache.attributes[held][:, columns], np.float32), classifier=classifier,
         samples=args.samples, attribute_samples=attribute_samples, seed=args.seed, batch_size=args.batch_size,
-        inception_weights=args.inception_weights, progress=progress)
+        inception_weights=args.inception_weights, progress=progress,
+        **{k: v for k, v in encoder.items() if k != "source"})
     if progress:
         print(f"evaluating {model['name']}: {args.samples} samples, {attribute_samples} per attribute, "
               f"{len(held)} held-out real images", flush=True)
@@ -207,7 +263,9 @@ def run(args) -> int:
                        "held_out_images": info.get("held_out", {}).get("images"),
                        "trained_images": info.get("trained", {}).get("images"),
                        "input_size": classifier.input_size},
-        "samples": {"generated": args.samples, "per_attribute": attribute_samples, "real": int(len(held))},
+        "samples": {"generated": args.samples, "per_attribute": attribute_samples, "real": int(len(held)),
+                    **({"encoded": int(len(encoder["encoder_images"])), "encoded_from": encoder["source"]}
+                       if encoder else {})},
         "dataset": {"name": meta.get("dataset_name", Path(str(args.data)).stem), "images": int(len(cache.images)),
                     "synthetic": bool(meta.get("synthetic")), "source": str(meta.get("source", args.data))},
         "seed": args.seed,
@@ -233,6 +291,35 @@ def run(args) -> int:
 
 def _f(value, digits=3):
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_encoder(report: dict) -> list:
+    lines = []
+    attributes = report.get("encoder_attributes")
+    if attributes is not None and "skipped" not in attributes:
+        lines.append(f"encoder attributes on {attributes['photos']} held-out photos: balanced accuracy "
+                     f"{_f(attributes['mean_balanced'])}; " + ", ".join(
+                         f"{a} {_f(r['balanced'])}" for a, r in attributes["per_attribute"].items()))
+    rebuilt = report.get("encoder_reconstruction")
+    if rebuilt is not None and "skipped" not in rebuilt:
+        lines.append(f"encoder reconstruction: PSNR {_f(rebuilt['psnr'], 2)} dB (true attributes "
+                     f"{_f(rebuilt['psnr_true_attributes'], 2)}, random code {_f(rebuilt['psnr_random_code'], 2)}); "
+                     f"feature distance {_f(rebuilt['feature_distance'])} = {_f(rebuilt['feature_ratio'])} of two "
+                     f"different photos'")
+    edit = report.get("encoder_edit")
+    if edit is not None and "skipped" not in edit:
+        identity = edit["identity"]
+        lines.append(f"encoder edits: changed {_f(edit['changed'])}, others kept {_f(edit['kept'])}, success "
+                     f"{_f(edit['success'])}; identity (centred feature cosine) edit-rebuild "
+                     f"{_f(identity['edit_rebuild'])}, edit-photo {_f(identity['edit_photo'])}, two different "
+                     f"photos {_f(identity['different_photos'])}")
+        for attr, row in edit["per_attribute"].items():
+            lines.append(f"  {attr}: changed {_f(row['changed'])} (to on {_f(row['to_on'])}, to off "
+                         f"{_f(row['to_off'])}), kept {_f(row['kept'])}, success {_f(row['success'])}")
+    for key in ("encoder_attributes", "encoder_reconstruction", "encoder_edit"):
+        if report.get(key, {}).get("skipped") and "no encoder" not in report[key]["skipped"]:
+            lines.append(f"{key}: skipped ({report[key]['skipped']})")
+    return lines
 
 
 def format_report(report: dict, name: str) -> str:
@@ -267,6 +354,7 @@ def format_report(report: dict, name: str) -> str:
                      f"{_f(div.get('pixel_ratio'))} of real, near-duplicate pairs {_f(div['near_duplicate_fraction'])} "
                      f"(real {_f(div['real_near_duplicate_fraction'])}) -> "
                      f"{'COLLAPSED' if div['collapsed'] else 'ok'}")
+    lines += format_encoder(report)
     fid = report.get("fid_inception")
     if fid is not None:
         lines.append(f"FID (InceptionV3): skipped ({fid['skipped']})" if "skipped" in fid

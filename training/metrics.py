@@ -157,6 +157,13 @@ class Context:
     batch_size: int = 128
     inception_weights: Path | None = None
     progress: bool = True
+    # The encoder, for models that have one: encode(uint8 [n, R, R, 3]) -> (noise float32 [n, latent], attribute
+    # probabilities float32 [n, A]); the held-out photos it is measured on (the cache's test partition) and their
+    # attributes in the model's order; the attributes the edit figures flip (None: all of the model's).
+    encode: Callable | None = None
+    encoder_images: np.ndarray | None = None
+    encoder_attributes: np.ndarray | None = None
+    edit_attributes: list | None = None
     shared: dict = dataclasses.field(default_factory=dict)
 
     def generate_all(self, noise, attrs, label: str = "generating") -> np.ndarray:
@@ -185,6 +192,28 @@ class Context:
             self.shared["conditioned"] = {"images": images, "features": features, "probabilities": probabilities,
                                           "attributes": rows}
         return self.shared["conditioned"]
+
+    def encoded_sample(self):
+        """The held-out photos encoded and rebuilt from (their code, the attributes E found, thresholded at 0.5 as
+        an edit keeps them), with the classifier's features and probabilities of the photos and the rebuilds."""
+        if "encoded" not in self.shared:
+            images = np.asarray(self.encoder_images)
+            noise, found = [], []
+            for start in range(0, len(images), self.batch_size):
+                n, a = self.encode(images[start:start + self.batch_size])
+                noise.append(np.asarray(n, np.float32))
+                found.append(np.asarray(a, np.float32))
+            noise = np.concatenate(noise)
+            found = np.concatenate(found) if len(self.attributes) else np.zeros((len(images), 0), np.float32)
+            attrs = (found > 0.5).astype(np.float32)
+            rebuilt = self.generate_all(noise, attrs, "rebuilding held-out photos from their codes")
+            photo_features, photo_probabilities = self.classifier.both(images)
+            rebuilt_features, rebuilt_probabilities = self.classifier.both(rebuilt)
+            self.shared["encoded"] = {
+                "images": images, "noise": noise, "found": found, "attrs": attrs, "rebuilt": rebuilt,
+                "photo_features": photo_features, "photo_probabilities": photo_probabilities,
+                "rebuilt_features": rebuilt_features, "rebuilt_probabilities": rebuilt_probabilities}
+        return self.shared["encoded"]
 
     def real_sample(self):
         if "real" not in self.shared:
@@ -312,6 +341,144 @@ def fid_inception(ctx: Context) -> dict:
     real = features(ctx.real_sample()["images"], "inception features, real")
     return {"value": _r(frechet_distance_of(generated, real)), "weights": str(path),
             "generated": int(len(generated)), "real": int(len(real))}
+
+
+# -- the encoder ---------------------------------------------------------------------------------------------------
+PSNR_CAP = 100.0  # dB: identical images would be infinite
+
+
+def psnr(a, b) -> np.ndarray:
+    """Per-image peak signal-to-noise ratio in dB of two uint8 image batches [n, H, W, 3]: 10 log10(255^2 / MSE),
+    capped at PSNR_CAP for identical images."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    mse = np.mean((a - b) ** 2, axis=tuple(range(1, a.ndim)))
+    return np.minimum(10.0 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-300)), PSNR_CAP)
+
+
+def centred_cosine(a, b, centre) -> np.ndarray:
+    """Row-wise cosine of two feature batches after subtracting ``centre`` (the real photos' mean feature): the
+    classifier's features are ReLU outputs, all positive, so plain cosines are high even between strangers."""
+    a = np.asarray(a, np.float64) - centre
+    b = np.asarray(b, np.float64) - centre
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.sum(a * b, axis=1) / np.maximum(norms, 1e-12)
+
+
+def _no_encoder(ctx: Context):
+    if ctx.encode is None:
+        return {"skipped": "the model has no encoder"}
+    if ctx.encoder_images is None or len(ctx.encoder_images) < 2:
+        return {"skipped": "fewer than 2 held-out photos to encode"}
+    return None
+
+
+def _pairs(n: int, seed: int):
+    """Each index paired with another one (a seeded derangement-like shift), for 'two different people' baselines."""
+    order = np.random.RandomState(seed).permutation(n)
+    return order, np.roll(order, 1)
+
+
+@register
+def encoder_attributes(ctx: Context) -> dict:
+    """How well E's attribute head reads held-out photos: balanced accuracy per attribute against the labels, beside
+    the classifier's ceiling (the same photos, another judge)."""
+    skipped = _no_encoder(ctx)
+    if skipped:
+        return skipped
+    if not len(ctx.attributes):
+        return {"skipped": "unconditional model: no attributes to read"}
+    sample = ctx.encoded_sample()
+    from training.classifier import accuracy_table
+
+    table = accuracy_table(sample["found"], ctx.encoder_attributes, list(ctx.attributes))
+    ceiling = ctx.classifier.ceiling(list(ctx.attributes))
+    per_attribute = {name: {"balanced": row["balanced"], "accuracy": row["accuracy"], "positives": row["positives"],
+                            "ceiling": _r(ceiling.get(name))} for name, row in table.items()}
+    balanced = [row["balanced"] for row in per_attribute.values() if row["balanced"] is not None]
+    return {"mean_balanced": _r(np.mean(balanced)) if balanced else None, "photos": int(len(sample["images"])),
+            "per_attribute": per_attribute}
+
+
+@register
+def encoder_reconstruction(ctx: Context) -> dict:
+    """Held-out photos rebuilt as G(E_z(x), attributes E found): PSNR against the photo (and, for scale, from a
+    random code with the same attributes, and from the code with the true labels), and the distance of the
+    classifier's features of rebuild and photo relative to the distance between two different photos."""
+    skipped = _no_encoder(ctx)
+    if skipped:
+        return skipped
+    sample = ctx.encoded_sample()
+    images, n = sample["images"], len(sample["images"])
+    rng = np.random.RandomState(ctx.seed + 3)
+    random_noise = rng.standard_normal(sample["noise"].shape).astype(np.float32)
+    random_rebuilt = ctx.generate_all(random_noise, sample["attrs"], "random codes, same attributes")
+    labelled = ctx.generate_all(sample["noise"], np.asarray(ctx.encoder_attributes, np.float32),
+                                "rebuilding with the true attributes")
+    distance = np.linalg.norm(sample["photo_features"] - sample["rebuilt_features"], axis=1)
+    a, b = _pairs(n, ctx.seed + 4)
+    between = np.linalg.norm(sample["photo_features"][a] - sample["photo_features"][b], axis=1)
+    return {"psnr": _r(np.mean(psnr(images, sample["rebuilt"])), 3),
+            "psnr_true_attributes": _r(np.mean(psnr(images, labelled)), 3),
+            "psnr_random_code": _r(np.mean(psnr(images, random_rebuilt)), 3),
+            "feature_distance": _r(np.mean(distance)),
+            "different_photos_feature_distance": _r(np.mean(between)),
+            "feature_ratio": _r(np.mean(distance) / np.mean(between)) if np.mean(between) > 0 else None,
+            "attributes": "found by the encoder, thresholded at 0.5", "photos": int(n),
+            "feature_space": "attribute classifier (256-d)"}
+
+
+@register
+def encoder_edit(ctx: Context) -> dict:
+    """Edits of held-out photos: each photo's code with one attribute flipped from what E found (the others kept),
+    per attribute. changed: the classifier finds the flipped attribute in its new state; kept: of the other
+    attributes, the share whose classifier decision on the edit equals that on the rebuild; success: both at once
+    (changed, and every other decision kept). identity: centred cosine of the classifier's features of edit and
+    rebuild, and of edit and photo, beside that of two different photos (what 'another person' scores)."""
+    skipped = _no_encoder(ctx)
+    if skipped:
+        return skipped
+    if not len(ctx.attributes):
+        return {"skipped": "unconditional model: no attributes to edit"}
+    sample = ctx.encoded_sample()
+    n = len(sample["images"])
+    names = list(ctx.edit_attributes or ctx.attributes)
+    columns = [ctx.classifier.column(name) for name in ctx.attributes]
+    rebuilt_on = sample["rebuilt_probabilities"][:, columns] > 0.5
+    centre = ctx.real_sample()["features"].astype(np.float64).mean(axis=0)
+    per_attribute, edit_rebuild, edit_photo = {}, [], []
+    for name in names:
+        j = [a.lower() for a in ctx.attributes].index(name.lower())
+        target = 1.0 - sample["attrs"][:, j]
+        attrs = sample["attrs"].copy()
+        attrs[:, j] = target
+        edited = ctx.generate_all(sample["noise"], attrs, f"editing {name}")
+        features, probabilities = ctx.classifier.both(edited)
+        edited_on = probabilities[:, columns] > 0.5
+        changed = edited_on[:, j] == (target > 0.5)
+        others = [k for k in range(len(columns)) if k != j]
+        same = edited_on[:, others] == rebuilt_on[:, others]
+        kept = same.mean(axis=1) if others else np.ones(n)
+        success = changed & (same.all(axis=1) if others else True)
+        cos_rebuild = centred_cosine(features, sample["rebuilt_features"], centre)
+        cos_photo = centred_cosine(features, sample["photo_features"], centre)
+        edit_rebuild.append(cos_rebuild)
+        edit_photo.append(cos_photo)
+        to_on = target > 0.5
+        per_attribute[name] = {
+            "changed": _r(changed.mean()), "to_on": _r(changed[to_on].mean()) if to_on.any() else None,
+            "to_off": _r(changed[~to_on].mean()) if (~to_on).any() else None, "kept": _r(kept.mean()),
+            "success": _r(np.mean(success)), "identity_edit_rebuild": _r(cos_rebuild.mean()),
+            "identity_edit_photo": _r(cos_photo.mean())}
+    a, b = _pairs(n, ctx.seed + 4)
+    strangers = centred_cosine(sample["photo_features"][a], sample["photo_features"][b], centre)
+    mean = lambda key: _r(np.mean([row[key] for row in per_attribute.values()]))  # noqa: E731
+    return {"changed": mean("changed"), "kept": mean("kept"), "success": mean("success"),
+            "identity": {"edit_rebuild": _r(np.mean(edit_rebuild)), "edit_photo": _r(np.mean(edit_photo)),
+                         "rebuild_photo": _r(centred_cosine(sample["rebuilt_features"], sample["photo_features"],
+                                                            centre).mean()),
+                         "different_photos": _r(strangers.mean()),
+                         "measure": "cosine of attribute-classifier features centred on the real photos' mean"},
+            "photos": int(n), "per_attribute": per_attribute}
 
 
 def compute_metrics(names, ctx: Context) -> dict:
