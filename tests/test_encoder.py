@@ -444,28 +444,36 @@ def test_export_of_a_run_with_an_encoder_copies_or_demands_its_framing(tmp_path,
     np.testing.assert_allclose(loaded.encode(images)["noise"].numpy(), np.asarray(z), rtol=1e-5, atol=1e-6)
 
 
-def test_export_measures_the_framing_on_the_runs_training_photos(tmp_path):
+def test_train_then_export_measures_the_framing_on_the_runs_training_photos(tmp_path, capsys):
     """Real CelebA-HQ portraits (read at test time from the shared folder, never copied into the repo), shrunk to
-    32 px into a cache: export finds their landmarks (enlarged for the detector) and writes the mean template."""
+    32 px into a cache; `train` with the encoder for two steps records the cache, and `export` finds the photos'
+    landmarks there (enlarged for the detector) and writes their mean as the template."""
     if not CELEBA_HQ.is_dir():
         pytest.skip(f"CelebA-HQ photos not found at {CELEBA_HQ}")
     from PIL import Image
 
     from facegen import model_folder
+    from training.__main__ import main
     from training.data import save_cache
-    from training.export import UNTRAINED_FRAMING, export_run
+    from training.export import UNTRAINED_FRAMING
 
     photos = []
     for number in range(8):
         with Image.open(CELEBA_HQ / f"{number}.jpg") as image:
             photos.append(np.asarray(image.convert("RGB").resize((32, 32), Image.Resampling.LANCZOS)))
     partition = np.array([0, 0, 0, 0, 0, 0, 2, 2], np.uint8)
-    cache = save_cache(tmp_path / "faces-32.npz", np.stack(photos), np.zeros((8, 3), np.uint8),
+    cache = save_cache(tmp_path / "faces-32.npz", np.stack(photos), np.eye(8, 3, dtype=np.uint8),
                        ["Male", "Smiling", "Eyeglasses"], partition, [f"{i}.jpg" for i in range(8)],
                        {"source": "test", "size": 32, "count": 8})
-    _fake_run(tmp_path / "run", cache=cache)
-    out = export_run(tmp_path / "run", tmp_path / "model", framing_images=5)
-    framing = model_folder.read_manifest(out)["encoder"]["framing"]
+    (tmp_path / "config.json").write_text(json.dumps({**TINY, "batch_size": 4, "log_every": 1}))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(cache), "--out", str(run), "--config", str(tmp_path / "config.json"),
+                 "--steps", "2", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "e_reconstruction" in printed and "e_cycle" in printed
+    assert json.loads((run / "run.json").read_text())["dataset"]["cache"] == str(cache.resolve())
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "model"), "--framing-images", "5"]) == 0
+    framing = model_folder.read_manifest(tmp_path / "model")["encoder"]["framing"]
     assert framing["images"] + framing["skipped"] == 5 and framing["images"] >= 4
     assert framing["detector"].startswith("mtcnn ") and "faces-32.npz" in framing["source"]
     # Five CelebA-HQ faces land close to the template of 500 (the eyes within 3% of the side).

@@ -1,7 +1,7 @@
 """Checkpoints: every piece of training state in one .npz, written atomically.
 
-Keys are ``<group>/<index>`` (groups: g, d, g_ema, g_opt, d_opt) in each model's variable order, which the
-network code fixes, plus ``meta`` (JSON: step, epoch, seconds, RNG state). Plain arrays make a checkpoint
+Keys are ``<group>/<index>`` (groups: g, d, g_ema, g_opt, d_opt, schedule; e and e_opt for runs with the encoder)
+in each model's variable order, which the network code fixes, plus ``meta`` (JSON: step, epoch, seconds, RNG state). Plain arrays make a checkpoint
 readable on any backend: train on JAX, export on TensorFlow.
 """
 
