@@ -1,5 +1,6 @@
 """facegen's web service: ``create_app()`` loads the models, warms them up, and returns a ready Flask app."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -24,6 +25,10 @@ def create_app(config: dict | None = None) -> Flask:
     app.config["FACEGEN_MODEL"] = os.environ.get("FACEGEN_MODEL") or None
     app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False
+    # Request bodies (uploaded photos, /api/encode and /api/edit) past this are refused with 413 by werkzeug itself,
+    # whatever reads them; app/uploads.py refuses a photo past its own limit first, with its message.
+    from app.uploads import MAX_UPLOAD_BYTES, MULTIPART_OVERHEAD_BYTES
+    app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD_BYTES
     app.config.update(config or {})
 
     # Loading includes one generated face per model, so the app returned here is ready.
@@ -47,7 +52,12 @@ def create_app(config: dict | None = None) -> Flask:
                            status=414)
 
     metrics.init_app(app)
-    batcher.init_app(app)  # micro-batcher + PNG cache for /api/face; warms up every batch shape
+    batcher.init_app(app)  # micro-batchers + PNG cache for the faces, and the encoders; warms up every batch shape
+    if app.extensions["facegen"].encoders:
+        # The face detector is built and run once now, not on the first upload: ready means ready for photos too.
+        from app.edits import warm_up_detector
+
+        logging.getLogger(__name__).info("face detector warmed up in %.2f s", warm_up_detector())
     for blueprint in (api, health, openapi, pages):
         app.register_blueprint(blueprint)
     return app

@@ -1,17 +1,21 @@
 """/api/*: thin routes. Each parses its query with app.params, renders with app.faces, and sets cache headers and
-the attribute headers (X-Attributes, X-Attributes-Explicit, X-Attributes-Matched: the vector each face used)."""
+the attribute headers (X-Attributes, X-Attributes-Explicit, X-Attributes-Matched: the vector each face used).
+
+POST /api/encode and /api/edit take an uploaded photo (app/uploads.py) and work through app/edits.py; their answers
+are never cached (``no-store``), and the photo is read before anything could touch ``request.form``/``files``."""
 
 import hashlib
 import secrets
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from app import limits
+from app import edits, limits, uploads
 from app.errors import ApiError
 from app.faces import (FaceInputs, FaceRequest, InterpolationRequest, interpolation_ends, parse_attrs,
                        render_animation, render_grid_png)
-from app.params import (FACE_PARAMS, GRID_PARAMS, INTERPOLATE_PARAMS, allowed_sizes, parse_choice, parse_int,
-                        parse_model, parse_psi, parse_seed, parse_seed_list, parse_size, single_values)
+from app.params import (EDIT_PARAMS, ENCODE_PARAMS, FACE_PARAMS, GRID_PARAMS, INTERPOLATE_PARAMS, allowed_sizes,
+                        parse_choice, parse_int, parse_model, parse_psi, parse_seed, parse_seed_list, parse_size,
+                        single_values)
 from facegen import attributes
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -23,6 +27,11 @@ ANIMATION_TYPES = {"gif": "image/gif", "webp": "image/webp"}
 ATTRIBUTES_HEADER = "X-Attributes"  # the names that are on
 EXPLICIT_HEADER = "X-Attributes-Explicit"  # every name, '-' before the off ones: an attrs value that repeats it
 MATCHED_HEADER = "X-Attributes-Matched"  # table sampling only: exact (a training row) or nearest
+# Edits of an uploaded photo: what the encoder found.
+ENCODED_HEADER = "X-Encoded-Attributes"  # every attribute's probability: Male=0.931,Eyeglasses=0.020,...
+FOUND_HEADER = "X-Attributes-Found"  # the found vector (probability >= 0.5), explicit: Male,-Eyeglasses,...
+FACES_FOUND_HEADER = "X-Faces-Found"  # faces the detector found (the largest is used)
+FACE_BOX_HEADER = "X-Face-Box"  # x0,y0,x1,y1 of the face used, in the upright photo's pixels
 
 
 def registry():
@@ -162,7 +171,8 @@ def describe_model(model, default: str) -> dict:
             "latent_size": model.latent_size, "attributes": list(model.attributes),
             "conditional": model.conditional, "attribute_sampling": model.attribute_sampling,
             "attribute_rows": None if model.attribute_table is None else len(model.attribute_table),
-            "sizes": allowed_sizes(model.resolution), "version": model.version, "manifest": listed_manifest(model)}
+            "can_encode": model.can_encode, "sizes": allowed_sizes(model.resolution), "version": model.version,
+            "manifest": listed_manifest(model)}
 
 
 def listed_manifest(model) -> dict:
@@ -177,9 +187,76 @@ def listed_manifest(model) -> dict:
 @api.get("/models")
 def models():
     models_registry = registry()
-    response = jsonify({"default": models_registry.default,
+    response = jsonify({"default": models_registry.default, "encoders": models_registry.encoders,
                         "models": [describe_model(m, models_registry.default)
                                    for m in models_registry.models.values()]})
     # The set of models changes only with a restart or deploy; revalidate rather than cache blindly.
     response.headers["Cache-Control"] = "no-cache"
     return response
+
+
+# ------------------------------------------------------------------------------------ uploaded photos (POST)
+
+
+def encoding_model(values):
+    """The query's model, which must be able to encode photos: else 400 naming the models that can."""
+    models_registry = registry()
+    model = parse_model(values.get("model"), models_registry)
+    if not model.can_encode:
+        able = models_registry.encoders
+        which = f"models that can: {', '.join(able)}" if able else "no model served here can"
+        raise ApiError(f"model {model.name!r} cannot encode photos: its export has no encoder ({which}); see "
+                       "can_encode in /api/models", allowed=able)
+    return model
+
+
+def encoded_upload(model) -> edits.EncodedPhoto:
+    """The request's photo, read in memory, decoded, its largest face framed and encoded (app/edits.py)."""
+    pixels = uploads.decode_image(uploads.read_upload(request))
+    return edits.encode_photo(pixels, model, current_app.extensions["facegen_renderer"].encoders[model.name])
+
+
+def no_store(response):
+    # An answer about someone's photo: never kept by a browser or a proxy.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@api.post("/encode")
+def encode():
+    values = query_values(ENCODE_PARAMS)
+    model = encoding_model(values)
+    photo = encoded_upload(model)
+    return no_store(jsonify(edits.encode_listing(photo)))
+
+
+@api.post("/edit")
+def edit():
+    values = query_values(EDIT_PARAMS)
+    model = encoding_model(values)
+    constraints = attrs_value(values, model)
+    size = parse_size(values.get("size"), model.resolution)
+    output = parse_choice(values.get("format"), "format", ["png", "json"])
+    if output == "json" and "view" in values:
+        raise ApiError("view applies to format=png only: format=json returns every view", allowed=["png"])
+    view = parse_choice(values.get("view"), "view", list(edits.VIEWS))
+    photo = encoded_upload(model)
+    edited = edits.edited_vector(photo, constraints)
+    wanted = edits.STRIP if view == "strip" or output == "json" else (view,)
+    views = edits.render_views(photo, edited, wanted, size, current_app.extensions["facegen_renderer"].batchers[
+        model.name])
+    if output == "json":
+        listing = edits.encode_listing(photo)
+        listing.update(size=size, attrs=attributes.explicit(edited, model.attributes),
+                       images={name: edits.data_url(edits.view_png(views[name])) for name in edits.STRIP})
+        response = jsonify(listing)
+    else:
+        body = edits.strip_png(views) if view == "strip" else edits.view_png(views[view])
+        response = current_app.response_class(body, mimetype="image/png")
+    response.headers[ATTRIBUTES_HEADER] = ",".join(attributes.on_names(edited, model.attributes))
+    response.headers[EXPLICIT_HEADER] = attributes.explicit(edited, model.attributes)
+    response.headers[FOUND_HEADER] = attributes.explicit(photo.found, model.attributes)
+    response.headers[ENCODED_HEADER] = edits.encoded_header(photo)
+    response.headers[FACES_FOUND_HEADER] = str(photo.faces_found)
+    response.headers[FACE_BOX_HEADER] = ",".join(f"{v:.1f}" for v in photo.face.box)
+    return no_store(response)

@@ -13,6 +13,10 @@ batched bytes against one-at-a-time bytes).
 
 :class:`FaceRenderer` is what the endpoint calls: LRU cache of PNG bytes, then the batcher, whose thread also
 encodes the PNGs (measured faster than encoding in the request threads: bench/encode_placement.py).
+
+Uploaded photos (/api/encode, /api/edit) take the same road: one :class:`EncodeBatcher` per model that can encode
+batches the framed photos into shared encoder calls, and the faces rebuilt and edited from them go through the
+model's :class:`MicroBatcher` like any face, as raw pixels (never through the PNG cache: edits are not kept).
 """
 
 import logging
@@ -68,10 +72,23 @@ def _env_number(name: str, default, kind=float):
     return kind(raw) if raw not in (None, "") else default
 
 
-class MicroBatcher:
+_BATCHER_DEFAULT = object()  # submit()'s finish: the batcher's own
+
+
+class _Batcher:
+    """A worker thread that serves single items from a bounded queue in shared calls (see the module docstring).
+
+    Subclasses say what an item is (:meth:`_check`) and how one call serves a batch of them (:meth:`_compute`, given
+    the items, returning one result per item); everything else (queue, window, buckets, timeouts, metrics, failure
+    hand-off) is here.
+    """
+
+    what = "the generator"  # for messages: "the generator for 'x' is busy"
+
     def __init__(self, model: Model, max_batch: int = DEFAULT_MAX_BATCH, wait_ms: float = DEFAULT_WAIT_MS,
-                 queue_size: int = DEFAULT_QUEUE_SIZE, timeout_s: float = DEFAULT_TIMEOUT_S, finish=None):
-        """``finish(request, pixels)``, if given, runs in the batch thread on each row and its value is the result
+                 queue_size: int = DEFAULT_QUEUE_SIZE, timeout_s: float = DEFAULT_TIMEOUT_S, finish=None,
+                 metric_labels=None):
+        """``finish(request, result)``, if given, runs in the batch thread on each row and its value is the result
         (bench/encode_placement.py uses it to compare encoding there with encoding in the request threads)."""
         if max_batch < 1 or queue_size < 1:
             raise ValueError("max_batch and queue_size must be at least 1")
@@ -85,18 +102,19 @@ class MicroBatcher:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = None
-        self._depth = metrics.QUEUE_DEPTH.labels(model.name)
-        self._batch_sizes = metrics.BATCH_SIZE.labels(model.name)
-        self._faces = metrics.FACES.labels(model.name)
-        self.batches = 0  # generator calls made, for tests and logs
+        depth, sizes, count = metric_labels or (metrics.QUEUE_DEPTH, metrics.BATCH_SIZE, metrics.FACES)
+        self._depth = depth.labels(model.name)
+        self._batch_sizes = sizes.labels(model.name)
+        self._faces = count.labels(model.name)
+        self.batches = 0  # calls made, for tests and logs
         self._last_batch = 0
         self.largest_batch = 0
 
-    def warm_up(self) -> None:
-        """Run each bucket shape once, so no request pays for a first call with a new shape."""
-        for size in self.sizes:
-            self.model.generate(np.zeros((size, self.model.latent_size), np.float32),
-                                np.zeros((size, len(self.model.attributes)), np.float32))
+    def _check(self, item) -> None:
+        """Raise ValueError for an item this batcher cannot serve."""
+
+    def _compute(self, items: list) -> list:
+        raise NotImplementedError
 
     def _ensure_worker(self) -> None:
         # Started lazily and per process: a thread made before gunicorn forks would not exist in the worker.
@@ -111,33 +129,33 @@ class MicroBatcher:
                 self._thread = threading.Thread(target=self._run, name=f"batcher-{self.model.name}", daemon=True)
                 self._thread.start()
 
-    def submit(self, request: FaceRequest) -> Future:
-        if request.model is not self.model:
-            raise ValueError(f"this batcher serves {self.model.name!r}, not {request.model.name!r}")
+    def submit(self, request, finish=_BATCHER_DEFAULT) -> Future:
+        """Queue one item; ``finish`` overrides the batcher's own for this item (None: the raw result)."""
+        self._check(request)
         self._ensure_worker()
         future: Future = Future()
         try:
-            self._queue.put_nowait((request, future))
+            self._queue.put_nowait((request, future, self.finish if finish is _BATCHER_DEFAULT else finish))
         except queue.Full:
             metrics.REJECTED.labels(self.model.name, "queue_full").inc()
-            raise Overloaded(f"the generator for {self.model.name!r} is busy ({self._queue.maxsize} requests "
+            raise Overloaded(f"{self.what} for {self.model.name!r} is busy ({self._queue.maxsize} requests "
                              f"waiting); retry in {RETRY_AFTER_S} s") from None
         self._depth.inc()
         return future
 
-    def result(self, request: FaceRequest, timeout_s: float | None = None):
-        """One face generated in a shared batch: uint8 [H, W, 3] at the model's resolution, or what ``finish``
-        made of it."""
-        future = self.submit(request)
+    def wait(self, future: Future, timeout_s: float | None = None):
+        """The result of a submitted item, or Overloaded (503) once ``timeout_s`` (default: the batcher's) passed."""
         try:
             return future.result(timeout=self.timeout_s if timeout_s is None else timeout_s)
         except FutureTimeout:
             future.cancel()  # still queued: the worker skips it; already running: the result is dropped
             metrics.REJECTED.labels(self.model.name, "timeout").inc()
-            raise Overloaded(f"the generator for {self.model.name!r} did not answer within "
+            raise Overloaded(f"{self.what} for {self.model.name!r} did not answer within "
                              f"{self.timeout_s:g} s; retry in {RETRY_AFTER_S} s") from None
 
-    pixels = result  # without a finish function the result is the face's pixels
+    def result(self, request, timeout_s: float | None = None, finish=_BATCHER_DEFAULT):
+        """One item served in a shared call: its row of the result, or what ``finish`` made of it."""
+        return self.wait(self.submit(request, finish), timeout_s)
 
     def _take(self) -> list:
         """Block for the first request, then gather more until max_batch or the wait window closes."""
@@ -166,35 +184,89 @@ class MicroBatcher:
     def _run(self) -> None:
         while True:
             items = self._take()
-            live = [(request, future) for request, future in items if future.set_running_or_notify_cancel()]
+            live = [(request, future, finish) for request, future, finish in items
+                    if future.set_running_or_notify_cancel()]
             if not live:
                 continue
+            count = len(live)
             try:
-                inputs = [face_inputs(request) for request, _ in live]
-                count = len(inputs)
-                size = bucket_for(count, self.sizes)
-                noise = np.zeros((size, self.model.latent_size), np.float32)
-                attrs = np.zeros((size, len(self.model.attributes)), np.float32)
-                for row, (n, a) in enumerate(inputs):
-                    noise[row], attrs[row] = n, a
-                images = self.model.generate(noise, attrs)
+                rows = self._compute([request for request, _, _ in live])
             except BaseException as error:  # hand the failure to every waiter; the thread lives on
-                log.exception("generator call failed for a batch of %d", len(live))
-                for _, future in live:
+                log.exception("%s call failed for a batch of %d", self.what, count)
+                for _, future, _ in live:
                     future.set_exception(error)
                 continue
             self.batches += 1
             self.largest_batch = max(self.largest_batch, count)
             self._batch_sizes.observe(count)
             self._faces.inc(count)
-            for row, (request, future) in enumerate(live):
-                if self.finish is None:
-                    future.set_result(images[row])
+            for row, (request, future, finish) in zip(rows, live):
+                if finish is None:
+                    future.set_result(row)
                     continue
                 try:
-                    future.set_result(self.finish(request, images[row]))
+                    future.set_result(finish(request, row))
                 except Exception as error:
                     future.set_exception(error)
+
+
+class MicroBatcher(_Batcher):
+    """Faces: items are :class:`FaceRequest` (or anything with ``model`` and ``resolved()``, like an edited photo's
+    face), each row uint8 [H, W, 3] at the model's resolution. One generator call per batch, padded to a bucket."""
+
+    def warm_up(self) -> None:
+        """Run each bucket shape once, so no request pays for a first call with a new shape."""
+        for size in self.sizes:
+            self.model.generate(np.zeros((size, self.model.latent_size), np.float32),
+                                np.zeros((size, len(self.model.attributes)), np.float32))
+
+    def _check(self, request) -> None:
+        if request.model is not self.model:
+            raise ValueError(f"this batcher serves {self.model.name!r}, not {request.model.name!r}")
+
+    def _compute(self, requests: list) -> list:
+        inputs = [face_inputs(request) for request in requests]
+        size = bucket_for(len(inputs), self.sizes)
+        noise = np.zeros((size, self.model.latent_size), np.float32)
+        attrs = np.zeros((size, len(self.model.attributes)), np.float32)
+        for row, (n, a) in enumerate(inputs):
+            noise[row], attrs[row] = n, a
+        return list(self.model.generate(noise, attrs)[:len(inputs)])
+
+    pixels = _Batcher.result  # without a finish function the result is the face's pixels
+
+
+class EncodeBatcher(_Batcher):
+    """Uploaded photos: items are framed photos, uint8 [S, S, 3] (S = the model's encoder size); each result is
+    (noise float32 [latent_size], attribute probabilities float32 [A]). One encoder call per batch, padded to a
+    bucket like the generator's, so concurrent uploads share a call as concurrent faces do."""
+
+    what = "the encoder"
+
+    def __init__(self, model: Model, **options):
+        if not model.can_encode:
+            raise ValueError(f"model {model.name!r} has no encoder")
+        options.pop("finish", None)  # results are arrays; the face renderer's PNG finish is not for them
+        super().__init__(model, metric_labels=(metrics.ENCODE_QUEUE_DEPTH, metrics.ENCODE_BATCH_SIZE,
+                                               metrics.PHOTOS_ENCODED), **options)
+
+    def warm_up(self) -> None:
+        side = self.model.encoder.size
+        for size in self.sizes:
+            self.model.encode(np.zeros((size, side, side, 3), np.uint8))
+
+    def _check(self, photo) -> None:
+        side = self.model.encoder.size
+        if not (isinstance(photo, np.ndarray) and photo.dtype == np.uint8 and photo.shape == (side, side, 3)):
+            raise ValueError(f"a framed photo must be uint8 [{side}, {side}, 3]")
+
+    def _compute(self, photos: list) -> list:
+        side = self.model.encoder.size
+        batch = np.zeros((bucket_for(len(photos), self.sizes), side, side, 3), np.uint8)
+        for row, photo in enumerate(photos):
+            batch[row] = photo
+        noise, probabilities = self.model.encode(batch)
+        return [(noise[row], probabilities[row]) for row in range(len(photos))]
 
 
 def encode_face(request: FaceRequest, pixels: np.ndarray) -> bytes:
@@ -211,8 +283,12 @@ class FaceRenderer:
     def __init__(self, registry, cache: PngCache | None = None, **batcher_options):
         self.cache = cache if cache is not None else PngCache.from_environment(
             on_hit=metrics.CACHE_HITS.inc, on_miss=metrics.CACHE_MISSES.inc)
+        encode_options = {k: v for k, v in batcher_options.items() if k != "finish"}
         batcher_options.setdefault("finish", encode_face)
         self.batchers = {name: MicroBatcher(model, **batcher_options) for name, model in registry.models.items()}
+        # Uploaded photos of the models that can encode them: batched the same way, never cached.
+        self.encoders = {name: EncodeBatcher(model, **encode_options) for name, model in registry.models.items()
+                         if model.can_encode}
 
     @classmethod
     def from_environment(cls, registry) -> "FaceRenderer":
@@ -223,7 +299,7 @@ class FaceRenderer:
                    timeout_s=_env_number("FACEGEN_BATCH_TIMEOUT_S", DEFAULT_TIMEOUT_S))
 
     def warm_up(self) -> None:
-        for batcher in self.batchers.values():
+        for batcher in (*self.batchers.values(), *self.encoders.values()):
             batcher.warm_up()
 
     def png(self, request: FaceRequest) -> bytes:

@@ -1,4 +1,5 @@
-"""Probes for orchestrators: /healthz says the process answers, /readyz that the models loaded and generated."""
+"""Probes for orchestrators: /healthz says the process answers, /readyz that the models loaded and generated (and,
+for models that can encode photos, that their encoders ran and the face detector is warm)."""
 
 from flask import Blueprint, current_app, jsonify
 
@@ -22,4 +23,7 @@ def readyz():
         response = jsonify({"status": "not ready", "error": "models are not loaded and warmed up yet"})
         response.status_code = 503
         return _no_store(response)
-    return _no_store(jsonify({"status": "ready", "default": registry.default, "models": registry.names}))
+    # Ready: every model loaded and generated a face, every encoder encoded a blank photo, and (when some model can
+    # encode) the face detector is built and has run: create_app() does all of it before the app takes a request.
+    return _no_store(jsonify({"status": "ready", "default": registry.default, "models": registry.names,
+                              "encoders": registry.encoders}))

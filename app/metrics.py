@@ -34,6 +34,12 @@ FACES = Counter("facegen_faces_generated_total", "Faces run through the generato
                 ["model"])
 MODEL_LOAD = Gauge("facegen_model_load_seconds", "Seconds to load and warm up each model at startup.", ["model"],
                    multiprocess_mode="max")
+ENCODE_BATCH_SIZE = Histogram("facegen_encode_batch_size", "Uploaded photos per encoder call made by the "
+                              "micro-batcher.", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64))
+ENCODE_QUEUE_DEPTH = Gauge("facegen_encode_queue_depth", "Framed photos waiting for the encoder, summed over live "
+                           "workers.", ["model"], multiprocess_mode="livesum")
+PHOTOS_ENCODED = Counter("facegen_photos_encoded_total", "Uploaded photos run through the encoder (padding rows "
+                         "excluded).", ["model"])
 REJECTED = Counter("facegen_rejected_total", "Requests refused by back-pressure (queue full or wait timed out).",
                    ["model", "reason"])
 

@@ -1,7 +1,9 @@
 """Model folders (docs/ARCHITECTURE.md) -> loaded generators: the manifest is the only description serving trusts.
 
-:meth:`Model.generate` is the one call into TensorFlow; every endpoint goes through it with a batch, so a
-micro-batcher can later sit in front of it without touching the endpoints.
+:meth:`Model.generate` is the one call into TensorFlow's generator; every endpoint goes through it with a batch, so
+a micro-batcher sits in front of it without touching the endpoints. A model whose manifest has an ``encoder`` key
+also loads its SavedModel's encode function: :meth:`Model.encode` (framed photos -> latent and attribute
+probabilities), with the framing it expects (:class:`EncoderSpec`).
 """
 
 import hashlib
@@ -15,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from app.limits import MODEL_NAME_PATTERN
-from facegen import attributes, model_folder
+from facegen import attributes, framing, model_folder
 from facegen.model_folder import DEFAULT_FILE, MANIFEST, SAVED_MODEL
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,18 @@ def validate_manifest(manifest, path: Path) -> dict:
         return model_folder.validate_manifest(manifest, path / MANIFEST)
     except model_folder.ManifestError as error:
         raise ModelError(str(error)) from None
+
+
+class EncoderSpec:
+    """The manifest's ``encoder`` object (checked by facegen.model_folder.validate_manifest) as serving uses it: the
+    side of the framed photos the encoder takes (``size``, the model's resolution) and the framing template (the
+    five landmarks as fractions of the side, in facegen.framing.LANDMARKS order)."""
+
+    def __init__(self, field: dict):
+        framing_field = field["framing"]
+        self.template = framing.check_template(framing_field["landmarks"])
+        self.size: int = int(framing_field["size"])
+        self.detector: str | None = framing_field.get("detector")
 
 
 class Model:
@@ -60,6 +74,15 @@ class Model:
             self._call = lambda noise, attrs: serving(noise=noise, attrs=attrs)["images"]
         self.version = _model_version(path)
         self.load_seconds: float | None = None  # load + warm-up time, set by load_models (for /metrics)
+        # The encoder, when the manifest has an encoder object (null or absent: the model cannot encode).
+        self.encoder: EncoderSpec | None = None
+        self._encode = None
+        if manifest.get("encoder") is not None:
+            self.encoder = EncoderSpec(manifest["encoder"])
+            try:
+                self._encode = model_folder.load_encode(path, loaded=saved_model)
+            except ValueError as error:
+                raise ModelError(f"{error}, but its manifest has an encoder object") from None
 
     @property
     def conditional(self) -> bool:
@@ -70,8 +93,15 @@ class Model:
         """"table" (whole training rows) or "independent" (each attribute from its frequency): /api/models."""
         return attributes.TABLE if self.attribute_table is not None else attributes.INDEPENDENT
 
+    @property
+    def can_encode(self) -> bool:
+        """Whether uploaded photos can be encoded (/api/encode, /api/edit): the export has an encoder."""
+        return self._encode is not None
+
     def __repr__(self) -> str:
-        return f"Model({self.name!r}, {self.resolution}px, latent {self.latent_size}, {len(self.attributes)} attrs)"
+        encoder = ", encoder" if self.can_encode else ""
+        return (f"Model({self.name!r}, {self.resolution}px, latent {self.latent_size}, {len(self.attributes)} attrs"
+                f"{encoder})")
 
     def generate(self, noise: np.ndarray, attrs: np.ndarray) -> np.ndarray:
         """float32 noise [N, latent_size] and attrs [N, A] -> uint8 RGB [N, H, W, 3]."""
@@ -83,6 +113,22 @@ class Model:
             raise ValueError(f"attrs must be [{noise.shape[0]}, {len(self.attributes)}], got {attrs.shape}")
         images = self._call(tf.constant(noise), tf.constant(attrs))
         return np.asarray(images.numpy(), dtype=np.uint8)
+
+    def encode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 RGB framed photos [N, S, S, 3] (S = encoder.size) -> (noise float32 [N, latent_size], attribute
+        probabilities float32 [N, A]). Raises ValueError for a model without an encoder or a wrong shape."""
+        if not self.can_encode:
+            raise ValueError(f"model {self.name!r} has no encoder")
+        images = np.asarray(images)
+        size = self.encoder.size
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
+            raise ValueError(f"images must be uint8 [N, {size}, {size}, 3], got {images.dtype} {list(images.shape)}")
+        noise, probabilities = self._encode(images)
+        count = images.shape[0]
+        if noise.shape != (count, self.latent_size) or probabilities.shape != (count, len(self.attributes)):
+            raise ValueError(f"the encoder returned noise {list(noise.shape)} and attrs {list(probabilities.shape)}, "
+                             f"expected [{count}, {self.latent_size}] and [{count}, {len(self.attributes)}]")
+        return noise, probabilities
 
 
 def _model_version(path: Path) -> str:
@@ -126,6 +172,16 @@ def warm_up(model: Model) -> None:
     expected = (1, model.resolution, model.resolution, 3)
     if images.shape != expected:
         raise ModelError(f"{model.path}: the generator returned {images.shape}, the manifest promises {expected}")
+    if model.can_encode:
+        size = model.encoder.size
+        try:
+            noise, probabilities = model.encode(np.zeros((1, size, size, 3), np.uint8))
+        except Exception as error:
+            raise ModelError(f"{model.path}: encoding a photo failed ({type(error).__name__}: {error})") from None
+        if not (np.isfinite(noise).all() and np.isfinite(probabilities).all()
+                and ((probabilities >= 0) & (probabilities <= 1)).all()):
+            raise ModelError(f"{model.path}: the encoder returned non-finite values or attribute probabilities "
+                             "outside [0, 1]")
 
 
 class ModelRegistry:
@@ -134,12 +190,17 @@ class ModelRegistry:
     def __init__(self, models: dict[str, Model], default: str, ready: bool = False):
         self.models = dict(sorted(models.items()))
         self.default = default
-        # True once every model has generated a face: what /readyz reports.
+        # True once every model has generated a face (and encoded a photo, where it can): what /readyz reports.
         self.ready = ready
 
     @property
     def names(self) -> list[str]:
         return list(self.models)
+
+    @property
+    def encoders(self) -> list[str]:
+        """The names of the models that can encode photos."""
+        return [name for name, model in self.models.items() if model.can_encode]
 
     def get(self, name: str) -> Model:
         return self.models[name]

@@ -66,9 +66,27 @@ TO_ATTRS = Param("to_attrs", dict(ATTRS.schema),
 ANIMATION_FORMAT = Param("format", {"type": "string", "enum": ["gif", "webp"], "default": "gif"},
                          "Animation format.")
 
+ENCODING_MODEL = Param("model", MODEL.schema, "Model name (see /api/models: `can_encode`). Default: the server's "
+                       "default model. A model whose export has no encoder is refused (400, naming the models that "
+                       "can encode).")
+EDIT_ATTRS = Param("attrs", {"type": "string"},
+                   "Comma-separated changes to the attributes the encoder found, case-insensitive, any order: `Name` "
+                   "turns an attribute on, `-Name` turns it off; every attribute not named stays as found (on where "
+                   "the encoder's probability is at least 0.5). Absent or empty: the photo rebuilt unchanged.",
+                   "Smiling,-Eyeglasses")
+EDIT_FORMAT = Param("format", {"type": "string", "enum": ["png", "json"], "default": "png"},
+                    "png: the image chosen by view. json: the encoder's findings and all three images (framed, "
+                    "rebuilt, edited) as PNG data URLs; view is not allowed then.")
+VIEW = Param("view", {"type": "string", "enum": ["edited", "rebuilt", "framed", "strip"], "default": "edited"},
+             "edited: the face with the changes; rebuilt: the face as the encoder found it (no changes); framed: the "
+             "photo's face as the encoder saw it (detected, aligned, resized); strip: framed, rebuilt and edited "
+             "side by side in one PNG three faces wide.")
+
 FACE_PARAMS = (MODEL, SEED, ATTRS, PSI, SIZE)
 GRID_PARAMS = (MODEL, SEEDS, COUNT, START, ATTRS, PSI, CELL_SIZE, GRID_FORMAT)
 INTERPOLATE_PARAMS = (MODEL, FROM, TO, STEPS, ATTRS, FROM_ATTRS, TO_ATTRS, PSI, CELL_SIZE, ANIMATION_FORMAT)
+ENCODE_PARAMS = (ENCODING_MODEL,)
+EDIT_PARAMS = (ENCODING_MODEL, EDIT_ATTRS, SIZE, EDIT_FORMAT, VIEW)
 GALLERY_PARAMS = (MODEL, Param("seed", SEED_SCHEMA, "First seed shown."),
                   Param("attrs", ATTRS.schema, "Attribute toggles preset on (`Name`) or off (`-Name`); the rest are "
                         "'any'.", "Male,-Smiling"), PSI)

@@ -19,16 +19,21 @@ What is accepted, and why:
   text holds only the pixel count.
 - Truncated or corrupt data: 400. ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays False (Pillow's default), so a cut
   file fails to decode instead of coming back half grey.
+- Time: the whole body must arrive within :data:`UPLOAD_TIMEOUT_S` (``FACEGEN_UPLOAD_TIMEOUT_S``), else 408. Under
+  gunicorn the client socket (``environ["gunicorn.socket"]``) gets a read timeout for what is left of that time, so
+  a client that stops sending cannot hold a worker thread.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import struct
+import time
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
 from app.errors import ApiError
@@ -37,6 +42,8 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # 10 MiB: a 12 MP phone JPEG is 2-5 MB
 MAX_PIXELS = 40_000_000  # 40 MP, 120 MB once decoded to RGB
 MAX_SIDE = 10_000  # long panoramas under MAX_PIXELS still pass; a 100,000 x 10 strip does not
 MIN_SIDE = 32  # smaller holds no face worth framing
+# Longest a client may take to send its photo: 10 MiB in 30 s is 2.8 Mbit/s, slower than a phone on poor 4G.
+UPLOAD_TIMEOUT_S = 30.0
 
 # MIME type -> Pillow format, the only decoders run on an upload.
 ACCEPTED_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
@@ -93,7 +100,13 @@ def _unsupported(data: bytes) -> UploadError:
     return UploadError(415, f"{what}; send JPEG, PNG or WebP", allowed=ALLOWED)
 
 
-def read_upload(request, field: str = "image", max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
+def upload_timeout_s() -> float:
+    raw = os.environ.get("FACEGEN_UPLOAD_TIMEOUT_S", "").strip()
+    return float(raw) if raw else UPLOAD_TIMEOUT_S
+
+
+def read_upload(request, field: str = "image", max_bytes: int = MAX_UPLOAD_BYTES,
+                timeout_s: float | None = None) -> bytes:
     """The uploaded file's bytes from a Flask/werkzeug request: either the raw body, sent with Content-Type
     image/jpeg, image/png or image/webp, or the part named ``field`` of a multipart/form-data body.
 
@@ -113,7 +126,15 @@ def read_upload(request, field: str = "image", max_bytes: int = MAX_UPLOAD_BYTES
     too_large = UploadError(413, f"upload larger than {max_bytes} bytes")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
-    body = _read_at_most(request.stream, limit + 1)
+    timeout_s = upload_timeout_s() if timeout_s is None else timeout_s
+    deadline = time.monotonic() + timeout_s
+    try:
+        body = _read_at_most(request.stream, limit + 1, deadline, request.environ.get("gunicorn.socket"))
+    except (TimeoutError, ClientDisconnected):
+        # werkzeug reports a socket timeout inside its stream as a disconnection: the clock tells them apart.
+        if time.monotonic() >= deadline - 0.05:
+            raise UploadError(408, f"the upload did not arrive within {timeout_s:g} s") from None
+        raise UploadError(400, "the upload was cut off: the body ended before the length it announced") from None
     if len(body) > limit:
         raise too_large
     if mimetype != "multipart/form-data":
@@ -142,15 +163,33 @@ def _bomb() -> UploadError:
     return UploadError(413, f"image has more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels (a decompression bomb?)")
 
 
-def _read_at_most(stream, count: int) -> bytes:
-    """Up to ``count`` bytes of ``stream``: a single read() of a WSGI stream may return less than asked."""
+def _read_at_most(stream, count: int, deadline: float | None = None, sock=None) -> bytes:
+    """Up to ``count`` bytes of ``stream``: a single read() of a WSGI stream may return less than asked.
+
+    By ``deadline`` (time.monotonic()), else TimeoutError: checked between reads and, where the server's socket is
+    known (``sock``), enforced inside each read by the socket's timeout, restored afterwards.
+    """
     chunks, total = [], 0
-    while total < count:
-        chunk = stream.read(min(1024 * 1024, count - total))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
+    previous = sock.gettimeout() if sock is not None else None
+    try:
+        while total < count:
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("upload deadline passed")
+                if sock is not None:
+                    sock.settimeout(remaining)
+            chunk = stream.read(min(1024 * 1024, count - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    finally:
+        if sock is not None:
+            try:
+                sock.settimeout(previous)
+            except OSError:
+                pass
     return b"".join(chunks)
 
 

@@ -1,0 +1,186 @@
+"""Uploaded portraits into the model's space and back out: /api/encode and /api/edit.
+
+    bytes (app/uploads.py: read in memory, decoded upright to RGB, limits checked)
+      -> the largest face and its five landmarks (facegen.framing, MTCNN)
+      -> framed: warped onto the manifest's landmark template at the encoder's input size
+      -> encoder (app/batcher.py's EncodeBatcher: concurrent uploads share a call) -> noise, attribute probabilities
+      -> found vector: each attribute on where its probability is at least THRESHOLD (0.5)
+      -> edited vector: the query's constraints (``Smiling`` on, ``-Eyeglasses`` off) over the found vector
+      -> generator (the model's MicroBatcher, raw pixels): rebuilt = G(noise, found), edited = G(noise, edited)
+
+Nothing here keeps a photo: no file, no cache entry, no log line. The same photo and query give the same bytes (the
+detector, the warp, the encoder and the generator are deterministic on one machine, and the encoder's outputs are
+rounded (:data:`NOISE_DECIMALS`) so that the batch a photo happens to share cannot move a pixel).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from app.errors import ApiError
+from app.faces import FaceInputs, encode_png, to_image
+from app.models import Model
+from facegen import attributes, framing
+
+THRESHOLD = 0.5  # an attribute the encoder gives at least this probability is "on" as found
+# The encoder's latent is rounded to this many decimals before it reaches the generator: a photo encoded in a batch
+# of another size may differ in the last float bits (as a face generated in a grid may), and rounding keeps those
+# bits from ever reaching the pixels. 1e-4 is far below what moves a generated pixel by one level.
+NOISE_DECIMALS = 4
+PROBABILITY_DECIMALS = 3  # probabilities as reported (header and JSON)
+VIEWS = ("edited", "rebuilt", "framed", "strip")  # what /api/edit?view= returns; strip = framed | rebuilt | edited
+STRIP = ("framed", "rebuilt", "edited")
+
+
+class NoFace(ApiError):
+    """422: the photo decoded, but holds no face to encode."""
+
+    def __init__(self, message: str):
+        super().__init__(message, status=422)
+
+
+@dataclass(frozen=True, eq=False)
+class PhotoFace:
+    """A face made from an encoded photo, for the model's MicroBatcher (which needs ``model`` and ``resolved()``).
+    Never a cache key: it has no seed, and edits are not kept."""
+
+    model: Model
+    inputs: FaceInputs
+
+    def resolved(self) -> FaceInputs:
+        return self.inputs
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedPhoto:
+    """One uploaded photo, found, framed and encoded."""
+
+    model: Model
+    width: int  # the upright photo's size
+    height: int
+    face: framing.Face  # the face used: the largest
+    faces_found: int
+    framed: np.ndarray  # uint8 [S, S, 3], what the encoder saw
+    noise: np.ndarray  # float32 [latent_size], rounded to NOISE_DECIMALS
+    probabilities: np.ndarray  # float32 [A], the encoder's attribute probabilities
+
+    @property
+    def found(self) -> np.ndarray:
+        """The attributes as found: float32 0/1 [A], on where the probability is at least THRESHOLD."""
+        return (self.probabilities >= THRESHOLD).astype(np.float32)
+
+    def rounded(self) -> list[float]:
+        return [round(float(p), PROBABILITY_DECIMALS) for p in self.probabilities]
+
+
+def warm_up_detector() -> float:
+    """Build the face detector and run each of its three networks once; returns the seconds it took.
+
+    Done at startup when a model can encode, so the first upload does not pay for it and /readyz (which answers only
+    once create_app() has returned) means the detector is ready too. Its weights ship in the mtcnn wheel: nothing is
+    downloaded.
+    """
+    started = time.perf_counter()
+    detector = framing.detector()
+    framing.detect_faces(np.full((64, 64, 3), 128, np.uint8))  # a blank image: the first network only
+    for stage, side in zip(getattr(detector, "stages", ()), (None, 24, 48)):  # the other two on blank crops
+        if side is not None and getattr(stage, "model", None) is not None:
+            stage.model(np.zeros((1, side, side, 3), np.float32))
+    return time.perf_counter() - started
+
+
+def find_and_frame(pixels: np.ndarray, model: Model) -> tuple[framing.Face, int, np.ndarray]:
+    """uint8 RGB [H, W, 3] -> (the largest face, how many faces were found, the face framed for the encoder)."""
+    faces = framing.detect_faces(pixels)
+    if not faces:
+        smallest = math.ceil(framing.MIN_FACE_SIZE * max(1.0, max(pixels.shape[:2]) / framing.DETECT_MAX_SIDE))
+        raise NoFace(f"no face found in the photo (the detector's confidence must reach {framing.MIN_SCORE}); send "
+                     f"a photo where a face is clearly visible, upright and at least {smallest} px across")
+    face = faces[0]  # the largest (detect_faces sorts by box area)
+    try:
+        framed = framing.frame_face(pixels, face.landmarks, model.encoder.template, model.encoder.size)
+    except ValueError:
+        raise NoFace("the face found cannot be framed (its landmarks are degenerate); send a clearer photo") from None
+    return face, len(faces), framed
+
+
+def encode_photo(pixels: np.ndarray, model: Model, encoder) -> EncodedPhoto:
+    """Decoded upload -> EncodedPhoto; ``encoder`` is the model's EncodeBatcher (or anything with ``result``)."""
+    face, count, framed = find_and_frame(pixels, model)
+    noise, probabilities = encoder.result(framed)
+    noise = np.round(np.asarray(noise, np.float64), NOISE_DECIMALS).astype(np.float32)
+    probabilities = np.clip(np.asarray(probabilities, np.float32), 0.0, 1.0)
+    return EncodedPhoto(model, int(pixels.shape[1]), int(pixels.shape[0]), face, count, framed, noise, probabilities)
+
+
+def edited_vector(photo: EncodedPhoto, constraints: tuple[str, ...] | None) -> np.ndarray:
+    """The found vector with the constraints over it: named attributes on, ``-named`` off, the rest as found."""
+    fixed, values = attributes.constraint_arrays(constraints, photo.model.attributes)
+    return np.where(fixed, values, photo.found).astype(np.float32)
+
+
+def render_views(photo: EncodedPhoto, edited: np.ndarray, views, size: int, batcher) -> dict[str, np.ndarray]:
+    """The requested views as uint8 RGB [size, size, 3]: ``framed`` (the encoder's input), ``rebuilt``
+    (G(noise, found)) and ``edited`` (G(noise, edited)). The faces go through ``batcher`` (the model's
+    MicroBatcher) as raw pixels, submitted together so they share a call; an edit that changes nothing is the
+    rebuilt face, generated once."""
+    wanted = set(views)
+    vectors = {}
+    if "rebuilt" in wanted:
+        vectors["rebuilt"] = photo.found
+    if "edited" in wanted:
+        vectors["edited"] = edited
+    futures = {}
+    for name, vector in vectors.items():
+        same = next((other for other, f in futures.items() if np.array_equal(vectors[other], vector)), None)
+        futures[name] = futures[same] if same else batcher.submit(
+            PhotoFace(photo.model, FaceInputs(photo.noise, vector, None)), finish=None)
+    shown = {"framed": photo.framed} if "framed" in wanted else {}
+    shown.update({name: batcher.wait(future) for name, future in futures.items()})
+    return {name: np.asarray(to_image(pixels, size)) for name, pixels in shown.items()}
+
+
+def strip_png(views: dict[str, np.ndarray]) -> bytes:
+    """framed | rebuilt | edited side by side, no gaps: one PNG three faces wide."""
+    return view_png(np.concatenate([views[name] for name in STRIP], axis=1))
+
+
+def view_png(pixels: np.ndarray) -> bytes:
+    return encode_png(Image.fromarray(np.ascontiguousarray(pixels), "RGB"))
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def encoded_header(photo: EncodedPhoto) -> str:
+    """X-Encoded-Attributes: ``Male=0.931,Eyeglasses=0.020,...``, every attribute in manifest order."""
+    return ",".join(f"{name}={p:.{PROBABILITY_DECIMALS}f}" for name, p in zip(photo.model.attributes,
+                                                                            photo.probabilities))
+
+
+def face_listing(photo: EncodedPhoto) -> dict:
+    """Where the face was found, in the upright photo's pixel coordinates (top-left corner 0, 0)."""
+    face = photo.face
+    return {"box": [round(v, 1) for v in face.box],
+            "landmarks": {name: [round(float(x), 1), round(float(y), 1)]
+                          for name, (x, y) in zip(framing.LANDMARKS, face.landmarks)},
+            "score": round(face.score, 4)}
+
+
+def encode_listing(photo: EncodedPhoto) -> dict:
+    """/api/encode's answer (and the first part of /api/edit?format=json's)."""
+    model = photo.model
+    return {"model": model.name, "version": model.version,
+            "attributes": dict(zip(model.attributes, photo.rounded())),
+            "found": attributes.explicit(photo.found, model.attributes),
+            "threshold": THRESHOLD,
+            "face": face_listing(photo), "faces_found": photo.faces_found,
+            "image": {"width": photo.width, "height": photo.height},
+            "framing": {"size": model.encoder.size}}
