@@ -2,7 +2,7 @@
 
 from flask import Blueprint, render_template
 
-from app import limits
+from app import limits, uploads
 
 pages = Blueprint("pages", __name__)
 
@@ -10,4 +10,5 @@ pages = Blueprint("pages", __name__)
 @pages.get("/")
 def gallery():
     # The page reads its own query (?model=&seed=&attrs=&psi=) in the browser, so shared links restore the view.
-    return render_template("gallery.html", max_seed=limits.SEED_MAX, sizes=limits.SIZES)
+    return render_template("gallery.html", max_seed=limits.SEED_MAX, sizes=limits.SIZES,
+                           max_upload_mb=uploads.MAX_UPLOAD_BYTES // (1024 * 1024))

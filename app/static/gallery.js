@@ -254,6 +254,186 @@ function showError(message) {
   status.classList.toggle("error", Boolean(message));
 }
 
+// --- Edit a photo -----------------------------------------------------------------------------------------------
+// A portrait chosen or dropped in the panel is POSTed to /api/edit?format=json (multipart, field "image") with the
+// attribute changes; the answer holds the framed input, the rebuilt face and the edited face as PNG data URLs and
+// what the encoder found. The photo stays in this page's memory only, and is sent again when a toggle changes.
+// Toggles have the gallery's three states, except that "any" here means "as found" (the encoder's own reading).
+const edit = { photo: null, model: null, attrs: new Map(), found: null, sequence: 0 };
+const EDIT_WORD = { any: "as found", on: "on", off: "off" };
+const EDIT_DISPLAY = 256;             // CSS pixels each of the three faces is shown at
+
+function editModel() { return state.models.find((m) => m.name === edit.model); }
+
+function editState(name) { return edit.attrs.has(name) ? (edit.attrs.get(name) ? "on" : "off") : "any"; }
+
+function editAttrsParam() {
+  return editModel().attributes.filter((a) => edit.attrs.has(a))
+    .map((a) => (edit.attrs.get(a) ? a : "-" + a)).join(",");
+}
+
+function editSize() {
+  const wanted = Math.round(EDIT_DISPLAY * (window.devicePixelRatio || 1));
+  const sizes = editModel().sizes;
+  return sizes.find((s) => s >= wanted) || sizes[sizes.length - 1];
+}
+
+function probability(name) {
+  const found = edit.found && edit.found.attributes;
+  return found && name in found ? found[name] : null;
+}
+
+function buildEditToggles() {
+  const boxes = $("edit-boxes");
+  boxes.replaceChildren();
+  for (const name of editModel().attributes) {
+    const toggle = document.createElement("button");
+    toggle.type = "button";
+    toggle.className = "toggle";
+    toggle.dataset.attr = name;
+    toggle.innerHTML = '<span class="mark" aria-hidden="true"></span><span class="name"></span>' +
+      '<span class="prob"></span><span class="word"></span>';
+    toggle.querySelector(".name").textContent = name.replaceAll("_", " ");
+    toggle.addEventListener("click", () => {
+      const next = CYCLE[editState(name)];
+      if (next === "any") edit.attrs.delete(name); else edit.attrs.set(name, next === "on");
+      syncEditToggle(toggle);
+      runEdit();
+    });
+    syncEditToggle(toggle);
+    boxes.appendChild(toggle);
+  }
+}
+
+function syncEditToggle(toggle) {
+  const name = toggle.dataset.attr;
+  const now = editState(name);
+  const p = probability(name);
+  toggle.dataset.state = now;
+  toggle.querySelector(".mark").textContent = MARK[now];
+  toggle.querySelector(".word").textContent = EDIT_WORD[now];
+  // The encoder's probability and what it makes of it (on from 0.5): the state "as found" stands for.
+  toggle.querySelector(".prob").textContent = p === null ? "" : `${p.toFixed(2)} ${p >= 0.5 ? "on" : "off"}`;
+  const found = p === null ? "" : `, found ${p >= 0.5 ? "on" : "off"} (${p.toFixed(2)})`;
+  toggle.setAttribute("aria-label", `${name.replaceAll("_", " ")}: ${EDIT_WORD[now]}${found}`);
+  toggle.title = `${name}: ${EDIT_WORD[now]}${found} (click for ${EDIT_WORD[CYCLE[now]]})`;
+}
+
+function syncEditToggles() { for (const toggle of $("edit-boxes").children) syncEditToggle(toggle); }
+
+function showEditStatus(message, isError) {
+  const status = $("edit-status");
+  status.textContent = message;
+  status.classList.toggle("error", Boolean(isError));
+}
+
+function clearEditFaces() {
+  for (const id of ["edit-framed", "edit-rebuilt", "edit-edited"]) $(id).removeAttribute("src");
+  $("edit-download").hidden = true;
+  $("edit-summary").textContent = "";
+}
+
+// What the encoder found and what is changed, in words.
+function describeEdit(body) {
+  const names = editModel().attributes;
+  const found = names.map((a) => `${a.replaceAll("_", " ")} ${body.attributes[a].toFixed(2)}`).join(", ");
+  const changed = names.filter((a) => edit.attrs.has(a))
+    .map((a) => `${a.replaceAll("_", " ")} ${edit.attrs.get(a) ? "on" : "off"}`);
+  const face = body.faces_found > 1 ? `the largest of ${body.faces_found} faces` : "one face";
+  return `${face} · found: ${found} · ` + (changed.length ? `changed: ${changed.join(", ")}` : "nothing changed");
+}
+
+async function runEdit() {
+  if (!edit.photo) return;
+  const sequence = ++edit.sequence;
+  const model = editModel();
+  const params = new URLSearchParams({ model: model.name, format: "json" });
+  const size = editSize();
+  if (size !== model.resolution) params.set("size", String(size));
+  if (editAttrsParam()) params.set("attrs", editAttrsParam());
+  const form = new FormData();
+  form.append("image", edit.photo, edit.photo.name || "photo");
+  const panel = $("edit");
+  panel.dataset.busy = "";
+  showEditStatus("Editing…", false);
+  try {
+    const response = await fetch("/api/edit?" + params.toString().replaceAll("%2C", ","),
+                                 { method: "POST", body: form });
+    const body = await response.json();
+    if (sequence !== edit.sequence) return;     // a newer edit is on its way
+    if (!response.ok) {
+      edit.found = null;
+      clearEditFaces();
+      syncEditToggles();
+      showEditStatus(body.error || `The server answered ${response.status}.`, true);
+      return;
+    }
+    edit.found = body;
+    $("edit-framed").src = body.images.framed;
+    $("edit-rebuilt").src = body.images.rebuilt;
+    $("edit-edited").src = body.images.edited;
+    const download = $("edit-download");
+    download.href = body.images.edited;
+    download.download = `edited-${model.name}${editAttrsParam() ? "-" + editAttrsParam() : ""}.png`;
+    download.hidden = false;
+    syncEditToggles();
+    $("edit-summary").textContent = describeEdit(body);
+    showEditStatus("", false);
+  } catch (error) {
+    if (sequence === edit.sequence) showEditStatus(`Cannot edit the photo: ${error.message}`, true);
+  } finally {
+    if (sequence === edit.sequence) delete panel.dataset.busy;
+  }
+}
+
+function setEditPhoto(file) {
+  if (!file) return;
+  edit.photo = file;
+  edit.found = null;
+  clearEditFaces();
+  syncEditToggles();
+  runEdit();
+}
+
+function selectEditModel(name) {
+  edit.model = name;
+  const byLower = new Map(editModel().attributes.map((a) => [a.toLowerCase(), a]));
+  edit.attrs = new Map([...edit.attrs].filter(([a]) => byLower.has(a.toLowerCase()))
+    .map(([a, on]) => [byLower.get(a.toLowerCase()), on]));
+  edit.found = null;
+  buildEditToggles();
+}
+
+function setupEdit(defaultModel) {
+  const able = state.models.filter((m) => m.can_encode);
+  const panel = $("edit");
+  if (location.hash === "#edit") panel.open = true;
+  if (able.length === 0) {
+    $("edit-note").textContent = "(no model served here can encode photos)";
+    $("edit-file").disabled = true;
+    $("edit-attributes").hidden = true;
+    showEditStatus("None of the models served here has an encoder, so photos cannot be edited.", false);
+    return;
+  }
+  const select = $("edit-model");
+  for (const model of able) select.add(new Option(`${model.name} (${model.resolution} px)`, model.name));
+  selectEditModel(able.some((m) => m.name === defaultModel) ? defaultModel : able[0].name);
+  select.value = edit.model;
+  select.addEventListener("change", () => { selectEditModel(select.value); clearEditFaces(); runEdit(); });
+  $("edit-file").addEventListener("change", (event) => setEditPhoto(event.target.files[0]));
+  $("edit-reset").addEventListener("click", () => { edit.attrs.clear(); syncEditToggles(); runEdit(); });
+  // A photo dropped anywhere on the panel; the browser must not open it in place of the page.
+  const drop = $("edit-drop");
+  panel.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+  panel.addEventListener("dragleave", () => drop.classList.remove("over"));
+  panel.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    panel.open = true;
+    setEditPhoto(event.dataTransfer.files[0]);
+  });
+}
+
 function randomSeed() {
   const words = new Uint32Array(1);
   crypto.getRandomValues(words);
@@ -327,6 +507,7 @@ async function start() {
     if (event.target === $("lightbox")) $("lightbox").close();   // a click on the backdrop closes it
   });
 
+  setupEdit(listing.default);
   resetGrid();
   saveState();
   // A face's permalink ends in #enlarge: show that face (the first of the grid) enlarged straight away.
