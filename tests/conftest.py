@@ -7,9 +7,14 @@ same kind of SavedModel + manifest that training produces, never against a hand-
   the table existed): independent attribute draws.
 - ``table_models_dir`` / ``table_app`` / ``table_client``: 'tiny-table' (the default), exported with the attribute
   table TABLE_ROWS stands for, beside a copy of 'tiny'.
+- ``encoder_models_dir`` / ``encoder_app`` / ``encoder_client``: 'tiny-enc' (the default), exported with an
+  (untrained) encoder, so it takes photos (/api/encode, /api/edit), beside a copy of 'tiny', which cannot.
+- ``celeba_photo``: real portraits read at test time from the shared CelebA-HQ folder beside the repository (never
+  copied into it; their licence is non-commercial research); tests that need one are skipped where it is absent.
 """
 
 import os
+from pathlib import Path
 
 # Quiet and lean TensorFlow for the test session; set before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,6 +26,10 @@ TINY_MODEL = "tiny"
 TINY_ATTRIBUTES = ("Male", "Eyeglasses", "Smiling")
 TINY_RESOLUTION = 32
 TINY_LATENT_SIZE = 16
+
+ENCODER_MODEL = "tiny-enc"
+ENCODER_ATTRIBUTES = ("Male", "Eyeglasses", "Smiling", "Young")
+CELEBA_HQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-hq-128" / "CelebA-HQ-img"
 
 TABLE_MODEL = "tiny-table"
 TABLE_ATTRIBUTES = ("Male", "Young", "Smiling", "Eyeglasses", "No_Beard")
@@ -89,3 +98,40 @@ def app(tiny_models_dir):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def encoder_models_dir(tmp_path_factory, tiny_models_dir):
+    """'tiny-enc' (32 px, ENCODER_ATTRIBUTES, with an untrained encoder and export's framing template), the default,
+    and a copy of 'tiny' (no encoder)."""
+    import shutil
+
+    from training.export import export_random_model
+
+    models_dir = tmp_path_factory.mktemp("encoder-models")
+    export_random_model(models_dir / ENCODER_MODEL, name=ENCODER_MODEL, resolution=TINY_RESOLUTION,
+                        latent_size=TINY_LATENT_SIZE, attributes=ENCODER_ATTRIBUTES, seed=2, encoder=True)
+    shutil.copytree(tiny_models_dir / TINY_MODEL, models_dir / TINY_MODEL)
+    (models_dir / "DEFAULT").write_text(ENCODER_MODEL + "\n")
+    return models_dir
+
+
+@pytest.fixture(scope="session")
+def encoder_app(encoder_models_dir):
+    from app import create_app
+
+    return create_app({"FACEGEN_MODELS_DIR": str(encoder_models_dir), "TESTING": True})
+
+
+@pytest.fixture
+def encoder_client(encoder_app):
+    return encoder_app.test_client()
+
+
+@pytest.fixture(scope="session")
+def celeba_photo():
+    """celeba_photo(n=0) -> the bytes of CelebA-HQ's n.jpg (128 px), read in place from the shared data folder."""
+    if not (CELEBA_HQ / "0.jpg").is_file():
+        pytest.skip(f"CelebA-HQ 128 px photos not found at {CELEBA_HQ} (the shared data folder beside the repository; "
+                    "they are read there at test time, never copied into it)")
+    return lambda number=0: (CELEBA_HQ / f"{number}.jpg").read_bytes()

@@ -308,3 +308,140 @@ def test_narrow_screen_has_no_horizontal_scroll(browser, server_url, tmp_path):
     print(f"\nphone screenshot: {tmp_path / 'phone.png'}")
     assert errors == []
     context.close()
+
+
+# --- Edit a photo ---------------------------------------------------------------------------------------------------
+
+EDIT_SCREENSHOT = Path("/tmp/gallery-edit.png")  # the panel with a real photo, for a person to look at
+EDIT_IMAGES = ("#edit-framed", "#edit-rebuilt", "#edit-edited")
+
+
+@pytest.fixture(scope="module")
+def edit_server_url(encoder_app):
+    """The gallery over tests/conftest.py's encoder models: 'tiny-enc' (can encode, the default) and 'tiny'."""
+    server = make_server("127.0.0.1", 0, encoder_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+def wait_edit_faces(page):
+    page.wait_for_function(
+        "sels => sels.every(s => { const i = document.querySelector(s); return i.getAttribute('src') && i.complete"
+        " && i.naturalWidth > 0; }) && !document.getElementById('edit').hasAttribute('data-busy')",
+        arg=list(EDIT_IMAGES), timeout=60_000)
+
+
+def edit_toggle(name: str) -> str:
+    return f"#edit-boxes button.toggle[data-attr={name}]"
+
+
+def drop_file(page, data: bytes, name: str, mime: str) -> None:
+    """Drop a file on the panel's drop zone, as a person dragging it from their desktop would."""
+    import base64
+
+    page.evaluate("""([b64, name, mime]) => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, { type: mime }));
+        document.getElementById('edit-drop').dispatchEvent(
+            new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }""", [base64.b64encode(data).decode(), name, mime])
+
+
+def test_edit_a_photo_panel(page, edit_server_url, celeba_photo):
+    import io
+    import urllib.request
+
+    from PIL import Image
+
+    from tests.conftest import CELEBA_HQ, ENCODER_ATTRIBUTES, ENCODER_MODEL
+
+    celeba_photo()  # skips, with the reason, where the shared photos are absent
+    page.goto(f"{edit_server_url}/?seed=1#edit")
+    page.wait_for_function("() => document.getElementById('edit-model').options.length > 0")
+    assert page.eval_on_selector("#edit", "panel => panel.open"), "#edit opens the panel"
+    # Only the models that can encode are offered; every toggle starts "as found".
+    assert page.eval_on_selector_all("#edit-model option", "els => els.map(e => e.value)") == [ENCODER_MODEL]
+    assert page.eval_on_selector_all("#edit-boxes .toggle", "els => els.map(e => e.dataset.attr)") \
+        == list(ENCODER_ATTRIBUTES)
+    assert set(page.eval_on_selector_all("#edit-boxes .word", "els => els.map(e => e.textContent)")) == {"as found"}
+
+    # Choose a portrait: one POST to /api/edit with the photo as a multipart field.
+    with page.expect_request(lambda r: "/api/edit" in r.url) as posted:
+        page.set_input_files("#edit-file", str(CELEBA_HQ / "0.jpg"))
+    request = posted.value
+    assert request.method == "POST" and "format=json" in request.url and f"model={ENCODER_MODEL}" in request.url
+    assert "attrs=" not in request.url and "size=256" in request.url
+    assert request.headers["content-type"].startswith("multipart/form-data")
+    wait_edit_faces(page)
+    sizes = page.eval_on_selector_all(",".join(EDIT_IMAGES), "imgs => imgs.map(i => i.naturalWidth)")
+    assert sizes == [256, 256, 256]
+    # Nothing changed yet: the edited face is the rebuilt one; the toggles show how sure the encoder is.
+    assert page.get_attribute("#edit-edited", "src") == page.get_attribute("#edit-rebuilt", "src")
+    shown = {t["attr"]: t["prob"].split() for t in page.eval_on_selector_all(
+        "#edit-boxes .toggle", "els => els.map(e => ({attr: e.dataset.attr, prob: e.querySelector('.prob')"
+        ".textContent}))")}
+    probabilities = {name: float(p) for name, (p, _) in shown.items()}
+    assert set(probabilities) == set(ENCODER_ATTRIBUTES) and all(0 <= p <= 1 for p in probabilities.values())
+    # Each toggle says what "as found" means for it: on or off, as the API found it (probability >= 0.5).
+    reported = page.evaluate("() => edit.found.attributes")
+    assert {name: state for name, (_, state) in shown.items()} == {
+        name: "on" if p >= 0.5 else "off" for name, p in reported.items()}
+    assert all(abs(probabilities[name] - p) <= 0.005 for name, p in reported.items())
+    summary = page.inner_text("#edit-summary")
+    assert "found: Male " in summary and "nothing changed" in summary
+    framed, rebuilt = page.get_attribute("#edit-framed", "src"), page.get_attribute("#edit-rebuilt", "src")
+
+    # Turn on an attribute the encoder found off: a new edit; the framed input and the rebuilt face stay.
+    name = min(reported, key=reported.get)
+    assert reported[name] < 0.5
+    with page.expect_request(lambda r: "/api/edit" in r.url and f"attrs={name}" in r.url):
+        page.click(edit_toggle(name))
+    page.wait_for_function("old => document.getElementById('edit-edited').src !== old", arg=rebuilt)
+    wait_edit_faces(page)
+    assert page.get_attribute(edit_toggle(name), "data-state") == "on"
+    assert page.inner_text(edit_toggle(name)).split()[-1] == "ON"
+    assert page.get_attribute("#edit-framed", "src") == framed and page.get_attribute("#edit-rebuilt", "src") == rebuilt
+    edited = page.get_attribute("#edit-edited", "src")
+    assert edited != rebuilt and f"changed: {name.replace('_', ' ')} on" in page.inner_text("#edit-summary")
+    # Download: the edited PNG, the very bytes the API gives for this photo and change.
+    assert page.is_visible("#edit-download")
+    assert page.get_attribute("#edit-download", "href") == edited
+    assert page.get_attribute("#edit-download", "download") == f"edited-{ENCODER_MODEL}-{name}.png"
+    api = urllib.request.Request(f"{edit_server_url}/api/edit?attrs={name}&size=256", data=celeba_photo(0),
+                                 headers={"Content-Type": "image/jpeg"}, method="POST")
+    with urllib.request.urlopen(api, timeout=60) as response:
+        assert edited == "data:image/png;base64," + __import__("base64").b64encode(response.read()).decode()
+    page.locator("#edit").scroll_into_view_if_needed()
+    page.screenshot(path=str(EDIT_SCREENSHOT), full_page=False)
+    print(f"\nedit panel screenshot: {EDIT_SCREENSHOT}")
+
+    # Drop a picture without a face: the panel says so (the API's 422), and shows no faces.
+    flat = io.BytesIO()
+    Image.new("RGB", (160, 160), (150, 150, 150)).save(flat, "PNG")
+    drop_file(page, flat.getvalue(), "wall.png", "image/png")
+    page.wait_for_function("() => document.getElementById('edit-status').textContent.includes('no face found')")
+    assert page.get_attribute("#edit-edited", "src") is None and not page.is_visible("#edit-download")
+    assert "error" in page.get_attribute("#edit-status", "class")
+    # Drop a real portrait: faces again, the change kept.
+    drop_file(page, celeba_photo(1), "portrait.jpg", "image/jpeg")
+    wait_edit_faces(page)
+    assert page.get_attribute(edit_toggle(name), "data-state") == "on"
+    assert page.get_attribute("#edit-framed", "src") != framed
+    # "all as found" clears the changes: edited = rebuilt again.
+    page.click("#edit-reset")
+    page.wait_for_function("() => document.getElementById('edit-edited').src === "
+                           "document.getElementById('edit-rebuilt').src")
+    errors = [e for e in page.console_errors if "status of 422" not in e]  # the refused wall, logged by Chromium
+    assert errors == []
+
+
+def test_edit_panel_without_an_encoder_says_so(page, server_url):
+    page.goto(f"{server_url}/?seed=1#edit")
+    page.wait_for_function("() => document.getElementById('edit-note').textContent.length > 0")
+    assert "no model served here can encode photos" in page.inner_text("#edit-note")
+    assert page.is_disabled("#edit-file")
+    assert page.console_errors == []
