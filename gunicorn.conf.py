@@ -134,6 +134,12 @@ control_socket_disable = True  # it would be written under $HOME, which is read-
 limit_request_line = 4094
 limit_request_fields = 50
 limit_request_field_size = 8190
+# Request bodies (uploaded photos, /api/encode and /api/edit): gunicorn has no body limit of its own, so the app sets
+# them (app/uploads.py, docs/SERVICE.md "Limits"): 10 MiB, refused from Content-Length before a byte is read (Flask's
+# MAX_CONTENT_LENGTH bounds chunked bodies); the body must arrive within FACEGEN_UPLOAD_TIMEOUT_S (30 s), set as the
+# read timeout of the client socket gunicorn hands over, so a stalled upload frees its thread. After a refusal gunicorn
+# reads at most 64 KiB more for at most 5 s, then closes the connection. The access log below records the request
+# line (path and query) only, never a body: uploaded photos are not logged.
 
 # --- logs: both to the container's output ----------------------------------------------------------------------------
 accesslog = "-"

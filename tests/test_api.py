@@ -290,6 +290,8 @@ def test_models_lists_the_manifest(client):
     # Exported without an attribute table: open attributes are drawn independently, as before the table existed.
     assert model["attribute_sampling"] == "independent" and model["attribute_rows"] is None
     assert model["sizes"] == [TINY_RESOLUTION, 64, 128, 256, 512]
+    # Exported without an encoder: it takes no photos (tests/test_edit.py serves one that does).
+    assert model["can_encode"] is False and body["encoders"] == []
     assert isinstance(model["version"], str) and model["version"]
     manifest = model["manifest"]
     assert manifest["format"] == "facegen-model/1"
@@ -319,6 +321,13 @@ def test_openapi_document_is_valid_and_complete(app, client):
     for path in ("/api/face", "/api/faces", "/api/interpolate", "/api/models", "/healthz", "/readyz",
                  "/openapi.json", "/"):
         assert "get" in document["paths"][path], path
+    for path in ("/api/encode", "/api/edit"):  # uploads: POST with the photo as the body
+        operation = document["paths"][path]["post"]
+        body = operation["requestBody"]["content"]
+        assert {"image/jpeg", "image/png", "image/webp", "multipart/form-data"} <= set(body), path
+        assert {"400", "408", "413", "415", "422"} <= set(operation["responses"]), path
+    edit_params = {p["name"] for p in document["paths"]["/api/edit"]["post"]["parameters"]}
+    assert edit_params == {"model", "attrs", "size", "format", "view"}
     face_params = {p["name"] for p in document["paths"]["/api/face"]["get"]["parameters"]}
     assert face_params == {"model", "seed", "attrs", "psi", "size"}
     validator = pytest.importorskip("openapi_spec_validator")

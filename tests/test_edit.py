@@ -475,6 +475,30 @@ def test_several_faces_the_largest_is_edited(encoder_client, celeba_photo):
     assert np.abs(np.subtract([x0, y0, x1, y1], np.add(alone["face"]["box"], [140, 10, 140, 10]))).max() < 6
 
 
+def test_fuzzed_uploads_never_get_a_5xx(encoder_app):
+    """schemathesis draws queries and bodies (raw and multipart) for both upload operations from /openapi.json."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", encoder_app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [op for op in operations if op.method.upper() == "POST"]
+    assert {op.path for op in operations} == {"/api/encode", "/api/edit"}
+    cases, server_errors = [0], []
+    for operation in operations:
+        @given(case=operation.as_strategy())
+        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def fuzz(case):
+            response = case.call()
+            cases[0] += 1
+            if response.status_code >= 500:
+                server_errors.append(f"{case.method} {case.formatted_path} {case.query}: {response.status_code}")
+
+        fuzz()
+    assert not server_errors, server_errors[:10]
+    assert cases[0] >= 20
+
+
 # --- through the real gunicorn TLS entrypoint -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
