@@ -6,6 +6,7 @@ Every test here fails when the AE path is broken: a term dropped or unweighted, 
 cut off from E or leaking into G, E missing from checkpoints, the pixel rule wrong in the exported graph.
 """
 
+import csv
 import json
 from pathlib import Path
 
@@ -471,6 +472,10 @@ def test_train_then_export_measures_the_framing_on_the_runs_training_photos(tmp_
                  "--steps", "2", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "e_reconstruction" in printed and "e_cycle" in printed
+    with open(run / "log.csv", newline="") as handle:  # the encoder's losses are logged, not only printed
+        rows = list(csv.DictReader(handle))
+    assert rows and all(float(row[key]) >= 0 for row in rows
+                        for key in ("e_reconstruction", "e_cycle", "e_attribute_accuracy"))
     assert json.loads((run / "run.json").read_text())["dataset"]["cache"] == str(cache.resolve())
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "model"), "--framing-images", "5"]) == 0
     framing = model_folder.read_manifest(tmp_path / "model")["encoder"]["framing"]

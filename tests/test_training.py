@@ -197,6 +197,25 @@ def test_tensorboard_gets_scalars_and_the_sample_grid(synth_cache, config_file, 
     assert images and max(images) == steps[-1]
 
 
+def test_resume_rewrites_a_log_with_older_columns(tmp_path):
+    """A run started before the encoder's columns existed resumes into a log whose header matches its rows."""
+    from training.runlog import LOG_FIELDS, RunLog
+
+    old_fields = LOG_FIELDS[:6]
+    (tmp_path / "log.csv").write_text(",".join(old_fields) + "\n" + "\n".join(
+        ",".join(str(step if k == "step" else 0.5) for k in old_fields) for step in (2, 4, 6)) + "\n")
+    log = RunLog(tmp_path, start_step=6, resume=True)
+    log.scalars(8, {"step": 8, "d_loss": 0.25, "e_cycle": 0.75})
+    log.close()
+    with open(tmp_path / "log.csv", newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert reader.fieldnames == LOG_FIELDS
+    assert [int(row["step"]) for row in rows] == [2, 4, 6, 8]
+    assert rows[0]["d_loss"] == "0.5" and rows[0]["e_cycle"] == ""
+    assert rows[-1]["d_loss"] == "0.25" and rows[-1]["e_cycle"] == "0.75"
+
+
 def test_resume_of_a_run_killed_before_its_last_grid(synth_cache, config_file, tmp_path):
     """Killed after its final checkpoint but before the closing pictures: resuming with the same --steps draws
     them (it used to crash in finish(), which ran before the sample inputs existed)."""

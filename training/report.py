@@ -42,7 +42,8 @@ def plot_losses(log_path: Path, out_path: Path) -> Path | None:
     log = read_log(log_path)
     if not log or len(log.get("step", [])) == 0:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    has_encoder = np.isfinite(log.get("e_reconstruction", np.array([np.nan]))).any()
+    fig, axes = plt.subplots(1, 4 if has_encoder else 3, figsize=(20 if has_encoder else 15, 4))
     step = log["step"]
     for key, label in (("d_loss", "D adversarial"), ("g_loss", "G adversarial")):
         if key in log:
@@ -54,6 +55,11 @@ def plot_losses(log_path: Path, out_path: Path) -> Path | None:
         if key in log:
             axes[2].plot(step, log[key], label=label)
     titles = ("adversarial losses", "auxiliary attribute losses", "discriminator")
+    if has_encoder:
+        for key, label in (("e_reconstruction", "E reconstruction"), ("e_cycle", "E cycle (noise)"),
+                           ("e_attribute_accuracy", "E attribute accuracy")):
+            axes[3].plot(step, log[key], label=label)
+        titles += ("encoder",)
     for axis, title in zip(axes, titles):
         axis.set_title(title)
         axis.set_xlabel("step")

@@ -14,16 +14,20 @@ from pathlib import Path
 import numpy as np
 
 LOG_FIELDS = ["step", "epoch", "seconds", "images_per_second", "d_loss", "g_loss", "d_class", "g_class",
-              "d_accuracy", "d_accuracy_running", "d_real", "d_fake"]
+              "d_accuracy", "d_accuracy_running", "d_real", "d_fake",
+              "e_reconstruction", "e_cycle", "e_attribute_accuracy"]  # the encoder's, empty without one
 TENSORBOARD_DIR = "tensorboard"
 
 
 def truncate_csv(path: Path, last_step: int) -> int:
-    """Drop rows after ``last_step`` (atomically); returns how many were dropped."""
+    """Drop rows after ``last_step`` (atomically); returns how many were dropped. A log written with other columns
+    (an older version) is rewritten with today's, so that appended rows line up with the header."""
     with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        header = reader.fieldnames
     keep = [row for row in rows if _int(row.get("step")) <= last_step]
-    if len(keep) == len(rows):
+    if len(keep) == len(rows) and header == LOG_FIELDS:
         return 0
     temporary = path.with_suffix(".tmp")
     with open(temporary, "w", newline="") as handle:
