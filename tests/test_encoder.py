@@ -1,6 +1,7 @@
 """The encoder E (config.encoder): each loss term against a hand-computed value, which networks each term reaches,
 one real step updating E (and G through reconstruction only), E's checkpoint round trip by weights, the TensorFlow
-and JAX steps agreeing with E on, a short learning test, and the export's encode function and manifest object.
+and JAX steps agreeing with E on, a short learning test, the export's encode function and manifest object, and
+the model card's encoder section and edits.png (each tile checked against the SavedModel's encode and generate).
 
 Every test here fails when the AE path is broken: a term dropped or unweighted, E not updated, the cycle's gradient
 cut off from E or leaking into G, E missing from checkpoints, the pixel rule wrong in the exported graph.
@@ -484,3 +485,139 @@ def test_train_then_export_measures_the_framing_on_the_runs_training_photos(tmp_
     # Five CelebA-HQ faces land close to the template of 500 (the eyes within 3% of the side).
     np.testing.assert_allclose(framing["landmarks"], UNTRAINED_FRAMING, atol=0.05)
     np.testing.assert_allclose(np.asarray(framing["landmarks"])[:2], np.asarray(UNTRAINED_FRAMING)[:2], atol=0.03)
+
+
+# -- the model card's encoder section and edits.png -------------------------------------------------------------
+ENCODER_METRICS = {
+    "encoder_attributes": {"mean_balanced": 0.8125, "photos": 40, "per_attribute": {
+        "Male": {"balanced": 0.9375, "accuracy": 0.95, "positives": 17, "ceiling": 0.97},
+        "Smiling": {"balanced": 0.6875, "accuracy": 0.7, "positives": 20, "ceiling": 0.91}}},
+    "encoder_reconstruction": {"psnr": 18.345, "psnr_true_attributes": 18.1, "psnr_random_code": 11.25,
+                               "feature_distance": 3.5, "different_photos_feature_distance": 7.0,
+                               "feature_ratio": 0.5, "photos": 40},
+    "encoder_edit": {"changed": 0.775, "kept": 0.9, "success": 0.6125, "photos": 40,
+                     "identity": {"edit_rebuild": 0.83, "edit_photo": 0.41, "rebuild_photo": 0.44,
+                                  "different_photos": -0.02},
+                     "per_attribute": {"Male": {"changed": 0.8, "to_on": 0.7, "to_off": 0.9, "kept": 0.95,
+                                                "success": 0.65, "identity_edit_rebuild": 0.8}}},
+    "samples": {"encoded": 40, "encoded_from": "test partition"},
+}
+
+
+def _encoder_manifest(metrics, encoder=True):
+    from facegen import model_folder
+    from training.export import UNTRAINED_FRAMING
+
+    field = model_folder.encoder_field(32, 8, 2, {"landmarks": UNTRAINED_FRAMING, "detector": "mtcnn 1.0.0"})
+    return model_folder.build_manifest(name="enc", resolution=32, latent_size=8, attributes=["Male", "Smiling"],
+                                       architecture="facegen", parameters=1, created="x", metrics=metrics,
+                                       encoder=field if encoder else None)
+
+
+def test_card_shows_the_encoders_figures_beside_the_baselines_or_says_not_evaluated():
+    from training.card import render_card
+
+    baseline = {"encoder_edit": {"success": 0.25, "identity": {"edit_photo": 0.125}},
+                "encoder_attributes": {"per_attribute": {"Male": {"balanced": 0.5625}}}}
+    card = render_card(_encoder_manifest(ENCODER_METRICS), ["samples.png"], baseline, "ArtiFace")
+    assert "## Editing photos (the encoder)" in card and "Measured on 40 held-out photos (test partition)" in card
+    assert "| attribute reading, balanced accuracy (mean) | 0.812 | n/a | How often" in card
+    assert "| rebuild PSNR, dB (higher is closer) | 18.345 | n/a |" in card
+    assert "| PSNR from random noise, same attributes | 11.250 | n/a |" in card
+    assert "| rebuild feature distance / two different photos' | 0.500 | n/a |" in card
+    assert "| edit success | 0.613 | 0.250 |" in card and "| identity: edit vs photo | 0.410 | 0.125 |" in card
+    assert "| identity: two different photos | -0.020 | n/a |" in card
+    assert "| Male | 0.938 | 0.970 | 0.800 | 0.700 | 0.900 | 0.950 | 0.650 | 0.562 | n/a |" in card
+    assert "| Smiling | 0.688 | 0.910 | n/a | n/a | n/a | n/a | n/a | n/a | n/a |" in card
+    assert "No edits.png: no held-out photos were given" in card
+
+    # Part of the figures: the missing metric says so, row by row; none at all: the section says so once.
+    partial = {k: v for k, v in ENCODER_METRICS.items() if k != "encoder_edit"}
+    partial["encoder_attributes"] = {"skipped": "unconditional model: no attributes to read"}
+    card = render_card(_encoder_manifest(partial), [])
+    assert "| edit success | not evaluated |" in card and "| rebuild PSNR, dB (higher is closer) | 18.345 |" in card
+    assert "| attribute reading, balanced accuracy (mean) | skipped |" in card
+    assert "encoder_attributes was skipped: unconditional model: no attributes to read." in card
+    card = render_card(_encoder_manifest({}), [])
+    assert "Encoder figures: not evaluated." in card and "| edit success |" not in card
+    assert "Editing photos" not in render_card(_encoder_manifest(ENCODER_METRICS, encoder=False), [])
+
+
+def _edit_cache(path, size=48):
+    """Random 'photos' (48 px, so the card must resize them to the model's 32) in a cache: 4 test, 4 training."""
+    from training.data import save_cache
+
+    photos = np.random.RandomState(8).randint(0, 256, (8, size, size, 3)).astype(np.uint8)
+    partition = np.array([0, 2, 0, 2, 2, 0, 0, 2], np.uint8)
+    return save_cache(path, photos, np.zeros((8, 1), np.uint8), ["Male"], partition,
+                      [f"{i}.jpg" for i in range(8)], {"source": "test", "size": size, "count": 8}), photos[partition == 2]
+
+
+def _run_folder(path, cache):
+    path.mkdir()
+    (path / "run.json").write_text(json.dumps({"dataset": {"name": "t", "cache": str(cache)}}))
+    return path
+
+
+def test_card_finds_held_out_photos_through_the_runs_cache_or_says_why_not(tmp_path):
+    from training.card import held_out_photos
+
+    cache, test_photos = _edit_cache(tmp_path / "faces.npz")
+    photos, source = held_out_photos(None, _run_folder(tmp_path / "run", cache))
+    np.testing.assert_array_equal(photos, test_photos)  # the test partition, never training photos
+    assert source == "the first 4 photos of the test partition of `faces.npz`"
+    assert held_out_photos(cache, None, count=2)[0].shape == (2, 48, 48, 3)
+    assert held_out_photos(None, _run_folder(tmp_path / "gone", tmp_path / "gone.npz"))[1] == (
+        "the run's data cache gone.npz is not here; give `card --data CACHE`")
+    assert "no data cache was given" in held_out_photos(None, None)[1]
+
+
+def test_card_draws_edits_png_with_the_savedmodels_encode_and_generate(tmp_path):
+    """edits.png: rows of held-out photos; columns photo, rebuild G(E_z(x), found), one flip per attribute. Each tile
+    is compared with the SavedModel's own outputs, so a rebuild from random noise (or a wrong flip) fails here."""
+    from PIL import Image
+
+    from facegen import model_folder
+    from training import card
+    from training.__main__ import main
+    from training.classifier import resize_images
+    from training.export import export_random_model
+
+    model = export_random_model(tmp_path / "m", name="m", resolution=32, latent_size=8, encoder=True, seed=3)
+    cache, test_photos = _edit_cache(tmp_path / "faces.npz")
+    run = _run_folder(tmp_path / "run", tmp_path / "gone.npz")  # the recorded cache is gone: no picture, said why
+    assert main(["card", "--model", str(model), "--run", str(run)]) == 0
+    assert not (model / "edits.png").exists()
+    assert "No edits.png: the run's data cache gone.npz is not here" in (model / "MODEL_CARD.md").read_text()
+
+    assert main(["card", "--model", str(model), "--run", str(run), "--data", str(cache)]) == 0  # --data wins
+    text = (model / "MODEL_CARD.md").read_text()
+    assert "![edits.png](edits.png)" in text and "Encoder figures: not evaluated." in text
+    assert "test partition of `faces.npz`" in text
+    edits = ["Male", "Smiling", "Eyeglasses"]  # export_random_model's attributes, in EDIT_PREFERENCE order
+    assert card.edit_attributes(["Eyeglasses", "Smiling", "Male"]) == edits
+    sheet = np.asarray(Image.open(model / "edits.png").convert("RGB"))
+    assert (sheet.shape[1], sheet.shape[0]) == card.edit_sheet_size(4, 2 + len(edits), 32)
+
+    def tile(row, column):
+        x, y = card.edit_tile_origin(row, column, 32)
+        return sheet[y:y + 32, x:x + 32]
+
+    photos = resize_images(test_photos, 32)
+    generate, loaded = model_folder.load_generate(model)
+    noise, probabilities = model_folder.load_encode(model, loaded)(photos)
+    found = (probabilities >= 0.5).astype(np.float32)
+    rebuilt = generate(noise, found)
+    attributes = model_folder.read_manifest(model)["attributes"]
+    for column, name in enumerate(edits, start=2):
+        flipped = found.copy()
+        flipped[:, attributes.index(name)] = 1.0 - flipped[:, attributes.index(name)]
+        edited = generate(noise, flipped)
+        for row in range(4):
+            np.testing.assert_array_equal(tile(row, column), edited[row])
+    for row in range(4):
+        np.testing.assert_array_equal(tile(row, 0), photos[row])
+        np.testing.assert_array_equal(tile(row, 1), rebuilt[row])
+    # The check above can tell: random noise with the same attributes draws other faces.
+    random_noise = np.random.RandomState(0).standard_normal(noise.shape).astype(np.float32)
+    assert not np.array_equal(generate(random_noise, found), rebuilt)

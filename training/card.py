@@ -3,9 +3,12 @@
 MODEL_DIR/
   samples.png      8x8 faces for seeds 0..63, exactly as the service serves them (attributes sampled per seed)
   attributes.png   one row per attribute: for the same seeds, the attribute off then on
+  edits.png        models with an encoder, given a data cache (--data, or the one --run recorded): held-out photos,
+                   their rebuilds and edits, made by the SavedModel's encode and generate as the service makes them
   loss_curves.png  copied from the run (--run), with training.gif where it is small enough for git
   MODEL_CARD.md    data, training, per-attribute accuracy against the classifier's ceiling, Frechet distance,
-                   diversity, the baseline's figures beside ours (--baseline), the pictures and --notes
+                   diversity, the encoder's figures, the baseline's figures beside ours (--baseline), the pictures
+                   and --notes
 
 Run `evaluate --model MODEL_DIR` first: the card reports the metrics the manifest holds.
 """
@@ -31,12 +34,16 @@ def add_arguments(parser):
                         help="the baseline run's run.json + checkpoint meta, for its training figures")
     parser.add_argument("--notes", type=Path, help="a Markdown file appended as the card's notes (weaknesses etc.)")
     parser.add_argument("--columns", type=int, default=4, help="seeds per row of the attribute grid (default 4)")
+    parser.add_argument("--data", type=Path, metavar="CACHE",
+                        help="a data cache (.npz) whose held-out photos edits.png shows, for a model with an encoder "
+                             "(default: the cache the --run recorded)")
 
 
 def run(args) -> int:
     if not (args.model / model_folder.MANIFEST).is_file():
         raise UsageError(f"--model: {args.model} holds no {model_folder.MANIFEST} (export a run there first)")
-    for path, flag in ((args.run, "--run"), (args.baseline, "--baseline"), (args.notes, "--notes")):
+    for path, flag in ((args.run, "--run"), (args.baseline, "--baseline"), (args.notes, "--notes"),
+                       (args.data, "--data")):
         if path is not None and not path.exists():
             raise UsageError(f"{flag}: no such file or folder: {path}")
     if args.columns < 1:
@@ -44,6 +51,11 @@ def run(args) -> int:
     manifest = model_folder.read_manifest(args.model)
     baseline = _read_json(args.baseline, "--baseline") if args.baseline else None
     pictures = write_pictures(args.model, args.columns)
+    edits_note = None
+    if manifest.get("encoder") is not None:
+        photos, edits_note = held_out_photos(args.data, args.run)
+        if photos is not None:
+            pictures.append(write_edits(args.model, photos))
     if args.run is not None:
         for name in ("loss_curves.png", "training.gif"):
             source = args.run / name
@@ -52,7 +64,7 @@ def run(args) -> int:
                 pictures.append(name)
     notes = args.notes.read_text() if args.notes else ""
     baseline_training = _read_json(args.baseline_training, "--baseline-training") if args.baseline_training else None
-    text = render_card(manifest, pictures, baseline, args.baseline_name, baseline_training, notes)
+    text = render_card(manifest, pictures, baseline, args.baseline_name, baseline_training, notes, edits_note)
     (args.model / model_folder.CARD).write_text(text)
     print(f"wrote {args.model / model_folder.CARD} and {', '.join(pictures)}")
     return 0
@@ -113,6 +125,116 @@ def write_pictures(model_dir: Path, columns: int) -> list:
     return written
 
 
+# -- edits.png: held-out photos through the encoder ---------------------------------------------------------------
+EDIT_PHOTOS = 6
+# Attributes whose flips read at a glance; a model with none of them edits its first three instead.
+EDIT_PREFERENCE = ("Male", "Smiling", "Eyeglasses", "Blond_Hair", "Young")
+FOUND_THRESHOLD = 0.5  # as the service: an attribute is "on as found" where the encoder gives it at least this
+TILE_PAD, EDIT_HEADER, EDIT_LABEL = 2, 14, 12  # pixels: between tiles, column titles, the line under each tile
+
+
+def held_out_photos(data: Path | None, run_dir: Path | None, count: int = EDIT_PHOTOS):
+    """(up to ``count`` held-out photos uint8 [n, S, S, 3], a sentence saying where they came from), or (None, why
+    there are none). --data wins over the cache the run recorded. Held out: test partition, else validation; never
+    training photos, which a rebuild could flatter."""
+    import numpy as np
+
+    from training.data import load_cache
+
+    path, problem = _cache_path(data, run_dir)
+    if path is None:
+        return None, problem
+    try:
+        cache = load_cache(path)
+    except UsageError as error:
+        if data is not None:  # the user named this file: a wrong one is their error, not a quiet skip
+            raise UsageError(f"--data: {error}") from None
+        return None, f"the run's data cache is not readable ({error})"
+    partition = np.asarray(cache.partition)
+    for value, name in ((2, "test"), (1, "validation")):
+        chosen = np.flatnonzero(partition == value)[:count]
+        if len(chosen):
+            return (np.asarray(cache.images[chosen]),
+                    f"the first {len(chosen)} photos of the {name} partition of `{path.name}`")
+    return None, f"`{path.name}` holds no held-out (test or validation) photos"
+
+
+def _cache_path(data: Path | None, run_dir: Path | None):
+    """(the data cache to read, None) or (None, why there is none)."""
+    if data is not None:
+        return data, None
+    if run_dir is None:
+        return None, "no data cache was given (`card --data CACHE`, or `--run RUN` whose run.json records one)"
+    try:
+        recorded = json.loads((run_dir / "run.json").read_text())["dataset"]["cache"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    if not recorded:
+        return None, f"{run_dir.name}/run.json records no data cache; give `card --data CACHE`"
+    if not Path(recorded).is_file():
+        return None, f"the run's data cache {Path(recorded).name} is not here; give `card --data CACHE`"
+    return Path(recorded), None
+
+
+def edit_attributes(attributes) -> list:
+    """The attributes edits.png flips, in the model's spelling."""
+    lowered = {name.lower(): name for name in attributes}
+    chosen = [lowered[name.lower()] for name in EDIT_PREFERENCE if name.lower() in lowered]
+    return chosen or list(attributes[:3])
+
+
+def edit_tile_origin(row: int, column: int, size: int) -> tuple:
+    """The top-left pixel (x, y) of tile (row, column) in edits.png."""
+    return TILE_PAD + column * (size + TILE_PAD), EDIT_HEADER + row * (size + EDIT_LABEL + TILE_PAD)
+
+
+def edit_sheet_size(rows: int, columns: int, size: int) -> tuple:
+    return columns * (size + TILE_PAD) + TILE_PAD, EDIT_HEADER + rows * (size + EDIT_LABEL + TILE_PAD)
+
+
+def write_edits(model_dir: Path, photos) -> str:
+    """edits.png: per photo (a row) the photo at the model's resolution, its rebuild G(encoded noise, attributes as
+    found), then one column per edit_attributes flip from what was found, through the exported SavedModel exactly as
+    the service calls it (the photos are aligned cache faces, so the service's face detection step is not needed)."""
+    import numpy as np
+
+    from training.classifier import resize_images
+
+    manifest = model_folder.read_manifest(model_dir)
+    size, attributes = manifest["resolution"], manifest["attributes"]
+    generate, loaded = model_folder.load_generate(model_dir)
+    encode = model_folder.load_encode(model_dir, loaded)
+    photos = resize_images(photos, size)  # as evaluate resizes the photos its encoder figures use
+    noise, probabilities = encode(photos)
+    found = (probabilities >= FOUND_THRESHOLD).astype(np.float32)
+    columns, titles, labels = [photos, generate(noise, found)], ["photo", "rebuild"], [None, None]
+    for name in edit_attributes(attributes):
+        j, edited = attributes.index(name), found.copy()
+        edited[:, j] = 1.0 - edited[:, j]
+        columns.append(generate(noise, edited))
+        titles.append(name)
+        labels.append(["on" if v else "off" for v in edited[:, j]])  # the state the edit asked for
+    _edit_sheet(columns, titles, labels, size).save(model_dir / "edits.png")
+    return "edits.png"
+
+
+def _edit_sheet(columns, titles, labels, size):
+    """columns: uint8 [rows, size, size, 3] each, with a title above and optional labels[column][row] below tiles."""
+    from PIL import Image, ImageDraw
+
+    sheet = Image.new("RGB", edit_sheet_size(len(columns[0]), len(columns), size), "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, (tiles, title) in enumerate(zip(columns, titles)):
+        x, _ = edit_tile_origin(0, c, size)
+        draw.text((x, 1), title[:max(4, size // 5)], fill="black")  # the default font is about 5 px a character
+        for r, tile in enumerate(tiles):
+            x, y = edit_tile_origin(r, c, size)
+            sheet.paste(Image.fromarray(tile), (x, y))
+            if labels[c]:
+                draw.text((x, y + size), labels[c][r], fill="black")
+    return sheet
+
+
 # -- the card ----------------------------------------------------------------------------------------------------
 def _f(value, digits=3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
@@ -153,8 +275,123 @@ def _metric_rows(ours: dict, baseline: dict | None) -> list:
     return lines
 
 
+ENCODER_METRICS = ("encoder_attributes", "encoder_reconstruction", "encoder_edit")  # what evaluate writes
+# (title, metric, keys into it, what the figure means); the figures are those of training/metrics.py.
+ENCODER_ROWS = [
+    ("attribute reading, balanced accuracy (mean)", "encoder_attributes", ("mean_balanced",),
+     "How often the encoder's attribute head reads a held-out photo's labelled attributes right, balanced over "
+     "photos with each attribute on and off (0.5 is chance), averaged over the attributes."),
+    ("rebuild PSNR, dB (higher is closer)", "encoder_reconstruction", ("psnr",),
+     "Pixel closeness of each photo to its rebuild, the generator fed the encoded noise and the attributes as found."),
+    ("rebuild PSNR with the true attributes", "encoder_reconstruction", ("psnr_true_attributes",),
+     "The same, with the photo's labelled attributes instead of those the encoder found."),
+    ("PSNR from random noise, same attributes", "encoder_reconstruction", ("psnr_random_code",),
+     "The same attributes with random noise instead of the encoded noise: what the rebuild PSNR must beat for the "
+     "noise to carry anything of the photo."),
+    ("rebuild feature distance / two different photos'", "encoder_reconstruction", ("feature_ratio",),
+     "The classifier-feature distance between photo and rebuild over that between two different photos: 0 is the "
+     "same picture, 1 is as far apart as two strangers."),
+    ("edit: flipped attribute changed", "encoder_edit", ("changed",),
+     "Share of edits (one attribute flipped from what the encoder found) where the classifier sees the flipped "
+     "attribute in its new state, averaged over the edited attributes."),
+    ("edit: other attributes kept", "encoder_edit", ("kept",),
+     "Of the attributes not asked to change, the share whose classifier decision on the edit equals that on the "
+     "rebuild."),
+    ("edit success", "encoder_edit", ("success",),
+     "Share of edits that changed the flipped attribute and kept every other one at once."),
+    ("identity: edit vs rebuild", "encoder_edit", ("identity", "edit_rebuild"),
+     "Cosine of classifier features (centred on the real photos' mean) of edit and rebuild: 1 is the same face; "
+     "compare with two different photos' below."),
+    ("identity: edit vs photo", "encoder_edit", ("identity", "edit_photo"),
+     "The same cosine between the edit and the original photo."),
+    ("identity: rebuild vs photo", "encoder_edit", ("identity", "rebuild_photo"),
+     "The same cosine between the rebuild and the original photo."),
+    ("identity: two different photos", "encoder_edit", ("identity", "different_photos"),
+     "The same cosine between two different people's photos: what a stranger scores."),
+]
+
+
+def _pick(report, *keys):
+    for key in keys:
+        report = report.get(key) if isinstance(report, dict) else None
+    return report
+
+
+def _encoder_cell(metrics: dict, metric: str, keys) -> str:
+    """A figure, or why there is none: evaluate never ran it, or ran it and skipped it (the reason is listed)."""
+    if metric not in metrics:
+        return "not evaluated"
+    if "skipped" in metrics[metric]:
+        return "skipped"
+    return _f(_pick(metrics[metric], *keys))
+
+
+def _encoder_figures(metrics: dict, baseline: dict | None, name: str, baseline_name: str) -> list:
+    head = f"| figure | {name} |" + (f" {baseline_name} |" if baseline is not None else "") + " what it means |"
+    out = [head, "| --- | --- |" + (" --- |" if baseline is not None else "") + " --- |"]
+    for title, metric, keys, meaning in ENCODER_ROWS:
+        line = f"| {title} | {_encoder_cell(metrics, metric, keys)} |"
+        if baseline is not None:
+            line += f" {_f(_pick(baseline, metric, *keys))} |"
+        out.append(line + f" {meaning} |")
+    out.append("")
+    skipped = [f"{metric} was skipped: {metrics[metric]['skipped']}." for metric in ENCODER_METRICS
+               if "skipped" in metrics.get(metric, {})]
+    return out + ([" ".join(skipped), ""] if skipped else [])
+
+
+def _encoder_per_attribute(metrics: dict, baseline: dict | None, baseline_name: str) -> list:
+    reading = _pick(metrics, "encoder_attributes", "per_attribute") or {}
+    edits = _pick(metrics, "encoder_edit", "per_attribute") or {}
+    if not reading and not edits:
+        return []
+    base_reading = _pick(baseline, "encoder_attributes", "per_attribute") or {}
+    base_edits = _pick(baseline, "encoder_edit", "per_attribute") or {}
+    head = "| attribute | reading | classifier ceiling | changed | to on | to off | kept | success |"
+    if baseline is not None:
+        head += f" {baseline_name} reading | {baseline_name} success |"
+    out = ["*reading*: the encoder's balanced accuracy on the photos' labels, beside the classifier's on the same "
+           "attribute (its ceiling). *changed*, *to on*, *to off*, *kept*, *success*: the edit figures above for this "
+           "attribute alone (to on / to off: the edits that switched it on / off).", "",
+           head, "| --- " * (8 + 2 * (baseline is not None)) + "|"]
+    for attribute in list(reading) + [a for a in edits if a not in reading]:
+        r, e = reading.get(attribute) or {}, edits.get(attribute) or {}
+        line = (f"| {attribute} | {_f(r.get('balanced'))} | {_f(r.get('ceiling'))} | {_f(e.get('changed'))} "
+                f"| {_f(e.get('to_on'))} | {_f(e.get('to_off'))} | {_f(e.get('kept'))} | {_f(e.get('success'))} |")
+        if baseline is not None:
+            line += (f" {_f(_pick(base_reading, attribute, 'balanced'))} "
+                     f"| {_f(_pick(base_edits, attribute, 'success'))} |")
+        out.append(line)
+    return out + [""]
+
+
+def _encoder_section(manifest: dict, metrics: dict, pictures: list, baseline: dict | None, baseline_name: str,
+                     edits_note: str | None) -> list:
+    """"Editing photos (the encoder)": its figures, per attribute, and edits.png (or why it is missing)."""
+    out = ["## Editing photos (the encoder)", "",
+           "The model has an encoder: a photo (framed as the manifest's encoder.framing says) becomes noise and "
+           "attribute probabilities; the generator rebuilds it from the noise and the attributes as found "
+           "(probability at least 0.5), and edits it by flipping attributes over the same noise.", ""]
+    if not any(metric in metrics for metric in ENCODER_METRICS):
+        out += ["Encoder figures: not evaluated. Run `python -m training evaluate --model <this folder> --data "
+                "<cache>`: it measures the encoder on the cache's held-out photos.", ""]
+    else:
+        samples = metrics.get("samples") or {}
+        out += [f"Measured on {samples.get('encoded', '?')} held-out photos ({samples.get('encoded_from', '?')}).", ""]
+        out += _encoder_figures(metrics, baseline, manifest["name"], baseline_name)
+        out += _encoder_per_attribute(metrics, baseline, baseline_name)
+    if "edits.png" in pictures:
+        out += [f"**Held-out photos ({edits_note}): the photo, its rebuild, then one attribute flipped per column "
+                "from what the encoder found (under each edit, the state asked for)**", "",
+                "![edits.png](edits.png)", ""]
+    else:
+        out += [f"No edits.png: {edits_note or 'no held-out photos were given (`card --data CACHE`)'}.", ""]
+    return out
+
+
 def render_card(manifest: dict, pictures: list, baseline: dict | None = None, baseline_name: str = "baseline",
-                baseline_training: dict | None = None, notes: str = "") -> str:
+                baseline_training: dict | None = None, notes: str = "", edits_note: str | None = None) -> str:
+    """MODEL_CARD.md's text. ``edits_note``: where edits.png's photos came from, or why it was not drawn."""
     name = manifest["name"]
     data = manifest.get("dataset", {})
     training = manifest.get("training", {})
@@ -230,6 +467,9 @@ def render_card(manifest: dict, pictures: list, baseline: dict | None = None, ba
                 out.append(line)
             out.append("")
 
+    if manifest.get("encoder") is not None:
+        out += _encoder_section(manifest, metrics, pictures, baseline, baseline_name, edits_note)
+    pictures = [picture for picture in pictures if picture != "edits.png"]  # shown in the encoder's section
     captions = {"samples.png": "Seeds 0-63 as the service serves them (attributes sampled per seed)",
                 "attributes.png": "Each row one attribute, off then on, for the same seeds",
                 "loss_curves.png": "Training losses", "training.gif": "The fixed-seed sample grid during training"}
