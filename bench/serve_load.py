@@ -10,15 +10,28 @@ Starts, one after the other (each timed from process start to ready while the ot
   (b) the baseline: bench/baseline_artiface.py (the seeds' ArtiFace generator, ``predict()`` per request) under
       gunicorn with 2 sync workers, over TLS with the same certificate.
 
+Once both are ready, and while both idle, measures "generator alone": the model ours serves, loaded in a
+subprocess by the same Python as the servers (``--venv``) the way a worker loads it (``app.models.load_model``,
+``warm_up``), then called in-process through ``Model.generate`` -- the one call the micro-batcher makes -- at the
+largest batch the batcher makes (``FACEGEN_MAX_BATCH``, default 16, resolved by app.batcher's own code), with no
+HTTP, TLS, seed parsing, PNG encoding or cache: after a warm-up, the best of 3 timed windows (``--ceiling-window``
+seconds each), in faces/s. That is the ceiling the service could reach on this machine if serving cost nothing;
+each of ours' levels is also reported as a fraction of it ("served / generator alone"). ``--no-ceiling`` skips it.
+
 Then, for each concurrency level, loads ours and then the baseline while the other one idles (idle gunicorn
 workers use no CPU), so background load that drifts during the run weighs on both sides of each ratio alike.
 
 Load: a closed loop of C client threads, each with its own keep-alive HTTPS session, each request naming a seed
 never asked before (cache misses; the PNG cache is measured separately as the "hot" figure: every request the same
 seed). Reports faces/s, p50, p99, errors, cold start (process start -> every worker ready and /readyz 200) and
-worker RSS, writes JSON and a markdown table, and prints the ours/baseline ratio at c=16.
+worker RSS, writes JSON and a markdown table (serve_load.{json,md} in ``--out``; with ``--only``, the one server's
+columns), and prints the ours/baseline ratio and served / generator alone at c=16.
 
-The load generator runs on the same cores as the server (loopback only), which costs both servers some CPU.
+The load generator runs on the same cores as the server (loopback only), which costs both servers some CPU; the
+generator-alone figure has no load generator beside it (one process, TensorFlow's default thread pools), so "served
+/ generator alone" is what all of serving costs, the load generator's share included. On a machine shared with other
+jobs it reads high: the servers' many threads win a larger share of the contended cores than the one generator
+process does (compare the load averages recorded with each figure).
 """
 
 import argparse
@@ -87,6 +100,70 @@ def prepare_models(work: Path) -> tuple[Path, str]:
     manifest = json.loads((models / "facegen-64" / "manifest.json").read_text())
     return models, (f"facegen-64: production architecture (training.config defaults, 64 px, "
                     f"{manifest['parameters']:,} parameters), random weights, exported by training.export")
+
+
+# Run by the servers' Python (``--venv``) in a subprocess, so TensorFlow never loads into the benchmark process and
+# the generator is the one the workers get: same load, same warm-up, same call, same batch-size setting.
+GENERATOR_ALONE_SCRIPT = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from app.batcher import DEFAULT_MAX_BATCH, _env_number
+from app.models import load_model, warm_up
+
+model_dir, windows, window_s, warmup_s = sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+started = time.perf_counter()
+model = load_model(model_dir)
+warm_up(model)
+load_s = time.perf_counter() - started
+batch = _env_number("FACEGEN_MAX_BATCH", DEFAULT_MAX_BATCH, int)  # what FaceRenderer.from_environment reads
+stream = np.random.RandomState(0)
+noise = stream.standard_normal((batch, model.latent_size)).astype(np.float32)
+attrs = (stream.random_sample((batch, len(model.attributes))) < model.attribute_frequencies).astype(np.float32)
+warm_until, calls = time.perf_counter() + warmup_s, 0
+while calls < 3 or time.perf_counter() < warm_until:  # first calls at this shape pay oneDNN's set-up
+    images = model.generate(noise, attrs)
+    calls += 1
+assert images.shape == (batch, model.resolution, model.resolution, 3) and images.dtype == np.uint8, images.shape
+rates = []
+for _ in range(windows):
+    calls, begin = 0, time.perf_counter()
+    while True:
+        model.generate(noise, attrs)
+        calls += 1
+        elapsed = time.perf_counter() - begin
+        if elapsed >= window_s:
+            break
+    rates.append(calls * batch / elapsed)
+print(json.dumps({"model": model.name, "batch": batch, "faces_per_s": round(max(rates), 1),
+                  "windows_faces_per_s": [round(r, 1) for r in rates], "window_s": window_s,
+                  "ms_per_call_best": round(1000 * batch / max(rates), 2), "load_and_warm_up_s": round(load_s, 2)}))
+"""
+
+
+def generator_alone(python: str, model_dir: Path, env: dict, windows: int = 3, window_s: float = 3.0,
+                    warmup_s: float = 1.0) -> dict:
+    """The served model's generator called in-process at the batcher's largest batch: best faces/s of ``windows``
+    timed windows after a warm-up, measured in a subprocess run by ``python`` (the servers' interpreter)."""
+    env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}  # app.metrics would write files there
+    started = time.perf_counter()
+    done = subprocess.run([python, "-c", GENERATOR_ALONE_SCRIPT, str(ROOT), str(model_dir), str(windows),
+                           str(window_s), str(warmup_s)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300 + windows * window_s)
+    if done.returncode != 0:
+        raise RuntimeError(f"generator-alone measurement failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result.update({"python": python, "model_dir": str(model_dir), "warmup_s": warmup_s,
+                   "wall_s": round(time.perf_counter() - started, 1), "load_avg": os.getloadavg()[0],
+                   "how": "app.models.load_model + warm_up, then Model.generate on one batch of FACEGEN_MAX_BATCH "
+                          "faces in a loop, in one process with no HTTP; best of the timed windows"})
+    return result
+
+
+def default_model_dir(models_dir: Path, env: dict) -> Path:
+    """The folder ours serves by default: FACEGEN_MODEL, else the first line of models_dir/DEFAULT (app.models)."""
+    name = env.get("FACEGEN_MODEL") or (models_dir / "DEFAULT").read_text().split()[0]
+    return models_dir / name
 
 
 class Server:
@@ -203,10 +280,11 @@ def closed_loop(base: str, ca_file: str, concurrency: int, duration: float, warm
             "p99_ms": round(percentile(latencies, 99) * 1000, 1) if latencies else None}
 
 
-def run_servers(servers: list, levels, duration, warmup, hot_level) -> dict:
-    """Start each server alone (its cold start is timed on an otherwise idle service), then, level by level, load
-    one server after the other while the idle one waits: background load that drifts during the run then
-    weighs on both sides of each ratio alike."""
+def run_servers(servers: list, levels, duration, warmup, hot_level, ceiling=None) -> dict:
+    """Start each server alone (its cold start is timed on an otherwise idle service), then, while all idle,
+    ``ceiling()`` (the generator-alone measurement, if given), then, level by level, load one server after the other
+    while the idle one waits: background load that drifts during the run then weighs on both sides of each ratio
+    alike."""
     results = {}
     try:
         for server in servers:
@@ -217,11 +295,20 @@ def run_servers(servers: list, levels, duration, warmup, hot_level) -> dict:
             print(f"{server.name}: ready in {result['cold_start_s']} s, worker RSS {result['rss_after_start_mb']} MB",
                   flush=True)
             results[server.name] = result
+        if ceiling is not None:
+            print("--- generator alone (in-process, no HTTP; both servers idle)", flush=True)
+            alone = ceiling()
+            print(f"generator alone: {alone['faces_per_s']} faces/s at batch {alone['batch']} "
+                  f"(windows {alone['windows_faces_per_s']}, load average {alone['load_avg']:.1f})", flush=True)
+            results["generator_alone"] = alone
         for level in levels:
             for server in servers:
                 run = closed_loop(server.base, server.ca_file, level, duration, warmup, hot=False)
                 run["worker_rss_mb"] = server.worker_rss_mb()
                 run["load_avg"] = os.getloadavg()[0]
+                if server.name == "ours" and "generator_alone" in results:
+                    run["served_over_generator_alone"] = round(
+                        run["faces_per_s"] / results["generator_alone"]["faces_per_s"], 3)
                 print(f"{server.name}: {run}", flush=True)
                 results[server.name]["runs"].append(run)
         for server in servers:
@@ -242,28 +329,56 @@ def run_servers(servers: list, levels, duration, warmup, hot_level) -> dict:
     return results
 
 
+def fraction(value) -> str:
+    return f"{value:.0%}" if value is not None else "n/a"
+
+
 def markdown(report: dict) -> str:
-    ours, base = report["ours"], report["baseline"]
-    lines = ["| concurrency | ours faces/s | ours p50 ms | ours p99 ms | ours errors | baseline faces/s | "
-             "baseline p50 ms | baseline p99 ms | baseline errors | ratio faces/s |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for o, b in zip(ours["runs"], base["runs"]):
-        ratio = f"{o['faces_per_s'] / b['faces_per_s']:.1f}x" if b["faces_per_s"] else "n/a"
-        lines.append(f"| {o['concurrency']} | {o['faces_per_s']} | {o['p50_ms']} | {o['p99_ms']} | {o['errors']} | "
-                     f"{b['faces_per_s']} | {b['p50_ms']} | {b['p99_ms']} | {b['errors']} | {ratio} |")
+    """The table: per level, each server's figures, ours as a fraction of its generator alone, ours / baseline."""
+    names = [name for name in ("ours", "baseline") if name in report]
+    ours, base, alone = report.get("ours"), report.get("baseline"), report.get("generator_alone")
+    header = ["concurrency"]
+    for name in names:
+        header += [f"{name} faces/s", f"{name} p50 ms", f"{name} p99 ms", f"{name} errors"]
+    if ours and alone:
+        header.append("ours served / generator alone")
+    if ours and base:
+        header.append("ratio faces/s")
+    lines = ["| " + " | ".join(header) + " |", "|" + " ---: |" * len(header)]
+    for index, level in enumerate(report["concurrency"]):
+        row = [str(level)]
+        for name in names:
+            r = report[name]["runs"][index]
+            row += [str(r["faces_per_s"]), str(r["p50_ms"]), str(r["p99_ms"]), str(r["errors"])]
+        if ours and alone:
+            row.append(fraction(ours["runs"][index].get("served_over_generator_alone")))
+        if ours and base:
+            o, b = ours["runs"][index], base["runs"][index]
+            row.append(f"{o['faces_per_s'] / b['faces_per_s']:.1f}x" if b["faces_per_s"] else "n/a")
+        lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    if "hot" in ours:
+    if alone:
+        lines.append(f"Generator alone (the served model's SavedModel called in-process through Model.generate at "
+                     f"batch {alone['batch']} = FACEGEN_MAX_BATCH, no HTTP, TLS or PNG; best of "
+                     f"{len(alone['windows_faces_per_s'])} windows of {alone['window_s']:g} s after a warm-up, "
+                     f"both servers idle, load average {alone['load_avg']:.1f}): {alone['faces_per_s']} faces/s "
+                     f"(windows: {', '.join(str(w) for w in alone['windows_faces_per_s'])}; "
+                     f"{alone['ms_per_call_best']} ms per call).")
+    if ours and "hot" in ours:
         h = ours["hot"]
         lines.append(f"Hot query (one seed, PNG cache hits), ours at c={h['concurrency']}: {h['faces_per_s']} faces/s, "
                      f"p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, {h['errors']} errors.")
-    lines.append(f"Cold start (process start -> all workers ready, /readyz 200): ours {ours['cold_start_s']} s, "
-                 f"baseline {base['cold_start_s']} s.")
-    lines.append(f"Worker RSS, max over the runs: ours {ours['worker_rss_max_mb']} MB, "
-                 f"baseline {base['worker_rss_max_mb']} MB (RSS includes ~400 MB of shared TensorFlow libraries).")
-    for name, server in (("ours", ours), ("baseline", base)):
-        memory = ", ".join(f"RSS {m['rss']} / USS {m['uss']} / PSS {m['pss']}" for m in server["worker_memory_end_mb"])
+    lines.append("Cold start (process start -> all workers ready, /readyz 200): "
+                 + ", ".join(f"{name} {report[name]['cold_start_s']} s" for name in names) + ".")
+    lines.append("Worker RSS, max over the runs: "
+                 + ", ".join(f"{name} {report[name]['worker_rss_max_mb']} MB" for name in names)
+                 + " (RSS includes ~400 MB of shared TensorFlow libraries).")
+    for name in names:
+        memory = ", ".join(f"RSS {m['rss']} / USS {m['uss']} / PSS {m['pss']}"
+                           for m in report[name]["worker_memory_end_mb"])
         lines.append(f"Worker memory at the end, {name} (MB): {memory}.")
-    lines.append(f"Model served by ours: {report['model']}.")
+    if ours:
+        lines.append(f"Model served by ours: {report['model']}.")
     return "\n".join(lines) + "\n"
 
 
@@ -277,6 +392,10 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="GUNICORN_THREADS for ours (default: gunicorn.conf.py's own default)")
     parser.add_argument("--only", choices=["ours", "baseline"], help="run one server only")
+    parser.add_argument("--no-ceiling", action="store_true",
+                        help="skip the generator-alone figure (the served model called in-process, no HTTP)")
+    parser.add_argument("--ceiling-window", type=float, default=3.0,
+                        help="seconds per timed window of the generator-alone figure (best of 3)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--venv", type=Path,
                         help="run both servers from this virtual environment (e.g. one holding only "
@@ -311,18 +430,29 @@ def main(argv=None) -> int:
                   "server_python": str(args.venv) if args.venv else sys.executable,
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         servers = [server for server in (ours, baseline) if not args.only or server.name == args.only]
-        report.update(run_servers(servers, levels, args.duration, args.warmup, args.hot))
+        ceiling = None
+        if not args.no_ceiling and ours in servers:
+            python = str(args.venv / "bin" / "python") if args.venv else PYTHON
+            model_dir = default_model_dir(models_dir, ours_env)
+            ceiling = lambda: generator_alone(python, model_dir, ours_env, window_s=args.ceiling_window)  # noqa: E731
+        report.update(run_servers(servers, levels, args.duration, args.warmup, args.hot, ceiling))
         report["machine"]["load_after"] = os.getloadavg()
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "serve_load.json").write_text(json.dumps(report, indent=2) + "\n")
-        if "ours" in report and "baseline" in report:
-            table = markdown(report)
-            (args.out / "serve_load.md").write_text(table)
-            print(table)
-            o16 = next((r for r in report["ours"]["runs"] if r["concurrency"] == 16), None)
-            b16 = next((r for r in report["baseline"]["runs"] if r["concurrency"] == 16), None)
-            if o16 and b16 and b16["faces_per_s"]:
-                print(f"ratio ours/baseline at c=16: {o16['faces_per_s'] / b16['faces_per_s']:.1f}x")
+        table = markdown(report)
+        (args.out / "serve_load.md").write_text(table)
+        print(table)
+        o16 = next((r for r in report.get("ours", {}).get("runs", []) if r["concurrency"] == 16), None)
+        b16 = next((r for r in report.get("baseline", {}).get("runs", []) if r["concurrency"] == 16), None)
+        if o16 and b16 and b16["faces_per_s"]:
+            print(f"ratio ours/baseline at c=16: {o16['faces_per_s'] / b16['faces_per_s']:.1f}x")
+        if "generator_alone" in report:
+            alone = report["generator_alone"]
+            served = ", ".join(f"c={r['concurrency']} {r['faces_per_s']} faces/s = "
+                               f"{fraction(r['served_over_generator_alone'])}" for r in report["ours"]["runs"])
+            print(f"served / generator alone ({alone['faces_per_s']} faces/s at batch {alone['batch']}): {served}")
+            if o16:
+                print(f"served / generator alone at c=16: {fraction(o16['served_over_generator_alone'])}")
         print(f"wrote {args.out / 'serve_load.json'}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
