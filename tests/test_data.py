@@ -122,6 +122,7 @@ def test_synth_readme_names_the_data_set(tmp_path):
     (tmp_path / "faces" / "README.txt").write_text("facegen synth v1: procedural faces\n")
     cache = prepare(tmp_path / "faces", tmp_path / "s.npz")
     assert cache.meta["dataset_name"] == "synth" and cache.meta["synthetic"] is True
+    assert cache.meta["licence"] == data.SYNTH_LICENCE
 
 
 # -- bad files -----------------------------------------------------------------------------------------------
@@ -290,6 +291,7 @@ def test_celebahq_takes_celebas_official_split_through_the_mapping(tmp_path, cap
                              "mapping": "CelebA-HQ-to-CelebA-mapping.txt", "identity_disjoint": True, "unlisted": 0,
                              "counts": {"train": 12, "validation": 4, "test": 4}}
     assert meta["dataset_name"] == "celeba-hq" and meta["synthetic"] is False
+    assert meta["licence"] == data.CELEBA_LICENCE and "non-commercial research" in meta["licence"]
     out = capsys.readouterr().out
     assert "celebamask-hq layout" in out and "12 train / 4 validation / 4 test" in out and "warning" not in out
 

@@ -543,14 +543,16 @@ def test_card_shows_the_encoders_figures_beside_the_baselines_or_says_not_evalua
     assert "Editing photos" not in render_card(_encoder_manifest(ENCODER_METRICS, encoder=False), [])
 
 
-def _edit_cache(path, size=48):
-    """Random 'photos' (48 px, so the card must resize them to the model's 32) in a cache: 4 test, 4 training."""
+def _edit_cache(path, size=48, synthetic=True):
+    """Random 'photos' (48 px, so the card must resize them to the model's 32) in a cache: 4 test, 4 training.
+    synthetic=False: the cache says they are photographs of real people (CelebA-like terms)."""
     from training.data import save_cache
 
     photos = np.random.RandomState(8).randint(0, 256, (8, size, size, 3)).astype(np.uint8)
     partition = np.array([0, 2, 0, 2, 2, 0, 0, 2], np.uint8)
+    meta = {"source": "test", "size": size, "count": 8, "synthetic": synthetic}
     return save_cache(path, photos, np.zeros((8, 1), np.uint8), ["Male"], partition,
-                      [f"{i}.jpg" for i in range(8)], {"source": "test", "size": size, "count": 8}), photos[partition == 2]
+                      [f"{i}.jpg" for i in range(8)], meta), photos[partition == 2]
 
 
 def _run_folder(path, cache):
@@ -570,6 +572,38 @@ def test_card_finds_held_out_photos_through_the_runs_cache_or_says_why_not(tmp_p
     assert held_out_photos(None, _run_folder(tmp_path / "gone", tmp_path / "gone.npz"))[1] == (
         "the run's data cache gone.npz is not here; give `card --data CACHE`")
     assert "no data cache was given" in held_out_photos(None, None)[1]
+
+
+def test_card_never_copies_real_peoples_photos_into_the_model_folder(tmp_path):
+    """A cache of real photographs (CelebA's terms forbid copying them, and models/ is shipped): edits.png starts
+    from the faces the service shows for seeds 0.., not from the photos, and the card says why."""
+    from PIL import Image
+
+    from facegen import model_folder
+    from training import card
+    from training.__main__ import main
+
+    model = export_random_model_with_encoder(tmp_path / "m")
+    cache, test_photos = _edit_cache(tmp_path / "real.npz", size=32, synthetic=False)
+    assert card.held_out_photos(cache, None)[0] is None
+    assert main(["card", "--model", str(model), "--data", str(cache)]) == 0
+    text = (model / "MODEL_CARD.md").read_text()
+    assert "![edits.png](edits.png)" in text and "photographs of real people whose terms forbid copying" in text
+    sheet = np.asarray(Image.open(model / "edits.png").convert("RGB"))
+    manifest = model_folder.read_manifest(model)
+    generate, _loaded = model_folder.load_generate(model)
+    for row in range(card.EDIT_PHOTOS):
+        x, y = card.edit_tile_origin(row, 0, 32)
+        tile = sheet[y:y + 32, x:x + 32]
+        noise, vector = card.service_inputs(manifest, row)
+        np.testing.assert_array_equal(tile, generate(noise[None], vector[None])[0])
+        assert not any(np.array_equal(tile, photo) for photo in test_photos)
+
+
+def export_random_model_with_encoder(path):
+    from training.export import export_random_model
+
+    return export_random_model(path, name="m", resolution=32, latent_size=8, encoder=True, seed=3)
 
 
 def test_card_draws_edits_png_with_the_savedmodels_encode_and_generate(tmp_path):

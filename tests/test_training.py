@@ -339,6 +339,44 @@ def test_every_tensorflow_command_refuses_a_cpu_without_avx(tmp_path, argv):
     assert result.returncode == 0, result.stderr
 
 
+def test_a_model_trained_on_celeba_hq_names_its_data_terms_and_split(tmp_path):
+    """Prepare a tiny CelebAMask-HQ folder, train two steps, export, card: the manifest and the card say which data,
+    that CelebA's non-commercial terms apply and that the split is CelebA's identity-disjoint one."""
+    from facegen.model_folder import read_manifest
+    from tests.celebahq_fixture import make_celebahq
+    from training.data import CELEBA_LICENCE
+
+    make_celebahq(tmp_path / "hq")
+    cache = tmp_path / "hq-64.npz"
+    assert main(["prepare", "--data", str(tmp_path / "hq"), "--out", str(cache), "--size", "64", "--no-progress"]) == 0
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({**TINY_CONFIG, "batch_size": 4, "d_steps": 1}))
+    assert _train(cache, tmp_path / "run", config, "--steps", "2") == 0
+    assert main(["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "m")]) == 0
+    dataset = read_manifest(tmp_path / "m")["dataset"]
+    assert dataset["licence"] == CELEBA_LICENCE and dataset["synthetic"] is False
+    assert dataset["split"]["kind"] == "celeba-official" and dataset["split"]["identity_disjoint"] is True
+    assert main(["card", "--model", str(tmp_path / "m")]) == 0
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert "Trained on photographs of real people" in card and f"| licence | {CELEBA_LICENCE} |" in card
+    assert "| split | CelebA's official list_eval_partition.txt through CelebA-HQ-to-CelebA-mapping.txt" in card
+    assert "12 / 4 / 4 train / validation / test" in card
+
+
+def test_export_gives_runs_from_before_the_terms_were_recorded_their_licence_and_split(synth_cache):
+    from training.data import CELEBA_LICENCE, SYNTH_LICENCE, load_cache
+    from training.export import dataset_terms
+
+    old = {"name": "faces", "synthetic": True, "cache": str(synth_cache)}
+    filled = dataset_terms(old)
+    assert filled["licence"] == SYNTH_LICENCE and filled["split"] == load_cache(synth_cache).meta["split"]
+    assert "licence" not in old  # the run's record is not changed
+    gone = dataset_terms({"name": "celeba", "synthetic": False, "cache": "/nonexistent/cache.npz"})
+    assert gone["licence"] == CELEBA_LICENCE and gone.get("split") is None
+    kept = dataset_terms({"synthetic": False, "licence": "custom", "split": {"kind": "seeded"}})
+    assert kept["licence"] == "custom" and kept["split"] == {"kind": "seeded"}
+
+
 def test_card_renders_pictures_and_figures_from_the_manifest(tmp_path, capsys):
     """`card` on an exported model with evaluate-style metrics and a baseline: pictures and tables from the manifest."""
     from PIL import Image

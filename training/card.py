@@ -54,8 +54,10 @@ def run(args) -> int:
     edits_note = None
     if manifest.get("encoder") is not None:
         photos, edits_note = held_out_photos(args.data, args.run)
+        if photos is None and edits_note.startswith(LICENSED):
+            photos = generated_faces(args.model, EDIT_PHOTOS)  # the model's own faces stand in for the photos
         if photos is not None:
-            pictures.append(write_edits(args.model, photos))
+            pictures.append(write_edits(args.model, photos, "generated" if edits_note.startswith(LICENSED) else "photo"))
     if args.run is not None:
         for name in ("loss_curves.png", "training.gif"):
             source = args.run / name
@@ -78,6 +80,14 @@ def _read_json(path: Path, flag: str) -> dict:
 
 
 # -- pictures ----------------------------------------------------------------------------------------------------
+def service_inputs(manifest: dict, seed: int):
+    """(noise, attribute vector): what the service draws for ?seed=N with no attrs."""
+    table = attributes_module.AttributeTable.from_manifest(manifest.get("attribute_table"), manifest["attributes"])
+    noise, vector, _ = attributes_module.seed_face(seed, manifest["latent_size"], 1.0,
+                                                   manifest["attribute_frequencies"], table)
+    return noise, vector
+
+
 def write_pictures(model_dir: Path, columns: int) -> list:
     """samples.png and attributes.png, drawn with the service's seed rule, so seed N is the face the service shows."""
     import numpy as np
@@ -88,12 +98,8 @@ def write_pictures(model_dir: Path, columns: int) -> list:
     manifest = model_folder.read_manifest(model_dir)
     generate, _loaded = model_folder.load_generate(model_dir)
 
-    table = attributes_module.AttributeTable.from_manifest(manifest.get("attribute_table"), manifest["attributes"])
-
-    def seed_inputs(seed):  # what the service draws for ?seed=N with no attrs
-        noise, vector, _ = attributes_module.seed_face(seed, manifest["latent_size"], 1.0,
-                                                       manifest["attribute_frequencies"], table)
-        return noise, vector
+    def seed_inputs(seed):
+        return service_inputs(manifest, seed)
 
     inputs = [seed_inputs(seed) for seed in range(64)]
     images = generate(np.stack([z for z, _ in inputs]), np.stack([a for _, a in inputs]))
@@ -127,6 +133,7 @@ def write_pictures(model_dir: Path, columns: int) -> list:
 
 # -- edits.png: held-out photos through the encoder ---------------------------------------------------------------
 EDIT_PHOTOS = 6
+LICENSED = "not the photos:"  # how held_out_photos says why it gave none because of the data's terms
 # Attributes whose flips read at a glance; a model with none of them edits its first three instead.
 EDIT_PREFERENCE = ("Male", "Smiling", "Eyeglasses", "Blond_Hair", "Young")
 FOUND_THRESHOLD = 0.5  # as the service: an attribute is "on as found" where the encoder gives it at least this
@@ -150,6 +157,10 @@ def held_out_photos(data: Path | None, run_dir: Path | None, count: int = EDIT_P
         if data is not None:  # the user named this file: a wrong one is their error, not a quiet skip
             raise UsageError(f"--data: {error}") from None
         return None, f"the run's data cache is not readable ({error})"
+    if not cache.meta.get("synthetic"):  # real people's photos: their terms forbid copying them into a model folder
+        return None, (f"{LICENSED} `{path.name}` are photographs of real people whose terms forbid copying them "
+                      "(and a model folder is shipped), so edits.png starts from faces the model generated (seeds "
+                      f"0-{EDIT_PHOTOS - 1}); the encoder figures above were measured on held-out photos")
     partition = np.asarray(cache.partition)
     for value, name in ((2, "test"), (1, "validation")):
         chosen = np.flatnonzero(partition == value)[:count]
@@ -157,6 +168,16 @@ def held_out_photos(data: Path | None, run_dir: Path | None, count: int = EDIT_P
             return (np.asarray(cache.images[chosen]),
                     f"the first {len(chosen)} photos of the {name} partition of `{path.name}`")
     return None, f"`{path.name}` holds no held-out (test or validation) photos"
+
+
+def generated_faces(model_dir: Path, count: int):
+    """uint8 [count, R, R, 3]: the faces the service shows for seeds 0..count-1, as edits.png's stand-in photos."""
+    import numpy as np
+
+    manifest = model_folder.read_manifest(model_dir)
+    generate, _loaded = model_folder.load_generate(model_dir)
+    noise, vectors = zip(*[service_inputs(manifest, seed) for seed in range(count)])
+    return generate(np.stack(noise), np.stack(vectors))
 
 
 def _cache_path(data: Path | None, run_dir: Path | None):
@@ -192,7 +213,7 @@ def edit_sheet_size(rows: int, columns: int, size: int) -> tuple:
     return columns * (size + TILE_PAD) + TILE_PAD, EDIT_HEADER + rows * (size + EDIT_LABEL + TILE_PAD)
 
 
-def write_edits(model_dir: Path, photos) -> str:
+def write_edits(model_dir: Path, photos, first_title: str = "photo") -> str:
     """edits.png: per photo (a row) the photo at the model's resolution, its rebuild G(encoded noise, attributes as
     found), then one column per edit_attributes flip from what was found, through the exported SavedModel exactly as
     the service calls it (the photos are aligned cache faces, so the service's face detection step is not needed)."""
@@ -207,7 +228,7 @@ def write_edits(model_dir: Path, photos) -> str:
     photos = resize_images(photos, size)  # as evaluate resizes the photos its encoder figures use
     noise, probabilities = encode(photos)
     found = (probabilities >= FOUND_THRESHOLD).astype(np.float32)
-    columns, titles, labels = [photos, generate(noise, found)], ["photo", "rebuild"], [None, None]
+    columns, titles, labels = [photos, generate(noise, found)], [first_title, "rebuild"], [None, None]
     for name in edit_attributes(attributes):
         j, edited = attributes.index(name), found.copy()
         edited[:, j] = 1.0 - edited[:, j]
@@ -380,13 +401,31 @@ def _encoder_section(manifest: dict, metrics: dict, pictures: list, baseline: di
         out += [f"Measured on {samples.get('encoded', '?')} held-out photos ({samples.get('encoded_from', '?')}).", ""]
         out += _encoder_figures(metrics, baseline, manifest["name"], baseline_name)
         out += _encoder_per_attribute(metrics, baseline, baseline_name)
-    if "edits.png" in pictures:
+    if "edits.png" in pictures and (edits_note or "").startswith(LICENSED):
+        out += [f"**Generated faces, {edits_note[len(LICENSED):].strip()}: the face, its rebuild through the "
+                "encoder, then one attribute flipped per column from what the encoder found (under each edit, the "
+                "state asked for)**", "", "![edits.png](edits.png)", ""]
+    elif "edits.png" in pictures:
         out += [f"**Held-out photos ({edits_note}): the photo, its rebuild, then one attribute flipped per column "
                 "from what the encoder found (under each edit, the state asked for)**", "",
                 "![edits.png](edits.png)", ""]
     else:
         out += [f"No edits.png: {edits_note or 'no held-out photos were given (`card --data CACHE`)'}.", ""]
     return out
+
+
+def _split_text(split) -> str:
+    """How the held-out faces the figures use were kept apart from the training faces."""
+    if not split:
+        return "not recorded"
+    counts = " / ".join(f"{n:,}" for n in (split.get("counts") or {}).values())
+    if split.get("kind") == "celeba-official":
+        through = f" through {split['mapping']}" if split.get("mapping") else ""
+        return (f"CelebA's official {split.get('file')}{through} (identity-disjoint): {counts} "
+                "train / validation / test")
+    if split.get("kind") == "seeded":
+        return f"seeded {split.get('fractions')} (seed {split.get('seed')}, not identity-disjoint): {counts}"
+    return f"{split.get('kind')}: {counts}"
 
 
 def render_card(manifest: dict, pictures: list, baseline: dict | None = None, baseline_name: str = "baseline",
@@ -407,13 +446,18 @@ def render_card(manifest: dict, pictures: list, baseline: dict | None = None, ba
         note = data.get("note", "the training data set is synthetic").rstrip(".")
         out += [f"**Trained on synthetic faces:** {note}. The faces it makes look like those renderings, "
                 "not like photographs.", ""]
+    elif data.get("licence"):
+        out += [f"**Trained on photographs of real people** ({data.get('name', '?')}). Terms: {data['licence']}. "
+                "The faces it makes are not those people, but they come from their photographs.", ""]
 
     out += ["## Data", "", "| | |", "| --- | --- |",
             f"| data set | {data.get('name', '?')}{' (synthetic)' if data.get('synthetic') else ''} |",
             f"| training images | {data.get('images', '?'):,} (of {data.get('total_images', data.get('images', 0)):,}; "
             f"partition 0) |" if isinstance(data.get("images"), int) else f"| training images | {data.get('images')} |",
             f"| resolution | {data.get('resolution', manifest['resolution'])} px, crop {data.get('crop')} |",
-            f"| source | `{data.get('source', '?')}` |", ""]
+            f"| source | `{data.get('source', '?')}` |",
+            f"| split | {_split_text(data.get('split'))} |",
+            f"| licence | {data.get('licence', 'not recorded')} |", ""]
 
     seconds = training.get("train_seconds")
     out += ["## Training", "", "| | |", "| --- | --- |",

@@ -547,6 +547,18 @@ def decode_images(paths, size: int, workers: int | None = None, progress: bool =
 
 
 # -- prepare -------------------------------------------------------------------------------------------------
+# Terms that travel with a model trained on the data (manifest["dataset"]["licence"], the card): CelebA and
+# CelebA-HQ images may be used for non-commercial research only, whichever of their layouts they came in.
+CELEBA_LICENCE = ("CelebA / CelebA-HQ terms: non-commercial research and educational use only; the images may not "
+                  "be copied or distributed (models trained on them inherit these terms)")
+SYNTH_LICENCE = "procedural faces rendered by `python -m training synth`: no third-party terms"
+
+
+def dataset_licence(synthetic: bool) -> str:
+    """The terms a data set's images come with: every layout prepare reads is CelebA's, except our own synth."""
+    return SYNTH_LICENCE if synthetic else CELEBA_LICENCE
+
+
 def dataset_identity(root: Path) -> tuple:
     """(dataset_name, synthetic): "synth"/True where README.txt's first line says the synth command wrote it."""
     readme = root / "README.txt"
@@ -652,7 +664,7 @@ def prepare(data, out, size: int, filter_text=None, limit=None, workers=None, pr
         "crop": list(layout.crop) if layout.crop is not None else None,
         "count": int(len(rows)), "skipped": {reason: len(items) for reason, items in skipped.items()},
         "filter": wanted or None, "limit": limit, "dataset_name": dataset_name, "synthetic": synthetic,
-        "split": split,
+        "split": split, "licence": dataset_licence(synthetic),
     }
     kept_names = [filenames[i] for i in rows]
     try:

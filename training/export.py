@@ -252,8 +252,20 @@ def export_run(run_dir: Path, out_dir: Path, name: str | None = None, use_ema: b
                     batch_size=config.batch_size, config=config.to_dict())
     fields = {"name": name, "attribute_frequencies": run_info.get("attribute_frequencies", [0.5] * config.num_attributes),
               "attribute_table": run_info.get("attribute_table"),
-              "dataset": run_info.get("dataset", {}), "training": training}
+              "dataset": dataset_terms(run_info.get("dataset", {})), "training": training}
     return write_saved_model(generator, config, out_dir, fields, encoder, framing)
+
+
+def dataset_terms(dataset: dict) -> dict:
+    """The run's data set with its licence terms and split, which runs started before they were recorded lack:
+    the licence follows from what the data is, the split from the cache's meta when the cache is still there."""
+    from training.data import dataset_licence, load_cache
+
+    dataset = dict(dataset)
+    dataset.setdefault("licence", dataset_licence(bool(dataset.get("synthetic"))))
+    if dataset.get("split") is None and dataset.get("cache") and Path(dataset["cache"]).is_file():
+        dataset["split"] = load_cache(dataset["cache"]).meta.get("split")
+    return dataset
 
 
 def export_random_model(out_dir, name="tiny", resolution=32, latent_size=16,

@@ -89,7 +89,7 @@ class Training:
 
     # -- setup ---------------------------------------------------------------------------------------------
     def load_data(self):
-        from training.data import open_dataset
+        from training.data import dataset_licence, open_dataset
 
         config = self.config
         cache_dir = self.args.cache_dir or Path(os.environ.get("FACEGEN_CACHE_DIR", Path.home() / ".cache" / "facegen"))
@@ -118,6 +118,9 @@ class Training:
             # The cache file trained on: export measures an encoder's framing template on its training images.
             "cache": str(Path(cache.path).resolve()) if cache.path is not None else None,
             "layout": meta.get("layout"), "crop": meta.get("crop"), "skipped": meta.get("skipped"),
+            "split": meta.get("split"),  # how train/validation/test were made (official and identity-disjoint, or seeded)
+            # caches prepared before the licence was recorded get it from what they are
+            "licence": meta.get("licence") or dataset_licence(bool(meta.get("synthetic"))),
         }
         if self.dataset_info["synthetic"]:
             self.dataset_info["note"] = ("procedural faces rendered by `python -m training synth`, not photographs "
