@@ -377,6 +377,28 @@ def test_export_gives_runs_from_before_the_terms_were_recorded_their_licence_and
     assert kept["licence"] == "custom" and kept["split"] == {"kind": "seeded"}
 
 
+def test_card_redraws_a_training_gif_too_big_for_git_narrower(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from training import card
+    from training.report import make_gif
+
+    frames = []
+    (tmp_path / "samples").mkdir()
+    for step in range(4):
+        frames.append(tmp_path / "samples" / f"step_{step:08d}.png")
+        Image.fromarray(np.random.RandomState(step).randint(0, 256, (300, 300, 3), np.uint8)).save(frames[-1])
+    make_gif(frames, tmp_path / "training.gif", width=384)
+    big = (tmp_path / "training.gif").stat().st_size
+    monkeypatch.setattr(card, "GIF_LIMIT_BYTES", big - 1)  # the run's GIF is just too big
+    assert card.small_training_gif(tmp_path, tmp_path / "card.gif")
+    with Image.open(tmp_path / "card.gif") as gif:
+        assert gif.n_frames == 4 and gif.width == 256
+    assert (tmp_path / "card.gif").stat().st_size < big
+    monkeypatch.setattr(card, "GIF_LIMIT_BYTES", 10)  # nothing fits: no GIF, and none left behind
+    assert not card.small_training_gif(tmp_path, tmp_path / "none.gif") and not (tmp_path / "none.gif").exists()
+
+
 def test_card_renders_pictures_and_figures_from_the_manifest(tmp_path, capsys):
     """`card` on an exported model with evaluate-style metrics and a baseline: pictures and tables from the manifest."""
     from PIL import Image

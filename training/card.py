@@ -59,17 +59,33 @@ def run(args) -> int:
         if photos is not None:
             pictures.append(write_edits(args.model, photos, "generated" if edits_note.startswith(LICENSED) else "photo"))
     if args.run is not None:
-        for name in ("loss_curves.png", "training.gif"):
-            source = args.run / name
-            if source.is_file() and (name != "training.gif" or source.stat().st_size <= GIF_LIMIT_BYTES):
-                shutil.copyfile(source, args.model / name)
-                pictures.append(name)
+        if (args.run / "loss_curves.png").is_file():
+            shutil.copyfile(args.run / "loss_curves.png", args.model / "loss_curves.png")
+            pictures.append("loss_curves.png")
+        if small_training_gif(args.run, args.model / "training.gif"):
+            pictures.append("training.gif")
     notes = args.notes.read_text() if args.notes else ""
     baseline_training = _read_json(args.baseline_training, "--baseline-training") if args.baseline_training else None
     text = render_card(manifest, pictures, baseline, args.baseline_name, baseline_training, notes, edits_note)
     (args.model / model_folder.CARD).write_text(text)
     print(f"wrote {args.model / model_folder.CARD} and {', '.join(pictures)}")
     return 0
+
+
+def small_training_gif(run_dir: Path, out: Path) -> bool:
+    """The run's training.gif, or where it is too big for git, the same sample grids redrawn narrower."""
+    from training.report import make_gif
+
+    source = run_dir / "training.gif"
+    if source.is_file() and source.stat().st_size <= GIF_LIMIT_BYTES:
+        shutil.copyfile(source, out)
+        return True
+    frames = sorted((run_dir / "samples").glob("step_*.png"))
+    for width in (256, 192, 128):
+        if frames and make_gif(frames, out, width=width) and out.stat().st_size <= GIF_LIMIT_BYTES:
+            return True
+    out.unlink(missing_ok=True)
+    return False
 
 
 def _read_json(path: Path, flag: str) -> dict:
