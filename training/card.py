@@ -50,14 +50,18 @@ def run(args) -> int:
         raise UsageError("--columns must be at least 1")
     manifest = model_folder.read_manifest(args.model)
     baseline = _read_json(args.baseline, "--baseline") if args.baseline else None
-    pictures = write_pictures(args.model, args.columns)
+    generate, loaded = model_folder.load_generate(args.model)  # loaded once: every picture comes from it
+    pictures = write_pictures(args.model, manifest, generate, args.columns)
     edits_note = None
     if manifest.get("encoder") is not None:
         photos, edits_note = held_out_photos(args.data, args.run)
-        if photos is None and edits_note.startswith(LICENSED):
-            photos = generated_faces(args.model, EDIT_PHOTOS)  # the model's own faces stand in for the photos
+        licensed = photos is None and edits_note.startswith(LICENSED)
+        if licensed:  # the model's own faces (seeds 0..) stand in for the photos
+            photos = generate(*service_inputs(manifest, range(EDIT_PHOTOS)))
         if photos is not None:
-            pictures.append(write_edits(args.model, photos, "generated" if edits_note.startswith(LICENSED) else "photo"))
+            encode = model_folder.load_encode(args.model, loaded)
+            pictures.append(write_edits(args.model, manifest, generate, encode, photos,
+                                        "generated" if licensed else "photo"))
     if args.run is not None:
         if (args.run / "loss_curves.png").is_file():
             shutil.copyfile(args.run / "loss_curves.png", args.model / "loss_curves.png")
@@ -96,30 +100,24 @@ def _read_json(path: Path, flag: str) -> dict:
 
 
 # -- pictures ----------------------------------------------------------------------------------------------------
-def service_inputs(manifest: dict, seed: int):
-    """(noise, attribute vector): what the service draws for ?seed=N with no attrs."""
+def service_inputs(manifest: dict, seeds):
+    """(noise [n, latent], attribute vectors [n, A]): what the service draws for ?seed=N with no attrs, per seed."""
+    import numpy as np
+
     table = attributes_module.AttributeTable.from_manifest(manifest.get("attribute_table"), manifest["attributes"])
-    noise, vector, _ = attributes_module.seed_face(seed, manifest["latent_size"], 1.0,
-                                                   manifest["attribute_frequencies"], table)
-    return noise, vector
+    faces = [attributes_module.seed_face(seed, manifest["latent_size"], 1.0, manifest["attribute_frequencies"], table)
+             for seed in seeds]
+    return np.stack([noise for noise, _, _ in faces]), np.stack([vector for _, vector, _ in faces])
 
 
-def write_pictures(model_dir: Path, columns: int) -> list:
+def write_pictures(model_dir: Path, manifest: dict, generate, columns: int) -> list:
     """samples.png and attributes.png, drawn with the service's seed rule, so seed N is the face the service shows."""
     import numpy as np
     from PIL import Image, ImageDraw
 
     from training.report import grid
 
-    manifest = model_folder.read_manifest(model_dir)
-    generate, _loaded = model_folder.load_generate(model_dir)
-
-    def seed_inputs(seed):
-        return service_inputs(manifest, seed)
-
-    inputs = [seed_inputs(seed) for seed in range(64)]
-    images = generate(np.stack([z for z, _ in inputs]), np.stack([a for _, a in inputs]))
-    grid(images, 8).save(model_dir / "samples.png")
+    grid(generate(*service_inputs(manifest, range(64))), 8).save(model_dir / "samples.png")
     written = ["samples.png"]
 
     attributes = manifest["attributes"]
@@ -131,8 +129,7 @@ def write_pictures(model_dir: Path, columns: int) -> list:
         draw = ImageDraw.Draw(card)
         for c in range(columns):
             draw.text((label_width + 2 * c * (size + pad) + 4, 2), f"seed {c}: off | on", fill="black")
-        noise, attrs = zip(*[seed_inputs(seed) for seed in range(columns)])
-        noise, attrs = np.stack(noise), np.stack(attrs)
+        noise, attrs = service_inputs(manifest, range(columns))
         for row, name in enumerate(attributes):
             off, on = attrs.copy(), attrs.copy()
             off[:, row], on[:, row] = 0.0, 1.0
@@ -186,16 +183,6 @@ def held_out_photos(data: Path | None, run_dir: Path | None, count: int = EDIT_P
     return None, f"`{path.name}` holds no held-out (test or validation) photos"
 
 
-def generated_faces(model_dir: Path, count: int):
-    """uint8 [count, R, R, 3]: the faces the service shows for seeds 0..count-1, as edits.png's stand-in photos."""
-    import numpy as np
-
-    manifest = model_folder.read_manifest(model_dir)
-    generate, _loaded = model_folder.load_generate(model_dir)
-    noise, vectors = zip(*[service_inputs(manifest, seed) for seed in range(count)])
-    return generate(np.stack(noise), np.stack(vectors))
-
-
 def _cache_path(data: Path | None, run_dir: Path | None):
     """(the data cache to read, None) or (None, why there is none)."""
     if data is not None:
@@ -229,7 +216,7 @@ def edit_sheet_size(rows: int, columns: int, size: int) -> tuple:
     return columns * (size + TILE_PAD) + TILE_PAD, EDIT_HEADER + rows * (size + EDIT_LABEL + TILE_PAD)
 
 
-def write_edits(model_dir: Path, photos, first_title: str = "photo") -> str:
+def write_edits(model_dir: Path, manifest: dict, generate, encode, photos, first_title: str = "photo") -> str:
     """edits.png: per photo (a row) the photo at the model's resolution, its rebuild G(encoded noise, attributes as
     found), then one column per edit_attributes flip from what was found, through the exported SavedModel exactly as
     the service calls it (the photos are aligned cache faces, so the service's face detection step is not needed)."""
@@ -237,10 +224,7 @@ def write_edits(model_dir: Path, photos, first_title: str = "photo") -> str:
 
     from training.classifier import resize_images
 
-    manifest = model_folder.read_manifest(model_dir)
     size, attributes = manifest["resolution"], manifest["attributes"]
-    generate, loaded = model_folder.load_generate(model_dir)
-    encode = model_folder.load_encode(model_dir, loaded)
     photos = resize_images(photos, size)  # as evaluate resizes the photos its encoder figures use
     noise, probabilities = encode(photos)
     found = (probabilities >= FOUND_THRESHOLD).astype(np.float32)
