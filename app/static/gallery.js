@@ -161,22 +161,28 @@ function buildAttributeBoxes() {
   boxes.replaceChildren();
   $("attributes").hidden = model.attributes.length === 0;
   for (const name of model.attributes) {
-    const toggle = document.createElement("button");
-    toggle.type = "button";
-    toggle.className = "toggle";
-    toggle.dataset.attr = name;
-    toggle.innerHTML = '<span class="mark" aria-hidden="true"></span><span class="name"></span>' +
-      '<span class="word"></span>';
-    toggle.querySelector(".name").textContent = name.replaceAll("_", " ");
-    toggle.addEventListener("click", () => {
-      const next = CYCLE[attrState(name)];
-      if (next === "any") state.attrs.delete(name); else state.attrs.set(name, next === "on");
-      syncToggle(toggle);
-      refreshFaces();
-    });
-    syncToggle(toggle);
-    boxes.appendChild(toggle);
+    boxes.appendChild(threeStateToggle(name, state.attrs, attrState, syncToggle, refreshFaces));
   }
+}
+
+// An attribute button whose click cycles any -> on -> off in `attrs` (name -> true/false; absent is "any"), then
+// redraws it with `sync` and calls `changed`. `extra` is markup between the name and the state word.
+function threeStateToggle(name, attrs, stateOf, sync, changed, extra = "") {
+  const toggle = document.createElement("button");
+  toggle.type = "button";
+  toggle.className = "toggle";
+  toggle.dataset.attr = name;
+  toggle.innerHTML = '<span class="mark" aria-hidden="true"></span><span class="name"></span>' + extra +
+    '<span class="word"></span>';
+  toggle.querySelector(".name").textContent = name.replaceAll("_", " ");
+  toggle.addEventListener("click", () => {
+    const next = CYCLE[stateOf(name)];
+    if (next === "any") attrs.delete(name); else attrs.set(name, next === "on");
+    sync(toggle);
+    changed();
+  });
+  sync(toggle);
+  return toggle;
 }
 
 function syncToggle(toggle) {
@@ -287,21 +293,8 @@ function buildEditToggles() {
   const boxes = $("edit-boxes");
   boxes.replaceChildren();
   for (const name of editModel().attributes) {
-    const toggle = document.createElement("button");
-    toggle.type = "button";
-    toggle.className = "toggle";
-    toggle.dataset.attr = name;
-    toggle.innerHTML = '<span class="mark" aria-hidden="true"></span><span class="name"></span>' +
-      '<span class="prob"></span><span class="word"></span>';
-    toggle.querySelector(".name").textContent = name.replaceAll("_", " ");
-    toggle.addEventListener("click", () => {
-      const next = CYCLE[editState(name)];
-      if (next === "any") edit.attrs.delete(name); else edit.attrs.set(name, next === "on");
-      syncEditToggle(toggle);
-      runEdit();
-    });
-    syncEditToggle(toggle);
-    boxes.appendChild(toggle);
+    boxes.appendChild(threeStateToggle(name, edit.attrs, editState, syncEditToggle, runEdit,
+                                       '<span class="prob"></span>'));
   }
 }
 
