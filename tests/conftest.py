@@ -14,6 +14,8 @@ same kind of SavedModel + manifest that training produces, never against a hand-
 """
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # Quiet and lean TensorFlow for the test session; set before anything imports it.
@@ -47,6 +49,51 @@ def table_field() -> dict:
     return attribute_table(rows)
 
 
+def call_together(function, items) -> list:
+    """function(item) for every item, each in its own thread, all released at once (so a batcher sees them
+    together); results in item order."""
+    barrier = threading.Barrier(len(items))
+
+    def one(item):
+        barrier.wait()
+        return function(item)
+
+    with ThreadPoolExecutor(len(items)) as pool:
+        return list(pool.map(one, items))
+
+
+def fuzz_for_server_errors(operations, max_examples: int):
+    """Schemathesis cases generated from each OpenAPI operation, sent in-process: (cases sent, the 5xx answers)."""
+    from hypothesis import HealthCheck, given, settings
+
+    cases, server_errors = [0], []
+    for operation in operations:
+        @given(case=operation.as_strategy())
+        @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def fuzz(case):
+            response = case.call()
+            cases[0] += 1
+            if response.status_code >= 500:
+                server_errors.append(f"{case.method} {case.formatted_path} {case.query}: {response.status_code}")
+
+        fuzz()
+    return cases[0], server_errors
+
+
+def _models_dir_beside_tiny(tmp_path_factory, tiny_models_dir, name: str, **export) -> Path:
+    """A models directory holding ``name`` (exported with ``export``), the default, and a copy of 'tiny'."""
+    import shutil
+
+    from training.export import export_random_model
+
+    models_dir = tmp_path_factory.mktemp(name)
+    export_random_model(models_dir / name, name=name, resolution=TINY_RESOLUTION, latent_size=TINY_LATENT_SIZE,
+                        **export)
+    shutil.copytree(tiny_models_dir / TINY_MODEL, models_dir / TINY_MODEL)
+    (models_dir / "DEFAULT").write_text(name + "\n")
+    return models_dir
+
+
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory):
     """A models directory holding one untrained exported model, 'tiny' (32 px, 3 attributes), and DEFAULT."""
@@ -62,17 +109,8 @@ def tiny_models_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def table_models_dir(tmp_path_factory, tiny_models_dir):
     """'tiny-table' (32 px, TABLE_ATTRIBUTES, sampled from TABLE_ROWS), the default, and a copy of 'tiny'."""
-    import shutil
-
-    from training.export import export_random_model
-
-    models_dir = tmp_path_factory.mktemp("table-models")
-    export_random_model(models_dir / TABLE_MODEL, name=TABLE_MODEL, resolution=TINY_RESOLUTION,
-                        latent_size=TINY_LATENT_SIZE, attributes=TABLE_ATTRIBUTES, seed=1,
-                        attribute_table=table_field())
-    shutil.copytree(tiny_models_dir / TINY_MODEL, models_dir / TINY_MODEL)
-    (models_dir / "DEFAULT").write_text(TABLE_MODEL + "\n")
-    return models_dir
+    return _models_dir_beside_tiny(tmp_path_factory, tiny_models_dir, TABLE_MODEL, attributes=TABLE_ATTRIBUTES,
+                                   seed=1, attribute_table=table_field())
 
 
 @pytest.fixture(scope="session")
@@ -104,16 +142,8 @@ def client(app):
 def encoder_models_dir(tmp_path_factory, tiny_models_dir):
     """'tiny-enc' (32 px, ENCODER_ATTRIBUTES, with an untrained encoder and export's framing template), the default,
     and a copy of 'tiny' (no encoder)."""
-    import shutil
-
-    from training.export import export_random_model
-
-    models_dir = tmp_path_factory.mktemp("encoder-models")
-    export_random_model(models_dir / ENCODER_MODEL, name=ENCODER_MODEL, resolution=TINY_RESOLUTION,
-                        latent_size=TINY_LATENT_SIZE, attributes=ENCODER_ATTRIBUTES, seed=2, encoder=True)
-    shutil.copytree(tiny_models_dir / TINY_MODEL, models_dir / TINY_MODEL)
-    (models_dir / "DEFAULT").write_text(ENCODER_MODEL + "\n")
-    return models_dir
+    return _models_dir_beside_tiny(tmp_path_factory, tiny_models_dir, ENCODER_MODEL, attributes=ENCODER_ATTRIBUTES,
+                                   seed=2, encoder=True)
 
 
 @pytest.fixture(scope="session")

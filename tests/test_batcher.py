@@ -2,7 +2,6 @@
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from app.batcher import FaceRenderer, MicroBatcher, Overloaded, bucket_for, buck
 from app.cache import PngCache, face_key
 from app.faces import FaceRequest, render_png
 from app.models import load_models
+from tests.conftest import call_together
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +41,7 @@ def test_concurrent_batched_faces_are_identical_to_sequential_ones(model):
     renderer = FaceRenderer.__new__(FaceRenderer)
     renderer.cache = PngCache(0)  # no caching: every face goes through a batch
     renderer.batchers = {model.name: batcher}
-    barrier = threading.Barrier(len(requests))
-
-    def one(request):
-        barrier.wait()
-        return renderer.png(request)
-
-    with ThreadPoolExecutor(len(requests)) as pool:
-        batched = list(pool.map(one, requests))
+    batched = call_together(renderer.png, requests)
     assert batched == sequential
     assert batcher.largest_batch > 1, "concurrent requests were not batched"
     assert batcher.batches < len(requests)

@@ -15,6 +15,7 @@ The smoke venv is built once per requirements.txt content under $FACEGEN_SMOKE_V
 ~/.cache/facegen/smoke-venv-<hash> (see smoke_venv below); CI may build it beforehand.
 """
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -461,13 +462,19 @@ def verified_context(tls_ca) -> ssl.SSLContext:
 @pytest.fixture(scope="module")
 def served(smoke_venv, image_root, tiny_models_dir, tls_ca, verified_context, tmp_path_factory):
     """The image's CMD from the image's files and the clean venv, with a trustme certificate: ready to query."""
-    work = tmp_path_factory.mktemp("served")
+    with serving_image(smoke_venv, image_root, tls_ca, verified_context, tmp_path_factory.mktemp("served"),
+                       {"FACEGEN_MODELS_DIR": str(tiny_models_dir)}) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serving_image(smoke_venv, image_root, tls_ca, verified_context, work: Path, env: dict):
+    """The image's CMD over HTTPS with a fresh trustme certificate for 127.0.0.1 in ``work``, ready; stopped after."""
     leaf = tls_ca.issue_cert("127.0.0.1", "localhost")
     leaf.cert_chain_pems[0].write_to_path(work / "tls.crt")
     leaf.private_key_pem.write_to_path(work / "tls.key")
     server = Server(smoke_venv, image_root, work / "gunicorn.log",
-                    {"TLS_CERT_FILE": str(work / "tls.crt"), "TLS_KEY_FILE": str(work / "tls.key"),
-                     "FACEGEN_MODELS_DIR": str(tiny_models_dir)})
+                    {"TLS_CERT_FILE": str(work / "tls.crt"), "TLS_KEY_FILE": str(work / "tls.key"), **env})
     try:
         server.wait_ready(verified_context)
         yield server

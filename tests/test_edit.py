@@ -15,18 +15,17 @@ import json
 import socket
 import ssl
 import struct
-import threading
 import time
 import urllib.error
 import urllib.request
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ENCODER_ATTRIBUTES, ENCODER_MODEL, TINY_MODEL, TINY_RESOLUTION
+from tests.conftest import (ENCODER_ATTRIBUTES, ENCODER_MODEL, TINY_MODEL, TINY_RESOLUTION, call_together,
+                            fuzz_for_server_errors)
 # The smoke test's fixtures: the clean requirements.txt venv, the image's files, a trustme CA.
 from tests.test_deploy import image_root, smoke_venv, tls_ca, verified_context  # noqa: F401
 
@@ -320,14 +319,7 @@ def test_concurrent_photos_share_encoder_calls_and_keep_their_results(encoder_ap
                                          model.encoder.size))
     alone = [model.encode(photo[None]) for photo in photos]
     batcher = EncodeBatcher(model, max_batch=8, wait_ms=200, queue_size=16)
-    barrier = threading.Barrier(len(photos))
-
-    def one(photo):
-        barrier.wait()
-        return batcher.result(photo)
-
-    with ThreadPoolExecutor(len(photos)) as pool:
-        together = list(pool.map(one, photos))
+    together = call_together(batcher.result, photos)
     assert batcher.largest_batch > 1 and batcher.batches < len(photos)
     for (noise, probabilities), (single_noise, single_probabilities) in zip(together, alone):
         np.testing.assert_allclose(noise, single_noise[0], rtol=0, atol=1e-5)
@@ -478,25 +470,14 @@ def test_several_faces_the_largest_is_edited(encoder_client, celeba_photo):
 def test_fuzzed_uploads_never_get_a_5xx(encoder_app):
     """schemathesis draws queries and bodies (raw and multipart) for both upload operations from /openapi.json."""
     import schemathesis
-    from hypothesis import HealthCheck, given, settings
 
     schema = schemathesis.openapi.from_wsgi("/openapi.json", encoder_app)
     operations = [result.ok() for result in schema.get_all_operations()]
     operations = [op for op in operations if op.method.upper() == "POST"]
     assert {op.path for op in operations} == {"/api/encode", "/api/edit"}
-    cases, server_errors = [0], []
-    for operation in operations:
-        @given(case=operation.as_strategy())
-        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def fuzz(case):
-            response = case.call()
-            cases[0] += 1
-            if response.status_code >= 500:
-                server_errors.append(f"{case.method} {case.formatted_path} {case.query}: {response.status_code}")
-
-        fuzz()
+    cases, server_errors = fuzz_for_server_errors(operations, max_examples=60)
     assert not server_errors, server_errors[:10]
-    assert cases[0] >= 20
+    assert cases >= 20
 
 
 # --- through the real gunicorn TLS entrypoint -----------------------------------------------------------------------
@@ -505,20 +486,11 @@ def test_fuzzed_uploads_never_get_a_5xx(encoder_app):
 def served_encoder(smoke_venv, image_root, encoder_models_dir, tls_ca, verified_context, tmp_path_factory):
     """The image's CMD (gunicorn -c gunicorn.conf.py, HTTPS) from the image's files and a clean requirements.txt
     venv, serving the encoder models; uploads must arrive within 3 s."""
-    from tests.test_deploy import Server
+    from tests.test_deploy import serving_image
 
-    work = tmp_path_factory.mktemp("served-encoder")
-    leaf = tls_ca.issue_cert("127.0.0.1", "localhost")
-    leaf.cert_chain_pems[0].write_to_path(work / "tls.crt")
-    leaf.private_key_pem.write_to_path(work / "tls.key")
-    server = Server(smoke_venv, image_root, work / "gunicorn.log",
-                    {"TLS_CERT_FILE": str(work / "tls.crt"), "TLS_KEY_FILE": str(work / "tls.key"),
-                     "FACEGEN_MODELS_DIR": str(encoder_models_dir), "FACEGEN_UPLOAD_TIMEOUT_S": "3"})
-    try:
-        server.wait_ready(verified_context)
+    with serving_image(smoke_venv, image_root, tls_ca, verified_context, tmp_path_factory.mktemp("served-encoder"),
+                       {"FACEGEN_MODELS_DIR": str(encoder_models_dir), "FACEGEN_UPLOAD_TIMEOUT_S": "3"}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def https_post(server, context, path: str, data: bytes, content_type: str = "image/jpeg"):

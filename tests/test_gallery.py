@@ -22,14 +22,19 @@ SHARED_SCREENSHOT = Path("/tmp/gallery.png")  # a fixed place for a person to lo
 TRISTATE_SCREENSHOT = Path("/tmp/gallery-tristate.png")  # the attribute toggles in all three states
 
 
-@pytest.fixture(scope="module")
-def server_url(table_app):
-    server = make_server("127.0.0.1", 0, table_app, threaded=True)
+def serve_in_thread(app):
+    """Serve ``app`` on a free loopback port in a thread; yields its base URL, shuts it down after."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server_url(table_app):
+    yield from serve_in_thread(table_app)
 
 
 @pytest.fixture(scope="module")
@@ -319,12 +324,7 @@ EDIT_IMAGES = ("#edit-framed", "#edit-rebuilt", "#edit-edited")
 @pytest.fixture(scope="module")
 def edit_server_url(encoder_app):
     """The gallery over tests/conftest.py's encoder models: 'tiny-enc' (can encode, the default) and 'tiny'."""
-    server = make_server("127.0.0.1", 0, encoder_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    yield from serve_in_thread(encoder_app)
 
 
 def wait_edit_faces(page):

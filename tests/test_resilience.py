@@ -29,6 +29,8 @@ import pytest
 import requests
 import trustme
 
+from tests.conftest import fuzz_for_server_errors
+
 ROOT = Path(__file__).resolve().parents[1]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 LONG = os.environ.get("FACEGEN_LONG_TESTS") == "1"
@@ -245,22 +247,11 @@ FUZZ_EXAMPLES = 600 if LONG else 80  # per operation; hypothesis stops early whe
 
 def test_fuzzed_requests_never_get_a_5xx(app):
     import schemathesis
-    from hypothesis import HealthCheck, given, settings
 
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
-    cases, server_errors = [0], []
     operations = [result.ok() for result in schema.get_all_operations()]
     assert any(op.path == "/api/face" for op in operations)
-    for operation in operations:
-        @given(case=operation.as_strategy())
-        @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def fuzz(case):
-            response = case.call()
-            cases[0] += 1
-            if response.status_code >= 500:
-                server_errors.append(f"{case.method} {case.formatted_path} {case.query}: {response.status_code}")
-
-        fuzz()
-    print(f"schemathesis: {cases[0]} cases over {len(operations)} operations")
+    cases, server_errors = fuzz_for_server_errors(operations, FUZZ_EXAMPLES)
+    print(f"schemathesis: {cases} cases over {len(operations)} operations")
     assert not server_errors, server_errors[:10]
-    assert cases[0] >= len(operations) * 5
+    assert cases >= len(operations) * 5
