@@ -8,6 +8,9 @@ HTTPS only (TLS 1.2 or newer), no clear-text listener. Environment:
   TLS_SELF_SIGNED_DIR                          where that certificate goes (default: a new folder under /tmp)
   WEB_CONCURRENCY                              worker processes (default: CPU count, at least 1, at most 4)
   GUNICORN_THREADS                             threads per worker (default 4)
+  TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS
+                                               TensorFlow's thread pools in each worker (default: the CPU count
+                                               shared out among the workers, at least 1)
   LOG_LEVEL                                    gunicorn's log level (default info)
   PROMETHEUS_MULTIPROC_DIR                     per-worker metric files (default: a new folder under /tmp)
   FACEGEN_MODELS_DIR, FACEGEN_MODEL            read by app.create_app()
@@ -121,6 +124,11 @@ def ssl_context(config, default_ssl_context_factory):
 workers = _env_int("WEB_CONCURRENCY", max(1, min(_cpu_count(), 4)))
 worker_class = "gthread"
 threads = _env_int("GUNICORN_THREADS", 4)
+# Each worker's TensorFlow would otherwise size its pools to every core, so W workers run W x cores compute threads
+# that spin against each other: measured 4.8 -> 3.9 ms of server CPU per served face with 2 workers on 2 cores
+# (BENCHMARKS.md). Set here, in the master, so the workers inherit them; an operator's own values are kept.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, _cpu_count() // workers)))
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")  # the generator is one chain of layers: nothing to overlap
 preload_app = False  # each worker loads + warms up its models in create_app() before it takes traffic
 wsgi_app = "app:create_app()"
 timeout = 60

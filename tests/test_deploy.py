@@ -578,3 +578,30 @@ def test_cpu_without_avx_exits_with_host_passthrough_advice(smoke_venv, image_ro
     assert result.returncode == 3, result.stdout + result.stderr
     assert "AVX" in result.stderr and "host-passthrough" in result.stderr
     assert "Listening at" not in result.stdout + result.stderr  # it refused before opening a socket
+
+
+def _gunicorn_settings(tmp_path, env: dict) -> dict:
+    """The environment gunicorn.conf.py leaves for its workers, read by executing it as gunicorn does."""
+    script = ("import json, os, runpy; runpy.run_path('gunicorn.conf.py'); "
+              "print(json.dumps({k: os.environ.get(k) for k in ('TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS')}))")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TF_NUM_", "WEB_CONCURRENCY"))}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**base, "TLS_SELF_SIGNED_DIR": str(tmp_path / "tls"), "FACEGEN_SKIP_AVX_CHECK": "1",
+                               "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"), **env})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_tensorflow_threads_are_shared_out_among_the_workers(tmp_path, workers):
+    # Every worker's TensorFlow sized to all the cores would run workers x cores compute threads that spin against
+    # each other, so each of W workers gets cores // W (at least 1).
+    cpus = len(os.sched_getaffinity(0))
+    settings = _gunicorn_settings(tmp_path, {"WEB_CONCURRENCY": str(workers)})
+    assert settings == {"TF_NUM_INTRAOP_THREADS": str(max(1, cpus // workers)), "TF_NUM_INTEROP_THREADS": "1"}
+
+
+def test_an_operators_tensorflow_thread_settings_are_kept(tmp_path):
+    settings = _gunicorn_settings(tmp_path, {"WEB_CONCURRENCY": "2", "TF_NUM_INTRAOP_THREADS": "3",
+                                             "TF_NUM_INTEROP_THREADS": "2"})
+    assert settings == {"TF_NUM_INTRAOP_THREADS": "3", "TF_NUM_INTEROP_THREADS": "2"}
