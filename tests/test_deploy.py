@@ -273,6 +273,16 @@ def test_deployment_probes_resources_and_replicas():
     assert spec["template"]["spec"]["terminationGracePeriodSeconds"] >= 35
 
 
+def test_workers_and_tensorflow_threads_fit_the_cpu_limit():
+    # Neither gunicorn nor TensorFlow sees the cgroup's CPU quota (both would size themselves to the node), so the
+    # ConfigMap says how many of each: workers x TensorFlow threads = the CPUs of the limit.
+    objects = manifests()
+    settings = objects["ConfigMap"]["data"]
+    limit = str(container(objects)["resources"]["limits"]["cpu"])
+    cpus = int(limit[:-1]) / 1000 if limit.endswith("m") else float(limit)
+    assert int(settings["WEB_CONCURRENCY"]) * int(settings["TF_NUM_INTRAOP_THREADS"]) == cpus
+
+
 def test_deployment_security_context():
     objects = manifests()
     pod = objects["Deployment"]["spec"]["template"]["spec"]
