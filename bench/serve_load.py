@@ -21,12 +21,13 @@ each of ours' levels is also reported as a fraction of it ("served / generator a
 Then, for each concurrency level, loads ours and then the baseline while the other one idles (idle gunicorn
 workers use no CPU), so background load that drifts during the run weighs on both sides of each ratio alike.
 
-Load: a closed loop of C client threads, each with its own keep-alive HTTPS connection (http.client,
-the leanest client at hand: it shares the server's cores), each request naming a seed never asked before (cache misses; the PNG cache is measured separately as the "hot" figure: every request the same
-seed). Reports faces/s, p50, p99, errors, cold start (process start -> every worker ready and /readyz 200) and
-worker RSS, writes JSON and a markdown table (serve_load.{json,md} in ``--out``; with ``--only``, the one server's
-columns), the CPU time per face spent by each server's processes and by the load generator, and prints the
-ours/baseline ratio and served / generator alone at c=16.
+Load: a closed loop of C client threads, each with its own keep-alive HTTPS connection (http.client, the leanest
+client at hand: it shares the server's cores), each request naming a seed never asked before (cache misses; the PNG
+cache is measured separately as the "hot" figure: every request the same seed). Reports faces/s, p50, p99, errors,
+cold start (process start -> every worker ready and /readyz 200) and worker RSS, writes JSON and a markdown table
+(serve_load.{json,md} in ``--out``; with ``--only``, the one server's columns), the CPU time per face spent by each
+server's processes and by the load generator, and prints the ours/baseline ratio and served / generator alone at
+c=16.
 
 The load generator runs on the same cores as the server (loopback only), which costs both servers some CPU; the
 generator-alone figure has no load generator beside it (one process, TensorFlow's default thread pools), so "served
