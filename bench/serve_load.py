@@ -413,6 +413,11 @@ def markdown(report: dict) -> str:
                      f"both servers idle, load average {alone['load_avg']:.1f}): {alone['faces_per_s']} faces/s "
                      f"(windows: {', '.join(str(w) for w in alone['windows_faces_per_s'])}; "
                      f"{alone['ms_per_call_best']} ms per call).")
+    if "variant" in report:
+        settings = " ".join(f"{k}={v}" for k, v in report["variant_env"].items())
+        lines.append(f"Variant, ours with {settings}, loaded level by level beside the others: " + "; ".join(
+            f"c={v['concurrency']} {v['faces_per_s']} faces/s (p99 {v['p99_ms']} ms, server CPU "
+            f"{v.get('server_cpu_ms_per_face')} ms per face)" for v in report["variant"]["runs"]) + ".")
     for name in names:
         spent = [r for r in report[name]["runs"] if "server_cpu_ms_per_face" in r]
         if spent:
@@ -447,6 +452,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="GUNICORN_THREADS for ours (default: gunicorn.conf.py's own default)")
     parser.add_argument("--only", choices=["ours", "baseline"], help="run one server only")
+    parser.add_argument("--variant-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="also load a third server, ours with these environment settings (repeatable), level by "
+                             "level beside the others, e.g. to compare a thread setting within one run")
     parser.add_argument("--no-ceiling", action="store_true",
                         help="skip the generator-alone figure (the served model called in-process, no HTTP)")
     parser.add_argument("--ceiling-window", type=float, default=3.0,
@@ -485,6 +493,13 @@ def main(argv=None) -> int:
                   "server_python": str(args.venv) if args.venv else sys.executable,
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         servers = [server for server in (ours, baseline) if not args.only or server.name == args.only]
+        if args.variant_env:
+            variant_settings = dict(setting.split("=", 1) for setting in args.variant_env)
+            variant_port = free_port()
+            servers.append(Server("variant", ours.command, dict(ours_env, PORT=str(variant_port), **variant_settings,
+                                                                PROMETHEUS_MULTIPROC_DIR=str(work / "prometheus-v")),
+                                  variant_port, ca_file, work / "variant.log", "facegen: worker", args.workers))
+            report["variant_env"] = variant_settings
         ceiling = None
         if not args.no_ceiling and ours in servers:
             python = str(args.venv / "bin" / "python") if args.venv else PYTHON
