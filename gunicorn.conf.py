@@ -125,8 +125,9 @@ workers = _env_int("WEB_CONCURRENCY", max(1, min(_cpu_count(), 4)))
 worker_class = "gthread"
 threads = _env_int("GUNICORN_THREADS", 4)
 # Each worker's TensorFlow would otherwise size its pools to every core, so W workers run W x cores compute threads
-# that spin against each other: measured 4.8 -> 3.9 ms of server CPU per served face with 2 workers on 2 cores
-# (BENCHMARKS.md). Set here, in the master, so the workers inherit them; an operator's own values are kept.
+# that spin against each other: with 2 workers on 2 cores, one thread each served 1.08x the faces/s at 16 clients
+# for 3.55 instead of 3.95 ms of server CPU per face (BENCHMARKS.md, measured in one run). Set here, in the master,
+# so the workers inherit them; an operator's own values are kept.
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, _cpu_count() // workers)))
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")  # the generator is one chain of layers: nothing to overlap
 preload_app = False  # each worker loads + warms up its models in create_app() before it takes traffic

@@ -198,21 +198,22 @@ class Server:
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} not ready within {timeout} s; see {self.log_path}")
 
+    def worker_processes(self) -> list:
+        """The gunicorn master's child processes (psutil)."""
+        return psutil.Process(self.process.pid).children(recursive=True)
+
     def processes(self) -> list:
-        """The gunicorn master and its workers (psutil), for CPU accounting."""
-        master = psutil.Process(self.process.pid)
-        return [master] + master.children(recursive=True)
+        """The gunicorn master and its workers, for CPU accounting."""
+        return [psutil.Process(self.process.pid)] + self.worker_processes()
 
     def worker_rss_mb(self) -> list[float]:
-        master = psutil.Process(self.process.pid)
-        return [round(child.memory_info().rss / 2**20, 1) for child in master.children(recursive=True)]
+        return [round(child.memory_info().rss / 2**20, 1) for child in self.worker_processes()]
 
     def worker_memory_mb(self) -> list[dict]:
         """RSS counts the shared TensorFlow libraries (~400 MB) in every worker; USS is what a worker alone holds,
         PSS shares the common pages out among the processes mapping them."""
-        master = psutil.Process(self.process.pid)
         out = []
-        for child in master.children(recursive=True):
+        for child in self.worker_processes():
             info = child.memory_full_info()
             out.append({"rss": round(info.rss / 2**20, 1), "uss": round(info.uss / 2**20, 1),
                         "pss": round(info.pss / 2**20, 1)})
