@@ -443,6 +443,14 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def environment_setting(text: str) -> tuple[str, str]:
+    """--variant-env KEY=VALUE -> (KEY, VALUE); a malformed one is a usage error naming the flag."""
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", default="1,16,64", help="comma-separated client counts")
@@ -453,7 +461,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="GUNICORN_THREADS for ours (default: gunicorn.conf.py's own default)")
     parser.add_argument("--only", choices=["ours", "baseline"], help="run one server only")
-    parser.add_argument("--variant-env", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--variant-env", action="append", default=[], metavar="KEY=VALUE", type=environment_setting,
                         help="also load a third server, ours with these environment settings (repeatable), level by "
                              "level beside the others, e.g. to compare a thread setting within one run")
     parser.add_argument("--no-ceiling", action="store_true",
@@ -495,7 +503,7 @@ def main(argv=None) -> int:
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         servers = [server for server in (ours, baseline) if not args.only or server.name == args.only]
         if args.variant_env:
-            variant_settings = dict(setting.split("=", 1) for setting in args.variant_env)
+            variant_settings = dict(args.variant_env)
             variant_port = free_port()
             servers.append(Server("variant", ours.command, dict(ours_env, PORT=str(variant_port), **variant_settings,
                                                                 PROMETHEUS_MULTIPROC_DIR=str(work / "prometheus-v")),
