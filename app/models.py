@@ -209,12 +209,12 @@ class ModelRegistry:
 def _default_name(models_dir: Path, candidates: list[str], configured: str | None) -> str:
     if configured:
         return configured
-    default_file = models_dir / DEFAULT_FILE
-    if default_file.is_file():
-        lines = default_file.read_text().strip().splitlines()
-        if lines and lines[0].strip():
-            return lines[0].strip()
-        raise ModelError(f"{default_file} is empty: write the default model's folder name on its first line")
+    try:
+        recorded = model_folder.read_default(models_dir)
+    except model_folder.ManifestError as error:
+        raise ModelError(str(error)) from None
+    if recorded is not None:
+        return recorded
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:

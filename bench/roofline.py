@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from facegen import model_folder  # noqa: E402
+
 
 def layer_macs(model) -> list[tuple[str, int]]:
     """Multiply-accumulates per sample of each Dense / Conv2D / Conv2DTranspose layer, from built shapes."""
@@ -85,8 +87,8 @@ def ours():
     # The bundled default model's architecture (its manifest keeps the training config); the config defaults else.
     models = Path(__file__).resolve().parents[1] / "models"
     name, config = "facegen-64 (config defaults)", TrainConfig(resolution=64)
-    if (models / "DEFAULT").is_file():
-        default = (models / "DEFAULT").read_text().split()[0]
+    default = model_folder.read_default(models)
+    if default is not None:
         manifest = json.loads((models / default / "manifest.json").read_text())
         name, config = f"{default} (ours, the default model)", TrainConfig(**manifest["training"]["config"])
     config.validate()

@@ -59,6 +59,9 @@ import requests
 import trustme
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from facegen import model_folder  # noqa: E402  (NumPy only: the benchmark process stays free of TensorFlow)
+
 PYTHON = sys.executable
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
@@ -85,8 +88,8 @@ def make_certificates(directory: Path) -> tuple[str, str, str]:
 def prepare_models(work: Path) -> tuple[Path, str]:
     """models/ if it holds a default model; else a production-shaped 64 px model with random weights."""
     repo_models = ROOT / "models"
-    if (repo_models / "DEFAULT").is_file():
-        name = (repo_models / "DEFAULT").read_text().split()[0]
+    name = model_folder.read_default(repo_models)
+    if name is not None:
         if (repo_models / name / "manifest.json").is_file():
             return repo_models, f"models/{name} (the repository's default model)"
     script = (
@@ -99,7 +102,7 @@ def prepare_models(work: Path) -> tuple[Path, str]:
         "out = Path(sys.argv[1])\n"
         "write_saved_model(build_generator(config), config, out / 'facegen-64', {'name': 'facegen-64', "
         "'attribute_frequencies': [0.5] * config.num_attributes, 'training': {'note': 'random weights (bench)'}})\n"
-        "(out / 'DEFAULT').write_text('facegen-64\\n')\n")
+        "from facegen.model_folder import write_default\nwrite_default(out, 'facegen-64')\n")
     models = work / "models"
     subprocess.run([PYTHON, "-c", script, str(models)], check=True, cwd=ROOT)
     manifest = json.loads((models / "facegen-64" / "manifest.json").read_text())
@@ -167,7 +170,7 @@ def generator_alone(python: str, model_dir: Path, env: dict, windows: int = 3, w
 
 def default_model_dir(models_dir: Path, env: dict) -> Path:
     """The folder ours serves by default: FACEGEN_MODEL, else the first line of models_dir/DEFAULT (app.models)."""
-    name = env.get("FACEGEN_MODEL") or (models_dir / "DEFAULT").read_text().split()[0]
+    name = env.get("FACEGEN_MODEL") or model_folder.read_default(models_dir)
     return models_dir / name
 
 

@@ -242,6 +242,26 @@ def write_manifest(model_dir, manifest: dict) -> Path:
     return path
 
 
+# -- the models folder -------------------------------------------------------------------------------------------
+def read_default(models_dir) -> str | None:
+    """The default model's folder name: the first line of MODELS_DIR/DEFAULT_FILE; None where there is no such file.
+    ManifestError for an empty file (a name is what it is for)."""
+    path = Path(models_dir) / DEFAULT_FILE
+    if not path.is_file():
+        return None
+    lines = path.read_text().strip().splitlines()
+    if not lines or not lines[0].strip():
+        raise ManifestError(f"{path} is empty: write the default model's folder name on its first line")
+    return lines[0].strip()
+
+
+def write_default(models_dir, name: str) -> Path:
+    """Record ``name`` (a folder of MODELS_DIR) as the default model."""
+    path = Path(models_dir) / DEFAULT_FILE
+    path.write_text(name + "\n")
+    return path
+
+
 # -- the SavedModel -----------------------------------------------------------------------------------------------
 def load_encode(model_dir, loaded=None):
     """encode(images uint8 [N, R, R, 3]) -> (noise float32 [N, L], attrs float32 [N, A] probabilities) of a model

@@ -104,3 +104,13 @@ def test_architecture_doc_lists_exactly_the_manifest_keys():
         if line.startswith("| `"):
             documented.update(part.strip("` ") for part in line.split("|")[1].split(","))
     assert documented == set(model_folder.MANIFEST_KEYS)
+
+
+def test_the_default_file_round_trips_and_an_empty_one_is_refused(tmp_path):
+    assert model_folder.read_default(tmp_path) is None  # no file: the caller decides (one model, or an error)
+    model_folder.write_default(tmp_path, "celeba-hq-64")
+    assert (tmp_path / model_folder.DEFAULT_FILE).read_text() == "celeba-hq-64\n"
+    assert model_folder.read_default(tmp_path) == "celeba-hq-64"
+    (tmp_path / model_folder.DEFAULT_FILE).write_text("\n")
+    with pytest.raises(model_folder.ManifestError, match="empty"):
+        model_folder.read_default(tmp_path)

@@ -49,7 +49,7 @@ def run(args) -> int:
     path = export_run(args.run, args.out, name=args.name, use_ema=not args.raw, data=args.data,
                       framing_images=args.framing_images, framing_from=args.framing_from)
     if args.default:
-        (path.parent / "DEFAULT").write_text(path.name + "\n")
+        model_folder.write_default(path.parent, path.name)
     manifest = model_folder.read_manifest(path)
     print(f"exported {manifest['name']}: {manifest['resolution']}x{manifest['resolution']}, "
           f"{manifest['parameters']:,} parameters, {len(manifest['attributes'])} attributes"
