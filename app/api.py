@@ -9,7 +9,7 @@ import secrets
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from app import edits, limits, uploads
+from app import admission, edits, limits, uploads
 from app.errors import ApiError
 from app.faces import (FaceInputs, FaceRequest, InterpolationRequest, interpolation_ends, parse_attrs,
                        render_animation, render_grid_png)
@@ -124,7 +124,9 @@ def faces():
                             "faces": [face_listing(r, inputs) for r, inputs in zip(requests, resolved)]})
         response.headers["Cache-Control"] = limits.IMMUTABLE_CACHE_CONTROL if stable else "no-store"
     else:
-        response = image_response(render_grid_png(requests, size), "image/png", stable)
+        with admission.admit_images("grid", len(requests), size):  # a large grid waits its turn, or 503
+            body = render_grid_png(requests, size)
+        response = image_response(body, "image/png", stable)
     # Every name of every cell could outgrow what proxies accept in headers (64 x 40 names): the explicit form is
     # in the JSON listing instead.
     set_attribute_headers(response, model, resolved, explicit=False)
@@ -161,7 +163,9 @@ def interpolate():
     output = parse_choice(values.get("format"), "format", list(ANIMATION_TYPES))
     animation = InterpolationRequest(model, start, end, start_attrs, end_attrs, steps, psi_value(values),
                                      None if size == model.resolution else size, output)
-    response = image_response(render_animation(animation), ANIMATION_TYPES[output], stable=True)
+    with admission.admit_images("animation", steps, size):
+        body = render_animation(animation)
+    response = image_response(body, ANIMATION_TYPES[output], stable=True)
     set_attribute_headers(response, model, list(interpolation_ends(animation)))
     return response
 
@@ -223,6 +227,7 @@ def no_store(response):
 
 
 @api.post("/encode")
+@admission.admitted("upload")  # before the body is read, so a stalled upload holds one upload slot and no more
 def encode():
     values = query_values(ENCODE_PARAMS)
     model = encoding_model(values)
@@ -231,6 +236,7 @@ def encode():
 
 
 @api.post("/edit")
+@admission.admitted("upload")
 def edit():
     values = query_values(EDIT_PARAMS)
     model = encoding_model(values)
