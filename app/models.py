@@ -7,14 +7,12 @@ probabilities), with the framing it expects (:class:`EncoderSpec`).
 """
 
 import hashlib
-import json
 import logging
 import re
 import time
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from app.limits import MODEL_NAME_PATTERN
 from facegen import attributes, framing, model_folder
@@ -25,14 +23,6 @@ log = logging.getLogger(__name__)
 
 class ModelError(Exception):
     """A model folder that cannot be served: raised at startup so a broken model never half-serves."""
-
-
-def validate_manifest(manifest, path: Path) -> dict:
-    """The contract's check (facegen.model_folder), as the ModelError serving reports at startup."""
-    try:
-        return model_folder.validate_manifest(manifest, path / MANIFEST)
-    except model_folder.ManifestError as error:
-        raise ModelError(str(error)) from None
 
 
 class EncoderSpec:
@@ -64,14 +54,7 @@ class Model:
         self.attribute_table = attributes.AttributeTable.from_manifest(manifest.get("attribute_table"),
                                                                        self.attributes)
         self._saved_model = saved_model
-        # The documented direct function when the export has it, else the serving signature (same graph). Its
-        # concrete function is called directly: a traced graph with a [None, ...] batch dimension, so no Keras
-        # predict() and no retracing per batch size.
-        if hasattr(saved_model, "generate"):
-            self._call = saved_model.generate.get_concrete_function()
-        else:
-            serving = saved_model.signatures[model_folder.GENERATE_SIGNATURE]
-            self._call = lambda noise, attrs: serving(noise=noise, attrs=attrs)["images"]
+        self._generate = model_folder.generate_function(saved_model)  # the contract's call: no Keras predict()
         self.version = _model_version(path)
         self.load_seconds: float | None = None  # load + warm-up time, set by load_models (for /metrics)
         # The encoder, when the manifest has an encoder object (null or absent: the model cannot encode).
@@ -111,8 +94,7 @@ class Model:
             raise ValueError(f"noise must be [N, {self.latent_size}], got {noise.shape}")
         if attrs.shape != (noise.shape[0], len(self.attributes)):
             raise ValueError(f"attrs must be [{noise.shape[0]}, {len(self.attributes)}], got {attrs.shape}")
-        images = self._call(tf.constant(noise), tf.constant(attrs))
-        return np.asarray(images.numpy(), dtype=np.uint8)
+        return self._generate(noise, attrs)
 
     def encode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 RGB framed photos [N, S, S, 3] (S = encoder.size) -> (noise float32 [N, latent_size], attribute
@@ -149,14 +131,11 @@ def load_model(path: Path, name: str | None = None) -> Model:
     if not (path / SAVED_MODEL).is_file():
         raise ModelError(f"{path}: {SAVED_MODEL} is missing (not a TensorFlow SavedModel)")
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise ModelError(f"{path}: {MANIFEST} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelError(f"{path / MANIFEST}: not valid JSON ({error})") from None
-    validate_manifest(manifest, path)
+        manifest = model_folder.read_manifest(path)
+    except model_folder.ManifestError as error:
+        raise ModelError(str(error)) from None
     try:
-        saved_model = tf.saved_model.load(str(path))
+        saved_model = model_folder.load_saved_model(path)
     except Exception as error:  # TensorFlow raises many types for a damaged SavedModel
         raise ModelError(f"{path}: cannot load the SavedModel ({type(error).__name__}: {error})") from None
     return Model(name, path, manifest, saved_model)

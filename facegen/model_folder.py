@@ -280,12 +280,20 @@ def load_encode(model_dir, loaded=None):
     return encode
 
 
-def load_generate(model_dir):
-    """(generate(noise, attrs) -> uint8 [N, H, W, 3] numpy, the loaded SavedModel). Imports TensorFlow."""
+def load_saved_model(model_dir):
+    """The SavedModel object of a model folder (``tf.saved_model.load``). Imports TensorFlow."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(model_dir))
-    if hasattr(loaded, "generate"):  # the direct function: no dict, no retracing per batch size
+    return tf.saved_model.load(str(model_dir))
+
+
+def generate_function(loaded):
+    """generate(noise, attrs) -> uint8 [N, H, W, 3] numpy, from a loaded SavedModel: its direct ``generate``
+    function where the export has it (no dict, no retracing per batch size: a traced graph with a [None, ...] batch
+    dimension), else GENERATE_SIGNATURE (the same graph). Imports TensorFlow."""
+    import tensorflow as tf
+
+    if hasattr(loaded, "generate"):
         function = loaded.generate.get_concrete_function()
         call = lambda noise, attrs: function(noise, attrs)  # noqa: E731
     else:
@@ -296,4 +304,10 @@ def load_generate(model_dir):
         images = call(tf.constant(np.asarray(noise, np.float32)), tf.constant(np.asarray(attrs, np.float32)))
         return np.asarray(images.numpy(), dtype=np.uint8)
 
-    return generate, loaded
+    return generate
+
+
+def load_generate(model_dir):
+    """(generate(noise, attrs) -> uint8 [N, H, W, 3] numpy, the loaded SavedModel). Imports TensorFlow."""
+    loaded = load_saved_model(model_dir)
+    return generate_function(loaded), loaded
