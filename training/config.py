@@ -35,6 +35,13 @@ class TrainConfig:
     d_width: int = 64
     d_max_width: int = 512
     minibatch_std: bool = True  # D sees the batch's feature spread: a cheap guard against mode collapse
+    g_min_width: int = 1  # floor on G's channels (the 128 px block of a grown 64 px model keeps its to_rgb width)
+    d_min_width: int = 1  # floor on D's and the encoder's channels
+
+    # Growing (ProGAN): start G (and the encoder) from a trained model folder at half this resolution, and fade the
+    # new top block in over fade_in_steps, so the CPU hours already spent on the smaller model are kept.
+    grow_from: str = ""  # a model folder (SavedModel + manifest) at resolution / 2; "" trains from scratch
+    fade_in_steps: int = 0  # > 0: G's output and D's real images blend from the upsampled half-size image over this
 
     # Optimisation.
     batch_size: int = 128
@@ -82,8 +89,8 @@ class TrainConfig:
     def num_attributes(self) -> int:
         return len(self.attributes)
 
-    def channels(self, res: int, width: int, max_width: int) -> int:
-        return int(min(max_width, width * self.resolution // res))
+    def channels(self, res: int, width: int, max_width: int, min_width: int = 1) -> int:
+        return int(max(min_width, min(max_width, width * self.resolution // res)))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -116,6 +123,10 @@ class TrainConfig:
         need(self.checkpoint_every >= 1 and self.log_every >= 1, "checkpoint_every and log_every must be >= 1")
         need(min(self.g_width, self.d_width, self.g_max_width, self.d_max_width) >= 1, "widths must be >= 1")
         need(math.log2(self.resolution).is_integer(), "resolution must be a power of two")
+        need(min(self.g_min_width, self.d_min_width) >= 1, "g_min_width and d_min_width must be >= 1")
+        need(self.fade_in_steps >= 0, "fade_in_steps must be >= 0")
+        need(self.fade_in_steps == 0 or self.architecture == "facegen", "fade_in_steps needs the facegen architecture")
+        need(not self.grow_from or self.architecture == "facegen", "grow_from needs the facegen architecture")
         need(isinstance(self.encoder, bool), "encoder must be true or false")
         need(self.encoder_lr_ratio > 0, "encoder_lr_ratio must be positive")
         need(self.reconstruction_loss in RECONSTRUCTION_LOSSES,

@@ -33,6 +33,9 @@ def add_arguments(parser):
     length.add_argument("--epochs", type=float, help="train until this many epochs in all")
     parser.add_argument("--max-seconds", type=float,
                         help="stop (with a checkpoint) after this much training time in this session")
+    parser.add_argument("--max-cpu-seconds", type=float,
+                        help="stop (with a checkpoint) after this process has used this much CPU time in this "
+                             "session (all cores together): a fair budget for runs compared on a shared machine")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--batch-size", type=int, help="override the config's batch_size")
     parser.add_argument("--sample-every", type=int, default=1, metavar="EPOCHS",
@@ -51,10 +54,11 @@ def _positive(value, flag):
 
 def run(args) -> int:
     for value, flag in ((args.steps, "--steps"), (args.epochs, "--epochs"), (args.max_seconds, "--max-seconds"),
+                        (args.max_cpu_seconds, "--max-cpu-seconds"),
                         (args.batch_size, "--batch-size"), (args.sample_every, "--sample-every")):
         _positive(value, flag)
-    if args.steps is None and args.epochs is None and args.max_seconds is None:
-        raise UsageError("say how long to train: --steps N, --epochs N or --max-seconds S")
+    if args.steps is None and args.epochs is None and args.max_seconds is None and args.max_cpu_seconds is None:
+        raise UsageError("say how long to train: --steps N, --epochs N, --max-seconds S or --max-cpu-seconds S")
     run_dir: Path = args.out
     config_file = run_dir / "config.json"
     from training import checkpoint
@@ -146,14 +150,21 @@ class Training:
             keras.distribution.set_distribution(distribution)
             print(f"data-parallel over {len(devices)} devices", flush=True)
         self.models = build_models(config)
-        self.start_step, self.seconds_before = 0, 0.0
+        self.start_step, self.seconds_before, self.cpu_seconds_before = 0, 0.0, 0.0
         if self.args.resume:
             from training import checkpoint
 
             groups, meta = checkpoint.load_state(self.run_dir)
             self.models.load_groups(groups)
             self.start_step, self.seconds_before = int(meta["step"]), float(meta.get("seconds", 0.0))
+            self.cpu_seconds_before = float(meta.get("cpu_seconds", 0.0))
             print(f"resuming {self.run_dir} at step {self.start_step}", flush=True)
+        elif config.grow_from:
+            from training.grow import warm_start
+
+            copied = warm_start(self.models, config)
+            print(f"grown from {config.grow_from}: " + "; ".join(f"{k} {', '.join(v)}" for k, v in copied.items()),
+                  flush=True)
         backend = keras.backend.backend()
         if backend == "jax":
             from training.step_jax import Trainer
@@ -224,6 +235,7 @@ class Training:
         config, step = self.config, self.start_step
         progress = self._progress_bar(total)
         started = self.window_start = time.monotonic()
+        self.cpu_started = time.process_time()
         self.window_step = step
         try:
             while step < total and not self.stop_requested:
@@ -241,6 +253,10 @@ class Training:
                     self.save_checkpoint(step, seconds)
                 if self.args.max_seconds is not None and time.monotonic() - started >= self.args.max_seconds:
                     print(f"\n--max-seconds {self.args.max_seconds:g} reached at step {step}", flush=True)
+                    break
+                if (self.args.max_cpu_seconds is not None
+                        and time.process_time() - self.cpu_started >= self.args.max_cpu_seconds):
+                    print(f"\n--max-cpu-seconds {self.args.max_cpu_seconds:g} reached at step {step}", flush=True)
                     break
         except KeyboardInterrupt:
             print(f"\ninterrupted at step {step}: saving a checkpoint", flush=True)
@@ -264,7 +280,7 @@ class Training:
         rate = (step - self.window_step) * self.config.batch_size / max(now - self.window_start, 1e-9)
         self.window_start, self.window_step = now, step
         values.update(step=step, epoch=round(step / self.steps_per_epoch, 3), seconds=round(seconds, 2),
-                      images_per_second=round(rate, 1))
+                      cpu_seconds=round(self._cpu_seconds(), 1), images_per_second=round(rate, 1))
         self.runlog.scalars(step, values)
         encoder = {k: values[k] for k in ("e_reconstruction", "e_cycle", "e_attribute_accuracy") if k in values}
         if progress is not None:
@@ -302,13 +318,18 @@ class Training:
             self.runlog.image(step, "samples", np.asarray(picture))
         return path
 
+    def _cpu_seconds(self) -> float:
+        """CPU time (all cores) this run has used in training, over every session."""
+        return self.cpu_seconds_before + time.process_time() - self.cpu_started
+
     def save_checkpoint(self, step: int, seconds: float) -> None:
         from training import checkpoint
 
         self.trainer.pull()
         checkpoint.save_state(self.run_dir, self.models.checkpoint_groups(),
                               {"step": int(step), "epoch": round(step / self.steps_per_epoch, 4),
-                               "seconds": round(seconds, 2), "saved": _now()})
+                               "seconds": round(seconds, 2), "cpu_seconds": round(self._cpu_seconds(), 1),
+                               "saved": _now()})
 
     def finish(self, step: int) -> None:
         from training.report import make_gif, plot_losses

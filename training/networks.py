@@ -134,13 +134,13 @@ class FacegenGenerator(keras.Model):
         super().__init__(name="generator", **kwargs)
         self.config = config
         self.conditional = config.num_attributes > 0
-        c4 = config.channels(4, config.g_width, config.g_max_width)
+        c4 = config.channels(4, config.g_width, config.g_max_width, config.g_min_width)
         self.base = layers.Dense(4 * 4 * c4, kernel_initializer=init(config, "generator/base"), name="base")
         self.base_shape = (4, 4, c4)
         self.blocks = []
         res = 8
         while res <= config.resolution:
-            channels = config.channels(res, config.g_width, config.g_max_width)
+            channels = config.channels(res, config.g_width, config.g_max_width, config.g_min_width)
             self.blocks.append(layers.Conv2DTranspose(channels, 4, strides=2, padding="same",
                                                       kernel_initializer=init(config, f"generator/up{res}"),
                                                       name=f"up{res}"))
@@ -149,16 +149,30 @@ class FacegenGenerator(keras.Model):
         self.norm = PixelNorm()
         self.to_rgb = layers.Conv2D(3, 3, padding="same", kernel_initializer=init(config, "generator/to_rgb"),
                                     dtype="float32", name="to_rgb")
+        # ProGAN's fade-in: the half-size image (to_rgb_prev on the block below the top one), upsampled, blended
+        # with the top block's image by `fade` (0 -> 1 over fade_in_steps; the train step sets it from the step).
+        self.fades_in = config.fade_in_steps > 0
+        if self.fades_in:
+            self.to_rgb_prev = layers.Conv2D(3, 3, padding="same", dtype="float32", name="to_rgb_prev",
+                                             kernel_initializer=init(config, "generator/to_rgb_prev"))
+            self.upsample = layers.UpSampling2D(2, interpolation="bilinear", dtype="float32", name="upsample_prev")
+            self.fade = keras.Variable(0.0, trainable=False, dtype="float32", name="fade")
 
     def call(self, inputs, training=False):
         z, attrs = inputs
         h = ops.concatenate([z, signed(attrs)], axis=-1) if self.conditional else z
         h = self.norm(self.act(ops.reshape(self.base(h), (-1, *self.base_shape))))
+        below_top = h
         for block in self.blocks:
+            below_top = h
             if self.conditional:
                 h = ops.concatenate([h, tile_attributes(attrs, h)], axis=-1)
             h = self.norm(self.act(block(h)))
-        return ops.tanh(self.to_rgb(h))
+        image = ops.tanh(self.to_rgb(h))
+        if not self.fades_in:
+            return image
+        previous = self.upsample(ops.tanh(self.to_rgb_prev(below_top)))
+        return previous + ops.cast(self.fade, image.dtype) * (image - previous)
 
 
 class FacegenDiscriminator(keras.Model):
@@ -170,9 +184,9 @@ class FacegenDiscriminator(keras.Model):
         res = config.resolution
         while res > 4:
             res //= 2
-            channels = config.channels(res, config.d_width, config.d_max_width)
+            channels = config.channels(res, config.d_width, config.d_max_width, config.d_min_width)
             self.downs.append(SNConv2D(config, channels, 4, strides=2, spectral_norm=sn, name=f"down{res}"))
-        c4 = config.channels(4, config.d_width, config.d_max_width)
+        c4 = config.channels(4, config.d_width, config.d_max_width, config.d_min_width)
         self.mbstd = MinibatchStd() if config.minibatch_std else None
         self.conv4 = SNConv2D(config, c4, 3, spectral_norm=sn, name="conv4")
         self.features = SNDense(config, c4, spectral_norm=sn, name="features")
@@ -263,10 +277,10 @@ class Encoder(keras.Model):
         res = config.resolution
         while res > 4:
             res //= 2
-            channels = config.channels(res, config.d_width, config.d_max_width)
+            channels = config.channels(res, config.d_width, config.d_max_width, config.d_min_width)
             self.downs.append(layers.Conv2D(channels, 4, strides=2, padding="same",
                                             kernel_initializer=init(config, f"encoder/down{res}"), name=f"down{res}"))
-        c4 = config.channels(4, config.d_width, config.d_max_width)
+        c4 = config.channels(4, config.d_width, config.d_max_width, config.d_min_width)
         self.conv4 = layers.Conv2D(c4, 3, padding="same", kernel_initializer=init(config, "encoder/conv4"),
                                    name="conv4")
         self.features = layers.Dense(c4, kernel_initializer=init(config, "encoder/features"), name="features")

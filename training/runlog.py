@@ -15,7 +15,8 @@ import numpy as np
 
 LOG_FIELDS = ["step", "epoch", "seconds", "images_per_second", "d_loss", "g_loss", "d_class", "g_class",
               "d_accuracy", "d_accuracy_running", "d_real", "d_fake",
-              "e_reconstruction", "e_cycle", "e_attribute_accuracy"]  # the encoder's, empty without one
+              "e_reconstruction", "e_cycle", "e_attribute_accuracy",  # the encoder's, empty without one
+              "cpu_seconds"]  # CPU time over all cores and sessions: runs compared on a shared machine
 TENSORBOARD_DIR = "tensorboard"
 
 

@@ -37,6 +37,11 @@ class Trainer:
     """``rng(seed, step)`` makes the step's random source (tests pass one that replays fixed draws)."""
 
     def __init__(self, config, images, attributes, models, distribution=None, rng=StepRng):
+        if config.fade_in_steps:
+            from training.errors import UsageError
+
+            raise UsageError("config fade_in_steps: the fade-in is implemented in the TensorFlow train step only; "
+                             "train a growing run with KERAS_BACKEND=tensorflow")
         self.config, self.models, self.rng = config, models, rng
         self.distribution = distribution
         if distribution is not None:

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from training import loss, stabilisers
 from training.batches import real_batch
+from training.grow import fade_alpha, fade_real
 from training.models import ema_variables
 
 
@@ -66,6 +67,7 @@ class Trainer:
         config, m = self.config, self.models
         G, D = m.generator, m.discriminator
         real, real_attrs = real_batch(self.images, self.attributes, real_index, config, rng)
+        real = fade_real(real, step, config)
         cond = tf.gather(self.attributes, cond_index)
         with tf.GradientTape() as tape:
             value, parts = loss.discriminator_objective(
@@ -99,7 +101,7 @@ class Trainer:
             with tf.GradientTape() as tape:
                 value, parts = loss.generator_encoder_objective(
                     g_forward, d_forward, lambda x: E(x, training=True),
-                    lambda r: real_batch(self.images, self.attributes, real_index, config, r), cond, step, config,
+                    lambda r: self._faded_real(real_index, r, step), cond, step, config,
                     rng, lambda x, a: D([x, a], training=False, return_features=True)[2])
             n_g = len(G.trainable_variables)
             all_grads = tape.gradient(value, G.trainable_variables + E.trainable_variables)
@@ -111,8 +113,16 @@ class Trainer:
             ema_variable.assign(stabilisers.ema_update(ema_variable.value, variable.value, decay))
         return parts
 
+    def _faded_real(self, index, rng, step):
+        images, attrs = real_batch(self.images, self.attributes, index, self.config, rng)
+        return fade_real(images, step, self.config), attrs
+
     def _train_step(self, real_index, cond_index, step):
         rng = self.rng(self.config.seed, step)
+        if self.config.fade_in_steps:  # G and its EMA copy blend in the new top block by the step's alpha
+            alpha = fade_alpha(step, self.config)
+            self.models.generator.fade.assign(alpha)
+            self.models.ema_generator.fade.assign(alpha)
         metrics = {}
         for k in range(self.config.d_steps):
             metrics.update(self._d_update(real_index[k], cond_index[k], step, rng))
