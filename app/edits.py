@@ -28,7 +28,7 @@ from app.faces import FaceInputs, encode_png, to_image
 from app.models import Model
 from facegen import attributes, framing
 
-THRESHOLD = 0.5  # an attribute the encoder gives at least this probability is "on" as found
+THRESHOLD = attributes.ON_THRESHOLD  # an attribute the encoder gives at least this probability is "on" as found
 # The encoder's latent is rounded to this many decimals before it reaches the generator: a photo encoded in a batch
 # of another size may differ in the last float bits (as a face generated in a grid may), and rounding keeps those
 # bits from ever reaching the pixels. 1e-4 is far below what moves a generated pixel by one level.

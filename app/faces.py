@@ -106,12 +106,6 @@ def resolve(model: Model, seed: int, attrs: tuple[str, ...] | None = None,
     return FaceInputs(noise, vector, matched)
 
 
-def seed_inputs(model: Model, seed: int, psi: float = limits.DEFAULT_PSI) -> tuple[np.ndarray, np.ndarray]:
-    """seed -> (noise [L] float32, attributes [A] float32) of the query without attrs."""
-    inputs = resolve(model, seed, None, psi)
-    return inputs.noise, inputs.attributes
-
-
 def face_inputs(request: FaceRequest) -> tuple[np.ndarray, np.ndarray]:
     inputs = request.resolved()
     return inputs.noise, inputs.attributes

@@ -74,7 +74,7 @@ def training_split(data: Path, files):
 def old_rule(seed, latent_size, frequencies, query, names):
     """Serving before issue 11: no attrs -> independent draws; attrs -> named on, the rest off."""
     if not query:
-        return model_folder.seed_inputs(seed, latent_size, frequencies)[1]
+        return attributes.seed_face(seed, latent_size, 1.0, frequencies, None)[1]
     on = set(attributes.parse_constraints(query, names))
     return np.array([1.0 if a in on else 0.0 for a in names], np.float32)
 

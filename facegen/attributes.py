@@ -13,7 +13,9 @@ and every attribute not named is *open*. The open ones are drawn from the face's
 - ``independent`` sampling, for manifests without a table (models exported before it existed): one uniform number
   per attribute, each attribute on with its training frequency (``attribute_frequencies``); constraints override.
 
-With no constraints and no table this is exactly ``facegen.model_folder.seed_inputs``'s draw (tests pin it).
+The seed rule lives here whole (``seed_noise``, then ``draw_attributes``; ``seed_face`` is the one function every
+caller uses: the service, the card, the tools), and this module imports nothing of facegen: ``model_folder``
+imports it to check a manifest's names and table.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from facegen import model_folder
-
 OFF = "-"  # the prefix that turns an attribute off: "-Eyeglasses"
 TABLE, INDEPENDENT = "table", "independent"  # the two samplings
 EXACT, NEAREST = "exact", "nearest"  # whether a table-sampled face is a training row
-NAME = re.compile(r"[A-Za-z0-9_]+")  # facegen.model_folder.ATTRIBUTE_NAME: names travel comma-separated in URLs
+NAME = re.compile(r"[A-Za-z0-9_]+")  # what an attribute name may hold: names travel comma-separated in URLs
+# A value (a 0/1 vector's entry, or the encoder's probability) at least this is "on": the service's headers, the
+# edit's found vector, the card.
+ON_THRESHOLD = 0.5
 
 Constraints = tuple  # signed names in manifest order and spelling: ("Male", "-Eyeglasses"); () fixes nothing
 
@@ -110,12 +113,13 @@ def constraint_arrays(constraints: Constraints | None, attributes: Sequence[str]
 
 def on_names(vector, attributes: Sequence[str]) -> list[str]:
     """The names that are on, in manifest order: ``X-Attributes``."""
-    return [a for a, v in zip(attributes, np.asarray(vector).reshape(-1)) if v >= 0.5]
+    return [a for a, v in zip(attributes, np.asarray(vector).reshape(-1)) if v >= ON_THRESHOLD]
 
 
 def explicit(vector, attributes: Sequence[str]) -> str:
     """Every attribute, the off ones with '-': an ``attrs`` value that fixes this exact vector."""
-    return ",".join(("" if v >= 0.5 else OFF) + a for a, v in zip(attributes, np.asarray(vector).reshape(-1)))
+    return ",".join(("" if v >= ON_THRESHOLD else OFF) + a
+                    for a, v in zip(attributes, np.asarray(vector).reshape(-1)))
 
 
 # -- the table --------------------------------------------------------------------------------------------------
@@ -175,7 +179,7 @@ class AttributeTable:
 
     def contains(self, vector) -> bool:
         """Whether this 0/1 vector is one of the training rows."""
-        return (np.asarray(vector).reshape(-1) >= 0.5).astype(np.uint8).tobytes() in self._keys
+        return (np.asarray(vector).reshape(-1) >= ON_THRESHOLD).astype(np.uint8).tobytes() in self._keys
 
     def pick(self, u: float, fixed, values) -> tuple[np.ndarray, bool]:
         """uniform u in [0, 1) -> (a training row weighted by count, True) among the rows agreeing with the
@@ -195,6 +199,17 @@ class AttributeTable:
 
 
 # -- a seed's inputs --------------------------------------------------------------------------------------------
+def seed_noise(seed: int, latent_size: int, psi: float = 1.0):
+    """seed -> (the seed's stream, noise [latent_size] float32): the first latent_size normals, times psi.
+
+    The legacy RandomState stream is frozen by NumPy's compatibility policy, so these numbers are the same on every
+    platform and NumPy version. Attributes are drawn from the returned stream after the noise (draw_attributes), so
+    the noise never depends on the attributes.
+    """
+    stream = np.random.RandomState(seed)
+    return stream, stream.standard_normal(latent_size).astype(np.float32) * np.float32(psi)
+
+
 def draw_attributes(stream: np.random.RandomState, fixed, values, frequencies,
                     table: AttributeTable | None) -> tuple[np.ndarray, str | None]:
     """The attributes of one face from ``stream`` (positioned after the noise): (float32 0/1 [A], matched).
@@ -215,10 +230,10 @@ def seed_face(seed: int, latent_size: int, psi: float, frequencies, table: Attri
               constraints: Constraints | None = None, attributes: Sequence[str] = ()):
     """seed + constraints -> (noise float32 [latent_size], attributes float32 [A], matched).
 
-    The noise is facegen.model_folder.seed_inputs' (the stream's first latent_size normals, times psi); the
-    attributes come after it from the same stream, by ``draw_attributes``.
+    The noise is ``seed_noise``'s (the stream's first latent_size normals, times psi); the attributes come after it
+    from the same stream, by ``draw_attributes``. The one function that maps a seed to generator inputs.
     """
-    stream, noise = model_folder.seed_noise(seed, latent_size, psi)
+    stream, noise = seed_noise(seed, latent_size, psi)
     fixed, values = constraint_arrays(constraints, attributes) if constraints else (
         np.zeros(len(frequencies), bool), np.zeros(len(frequencies), np.uint8))
     vector, matched = draw_attributes(stream, fixed, values, frequencies, table)

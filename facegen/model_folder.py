@@ -1,7 +1,7 @@
 """The model-folder contract: the one place that says what a model folder holds and what its manifest means.
 
 Export writes it (``build_manifest``, ``write_manifest``), serving and the training tools read it
-(``read_manifest``), and both map a seed to generator inputs with ``seed_inputs``. NumPy only at import time:
+(``read_manifest``); a seed's generator inputs are facegen.attributes' (``seed_face``). NumPy only at import time:
 TensorFlow is imported by the one function that loads a SavedModel, so a JAX machine can read manifests.
 
 MODEL_DIR/
@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import numpy as np
+
+from facegen import attributes as attribute_rules
 
 FORMAT = "facegen-model/1"
 MANIFEST = "manifest.json"
@@ -36,7 +37,6 @@ FRAMING_DETECTOR = "mtcnn"  # the face detector the framing template was measure
 REQUIRED_KEYS = ("format", "name", "resolution", "latent_size", "attributes")
 MANIFEST_KEYS = REQUIRED_KEYS + ("attribute_frequencies", "attribute_table", "conditional", "architecture",
                                  "parameters", "signature", "encoder", "dataset", "training", "metrics", "created")
-ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_]+")  # names travel comma-separated in URLs
 
 
 class ManifestError(ValueError):
@@ -67,26 +67,6 @@ def uint8_to_pixels(pixels):
 def from_uint8(images) -> np.ndarray:
     """NumPy uint8 pixels -> float32 [-1, 1], exactly as the exported encode graph computes them."""
     return uint8_to_pixels(np.asarray(images, np.float32))
-
-
-# -- seeds -----------------------------------------------------------------------------------------------------
-def seed_noise(seed: int, latent_size: int, psi: float = 1.0):
-    """seed -> (the seed's stream, noise [latent_size] float32): the first latent_size normals, times psi.
-
-    The legacy RandomState stream is frozen by NumPy's compatibility policy, so these numbers are the same on every
-    platform and NumPy version. Attributes are drawn from the returned stream after the noise
-    (facegen.attributes.draw_attributes), so the noise never depends on the attributes.
-    """
-    stream = np.random.RandomState(seed)
-    return stream, stream.standard_normal(latent_size).astype(np.float32) * np.float32(psi)
-
-
-def seed_inputs(seed: int, latent_size: int, attribute_frequencies, psi: float = 1.0):
-    """seed -> (noise, attributes drawn independently from the marginals [A] float32): models without a table."""
-    stream, noise = seed_noise(seed, latent_size, psi)
-    frequencies = np.asarray(attribute_frequencies, dtype=np.float64)
-    sampled = (stream.random_sample(len(frequencies)) < frequencies).astype(np.float32)
-    return noise, sampled
 
 
 # -- the manifest ----------------------------------------------------------------------------------------------
@@ -174,7 +154,7 @@ def validate_manifest(manifest, where) -> dict:
          "attributes must be a list of non-empty strings")
     # Queries name attributes case-insensitively, so two names differing only in case would be ambiguous.
     need(len({a.lower() for a in attributes}) == len(attributes), "attribute names must be unique ignoring case")
-    need(all(ATTRIBUTE_NAME.fullmatch(a) for a in attributes),
+    need(all(attribute_rules.NAME.fullmatch(a) for a in attributes),
          "attribute names may hold only letters, digits and '_' (they travel comma-separated in URLs)")
     frequencies = manifest.get("attribute_frequencies", [0.5] * len(attributes))
     need(isinstance(frequencies, list) and len(frequencies) == len(attributes)
@@ -182,9 +162,7 @@ def validate_manifest(manifest, where) -> dict:
                  for f in frequencies),
          "attribute_frequencies must be one probability in [0, 1] per attribute")
     if "attribute_table" in manifest:  # absent in older exports: serving then draws attributes independently
-        from facegen.attributes import table_problem
-
-        problem = table_problem(manifest["attribute_table"], len(attributes))
+        problem = attribute_rules.table_problem(manifest["attribute_table"], len(attributes))
         need(problem is None, f"attribute_table {problem}")
     if manifest.get("encoder") is not None:  # null or absent: a model that cannot encode
         problem = encoder_problem(manifest["encoder"], manifest["resolution"], manifest["latent_size"],

@@ -696,13 +696,13 @@ def test_random_seed_answers_carry_the_attributes_too(table_client):
 
 
 def test_old_manifest_keeps_its_independent_draws(client):
-    """A model without a table: no attrs is the contract's independent draw (seed_inputs), bytes as before."""
-    from facegen import model_folder
+    """A model without a table: no attrs is the seed rule's independent draw, bytes as before."""
+    from facegen import attributes
 
     for seed in (0, 9, 77):
         response = get_ok(client, f"/api/face?seed={seed}")
         assert "X-Attributes-Matched" not in response.headers  # no training rows to match against
-        _, drawn = model_folder.seed_inputs(seed, TINY_LATENT_SIZE, [0.5] * len(TINY_ATTRIBUTES))
+        _, drawn, _ = attributes.seed_face(seed, TINY_LATENT_SIZE, 1.0, [0.5] * len(TINY_ATTRIBUTES), None)
         expected = ",".join(("" if on else "-") + name for name, on in zip(TINY_ATTRIBUTES, drawn))
         assert response.headers["X-Attributes-Explicit"] == expected
         # Naming one attribute fixes it; the others are the same independent draws.

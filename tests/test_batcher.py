@@ -146,8 +146,8 @@ def test_cache_key_is_the_normalised_query(model):
     sampled = FaceRequest(model, 5)
     key = face_key(sampled)
     # Naming exactly the attributes the seed samples is the same face, so the same entry.
-    from app.faces import seed_inputs
-    _, vector = seed_inputs(model, 5)
+    from app.faces import resolve
+    vector = resolve(model, 5).attributes
     spelled = tuple(a for a, on in zip(model.attributes, vector) if on)
     assert face_key(FaceRequest(model, 5, spelled)) == key
     assert face_key(FaceRequest(model, 5, spelled, 0.5)) != key

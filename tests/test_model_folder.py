@@ -28,7 +28,9 @@ def test_the_exported_graph_rounds_exactly_as_numpy(tmp_path):
 
 
 def test_seed_inputs_are_the_frozen_legacy_stream():
-    noise, attrs = model_folder.seed_inputs(7, 4, [0.0, 1.0, 0.5], psi=0.5)
+    from facegen import attributes
+
+    noise, attrs, _ = attributes.seed_face(7, 4, 0.5, [0.0, 1.0, 0.5], None)
     stream = np.random.RandomState(7)
     np.testing.assert_array_equal(noise, stream.standard_normal(4).astype(np.float32) * np.float32(0.5))
     assert attrs[0] == 0.0 and attrs[1] == 1.0 and noise.dtype == attrs.dtype == np.float32
@@ -114,3 +116,10 @@ def test_the_default_file_round_trips_and_an_empty_one_is_refused(tmp_path):
     (tmp_path / model_folder.DEFAULT_FILE).write_text("\n")
     with pytest.raises(model_folder.ManifestError, match="empty"):
         model_folder.read_default(tmp_path)
+
+
+def test_attribute_rules_import_nothing_of_facegen_so_the_contract_imports_them_without_a_cycle():
+    tree = ast.parse((REPO / "facegen" / "attributes.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {name for name in imported if name.split(".")[0] == "facegen"}

@@ -149,7 +149,7 @@ EDIT_PHOTOS = 6
 LICENSED = "not the photos:"  # how held_out_photos says why it gave none because of the data's terms
 # Attributes whose flips read at a glance; a model with none of them edits its first three instead.
 EDIT_PREFERENCE = ("Male", "Smiling", "Eyeglasses", "Blond_Hair", "Young")
-FOUND_THRESHOLD = 0.5  # as the service: an attribute is "on as found" where the encoder gives it at least this
+FOUND_THRESHOLD = attributes_module.ON_THRESHOLD  # as the service: "on as found" where the encoder gives at least this
 TILE_PAD, EDIT_HEADER, EDIT_LABEL = 2, 14, 12  # pixels: between tiles, column titles, the line under each tile
 
 
