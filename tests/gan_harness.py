@@ -6,10 +6,14 @@ noise, flips and mirrors and can be compared number for number.
 """
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
 
 SMALL = {
     "resolution": 32, "latent_size": 8, "attributes": ["Male", "Smiling"], "g_width": 4, "g_max_width": 16,
@@ -147,6 +151,31 @@ def encoder_learning(config, steps, count=64):
     result["attribute_confidence"] = float(np.mean(np.where(held_attributes[:, 0] > 0, p, 1.0 - p)))
     result["reconstruction_after"] = reconstruction()
     return result
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
+
+
+def bce(logits, targets):
+    """Cross-entropy written from its definition, not from the code under test."""
+    p = sigmoid(logits)
+    targets = np.asarray(targets, np.float64)
+    return float(np.mean(-(targets * np.log(p) + (1 - targets) * np.log(1 - p))))
+
+
+def largest_change(before, after, group):
+    """The largest absolute change of any weight in checkpoint group ``group`` between two checkpoint_groups()."""
+    return max(float(np.max(np.abs(a - b))) for a, b in zip(before[group], after[group]) if a.size)
+
+
+def run_jax(*args, timeout=600):
+    """This file's command line (below) on the JAX backend in a subprocess (a process has one Keras backend): stdout."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, __file__, *args], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
 def save_groups(path, groups):

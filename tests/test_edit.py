@@ -14,11 +14,9 @@ import io
 import json
 import socket
 import ssl
-import struct
 import time
 import urllib.error
 import urllib.request
-import zlib
 
 import numpy as np
 import pytest
@@ -26,25 +24,14 @@ from PIL import Image
 
 from tests.conftest import (ENCODER_ATTRIBUTES, ENCODER_MODEL, TINY_MODEL, TINY_RESOLUTION, call_together,
                             fuzz_for_server_errors)
+from tests.images import PNG_MAGIC, encode, raw_png, rgb_of
 # The smoke test's fixtures: the clean requirements.txt venv, the image's files, a trustme CA.
-from tests.test_deploy import image_root, smoke_venv, tls_ca, verified_context  # noqa: F401
+from tests.image_server import image_root, serving_image, smoke_venv, tls_ca, verified_context  # noqa: F401
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # app/uploads.py's limit, restated: the test pins the documented value
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------
-
-def rgb_of(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
 
 def photo_image(celeba_photo, number: int = 0) -> Image.Image:
     return Image.fromarray(rgb_of(celeba_photo(number)))
@@ -75,18 +62,6 @@ def refused(response, status: int, words: str):
 
 def encoded_probabilities(header: str) -> dict[str, float]:
     return {name: float(value) for name, value in (item.split("=") for item in header.split(","))}
-
-
-def png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def raw_png(width: int, height: int, row: bytes, bit_depth: int = 1, colour_type: int = 0) -> bytes:
-    """A PNG whose every row is ``row``, compressed row by row: a gigapixel image in a few kB (a bomb)."""
-    compressor = zlib.compressobj(9)
-    data = b"".join(compressor.compress(b"\x00" + row) for _ in range(height)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return PNG_MAGIC + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
 
 
 # --- what the models can do ----------------------------------------------------------------------------------------
@@ -486,8 +461,6 @@ def test_fuzzed_uploads_never_get_a_5xx(encoder_app):
 def served_encoder(smoke_venv, image_root, encoder_models_dir, tls_ca, verified_context, tmp_path_factory):
     """The image's CMD (gunicorn -c gunicorn.conf.py, HTTPS) from the image's files and a clean requirements.txt
     venv, serving the encoder models; uploads must arrive within 3 s."""
-    from tests.test_deploy import serving_image
-
     with serving_image(smoke_venv, image_root, tls_ca, verified_context, tmp_path_factory.mktemp("served-encoder"),
                        {"FACEGEN_MODELS_DIR": str(encoder_models_dir), "FACEGEN_UPLOAD_TIMEOUT_S": "3"}) as server:
         yield server

@@ -16,8 +16,7 @@ import pytest
 from keras import ops
 
 from tests import gan_harness
-from tests.gan_harness import ReplayRng, config_of
-from tests.test_gan_maths import _bce, _changed, _jax
+from tests.gan_harness import ReplayRng, bce, config_of, largest_change, run_jax, sigmoid
 from training import loss
 
 ENCODER = {"encoder": True, "reconstruction_weight": 0.5, "encoder_attribute_weight": 2.0, "cycle_weight": 3.0}
@@ -74,7 +73,7 @@ def _inputs():
 def _by_hand(real, attrs, z, fake, weights):
     code, logits = _e_np(real)
     reconstruction = float(np.mean(np.abs(_g_np(code, attrs) - real)))
-    attributes = _bce(logits, attrs)
+    attributes = bce(logits, attrs)
     cycle = float(np.mean((_e_np(fake)[0] - z) ** 2))
     w_rec, w_attr, w_cycle = weights
     return {"e_reconstruction": reconstruction, "e_attributes": attributes, "e_cycle": cycle,
@@ -197,9 +196,9 @@ def test_one_step_trains_e_at_its_learning_rate_ratio():
     before, after, metrics = _one_step(config)
     assert {"e_reconstruction", "e_attributes", "e_cycle", "e_loss", "e_attribute_accuracy"} <= set(metrics)
     # Adam's first step moves a weight by about its learning rate: g_lr * encoder_lr_ratio for E.
-    moved = _changed(before, after, "e")
+    moved = largest_change(before, after, "e")
     assert 0.9 * 0.25 * config.g_lr < moved <= 1.01 * 0.25 * config.g_lr
-    assert _changed(before, after, "e_opt") > 0
+    assert largest_change(before, after, "e_opt") > 0
 
 
 def test_encoder_terms_reach_g_through_reconstruction_only():
@@ -219,10 +218,10 @@ def test_encoder_terms_reach_g_through_reconstruction_only():
 
     cycle_only = {**ENCODER, "reconstruction_weight": 0.0, "encoder_attribute_weight": 0.0, "cycle_weight": 1.0}
     before, after, _ = _one_step(config_of(**cycle_only), groups)
-    assert _changed(before, after, "e") > 0.5 * config_of(**cycle_only).g_lr * 0.25
+    assert largest_change(before, after, "e") > 0.5 * config_of(**cycle_only).g_lr * 0.25
     nothing = {**cycle_only, "cycle_weight": 0.0}
     before, after, _ = _one_step(config_of(**nothing), groups)
-    assert _changed(before, after, "e") == 0.0
+    assert largest_change(before, after, "e") == 0.0
 
 
 def test_checkpoint_round_trip_restores_the_encoder(tmp_path):
@@ -264,7 +263,7 @@ def test_tensorflow_and_jax_steps_agree_with_the_encoder(tmp_path):
     start = build_models(config).checkpoint_groups()
     gan_harness.save_groups(tmp_path / "start.npz", start)
     tf_metrics, tf_after = gan_harness.one_step(config, start)
-    _jax("one-step", json.dumps(BACKEND_ENCODER), str(tmp_path / "start.npz"), str(tmp_path / "jax.npz"))
+    run_jax("one-step", json.dumps(BACKEND_ENCODER), str(tmp_path / "start.npz"), str(tmp_path / "jax.npz"))
     jax_after = gan_harness.load_groups(tmp_path / "jax.npz")
     jax_metrics = json.loads((tmp_path / "jax.npz.json").read_text())
     for key in ("g_loss", "e_reconstruction", "e_features", "e_attributes", "e_cycle", "e_loss",
@@ -275,7 +274,8 @@ def test_tensorflow_and_jax_steps_agree_with_the_encoder(tmp_path):
         tolerance = 1e-5 + 0.01 * lr
         for i, (a, b) in enumerate(zip(tf_after[name], jax_after[name])):
             assert np.max(np.abs(a - b), initial=0.0) <= tolerance + 1e-5 * np.max(np.abs(a), initial=0.0), (name, i)
-        assert _changed({name: start[name]}, {name: jax_after[name]}, name) > 0.5 * lr, f"JAX did not update {name}"
+        assert largest_change({name: start[name]}, {name: jax_after[name]}, name) > 0.5 * lr, (
+            f"JAX did not update {name}")
 
 
 # -- learning ------------------------------------------------------------------------------------------------------
@@ -300,10 +300,6 @@ def test_encoder_learns_the_attribute_and_reconstructions_get_closer():
 CELEBA_HQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-hq-128" / "CelebA-HQ-img"
 TINY = {"resolution": 32, "latent_size": 8, "attributes": ["Male", "Smiling", "Eyeglasses"], "g_width": 8,
         "g_max_width": 16, "d_width": 8, "d_max_width": 16, "encoder": True}
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
 
 
 def _random_weights(model, seed):
@@ -334,7 +330,7 @@ def test_exported_encode_is_the_encoder_behind_the_inverse_pixel_rule(tmp_path):
         assert set(result) == {"noise", "attrs"}
         assert result["noise"].dtype == result["attrs"].dtype == tf.float32
         np.testing.assert_allclose(result["noise"].numpy(), np.asarray(z), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(result["attrs"].numpy(), _sigmoid(logits), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(result["attrs"].numpy(), sigmoid(logits), rtol=1e-5, atol=1e-6)
     noise, probabilities = model_folder.load_encode(out)(images)
     np.testing.assert_allclose(noise, np.asarray(z), rtol=1e-5, atol=1e-6)
     assert probabilities.shape == (5, 3) and np.all((probabilities > 0) & (probabilities < 1))

@@ -16,22 +16,11 @@ import pytest
 from keras import ops
 
 from tests import gan_harness
-from tests.gan_harness import ReplayRng, config_of
+from tests.gan_harness import ReplayRng, bce, config_of, largest_change, run_jax, sigmoid
 from training import loss, stabilisers
 
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = REPO / "tests" / "gan_harness.py"
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
-
-
-def _bce(logits, targets):
-    """Cross-entropy written from its definition, not from the code under test."""
-    p = _sigmoid(logits)
-    targets = np.asarray(targets, np.float64)
-    return float(np.mean(-(targets * np.log(p) + (1 - targets) * np.log(1 - p))))
 
 
 REAL = np.array([2.0, -1.0, 0.5], np.float32)
@@ -41,16 +30,16 @@ FAKE = np.array([0.5, -3.0, 1.5], np.float32)
 # -- losses ------------------------------------------------------------------------------------------------------
 def test_generator_loss_wants_d_to_call_fakes_real():
     value = float(loss.g_adversarial(ops.convert_to_tensor(FAKE), config_of()))
-    assert value == pytest.approx(_bce(FAKE, 1.0), rel=1e-5)  # target 1, i.e. -mean(log D(G(z)))
-    assert value == pytest.approx(float(np.mean(-np.log(_sigmoid(FAKE)))), rel=1e-5)
+    assert value == pytest.approx(bce(FAKE, 1.0), rel=1e-5)  # target 1, i.e. -mean(log D(G(z)))
+    assert value == pytest.approx(float(np.mean(-np.log(sigmoid(FAKE)))), rel=1e-5)
 
 
 def test_discriminator_loss_with_one_sided_label_smoothing():
     config = config_of(label_smoothing=0.1)
     value = float(loss.d_adversarial(ops.convert_to_tensor(REAL), ops.convert_to_tensor(FAKE), config))
     # Smoothing on the real side only: real target 0.9, fake target exactly 0.
-    assert value == pytest.approx(_bce(REAL, 0.9) + _bce(FAKE, 0.0), rel=1e-5)
-    assert value != pytest.approx(_bce(REAL, 1.0) + _bce(FAKE, 0.1), rel=1e-3)
+    assert value == pytest.approx(bce(REAL, 0.9) + bce(FAKE, 0.0), rel=1e-5)
+    assert value != pytest.approx(bce(REAL, 1.0) + bce(FAKE, 0.1), rel=1e-3)
 
 
 def test_label_flipping_swaps_the_targets_of_flipped_examples():
@@ -58,7 +47,7 @@ def test_label_flipping_swaps_the_targets_of_flipped_examples():
     flip = np.array([1.0, 0.0, 0.0], np.float32)
     value = float(loss.d_adversarial(ops.convert_to_tensor(REAL), ops.convert_to_tensor(FAKE), config,
                                      ops.convert_to_tensor(flip)))
-    assert value == pytest.approx(_bce(REAL, [0, 1, 1]) + _bce(FAKE, [1, 0, 0]), rel=1e-5)
+    assert value == pytest.approx(bce(REAL, [0, 1, 1]) + bce(FAKE, [1, 0, 0]), rel=1e-5)
 
 
 def test_flip_mask_flips_where_the_uniform_draw_is_below_label_flip():
@@ -105,7 +94,7 @@ def test_discriminator_objective_applies_label_flipping_from_its_rng():
     stream.standard_normal((3, config.latent_size))  # z is drawn first
     flip = (stream.random_sample(3) < 0.45).astype(np.float64)
     assert 0 < flip.sum() < 3  # this seed flips some and not all: the test can tell flipping from no flipping
-    assert float(value) == pytest.approx(_bce(REAL, 1 - flip) + _bce(FAKE, flip), rel=1e-5)
+    assert float(value) == pytest.approx(bce(REAL, 1 - flip) + bce(FAKE, flip), rel=1e-5)
 
 
 @pytest.mark.parametrize("objective", ["discriminator", "generator"])
@@ -162,17 +151,13 @@ def _train_one_step(config, d_accuracy=None, groups=None):
     return before, models.checkpoint_groups(), models
 
 
-def _changed(before, after, group):
-    return max(float(np.max(np.abs(a - b))) for a, b in zip(before[group], after[group]) if a.size)
-
-
 def test_ema_follows_its_formula():
     config = config_of(ema_start=0, ema_decay=0.9)
     before, after, _ = _train_one_step(config)
     # The EMA copy starts equal to G; after one step it is 0.9 * old + 0.1 * new G, variable by variable.
     for ema_old, ema_new, g_new in zip(before["g_ema"], after["g_ema"], after["g"]):
         np.testing.assert_allclose(ema_new, 0.9 * ema_old + 0.1 * g_new, rtol=1e-5, atol=1e-7)
-    assert _changed(before, after, "g_ema") > 0
+    assert largest_change(before, after, "g_ema") > 0
 
 
 def test_ema_copies_g_before_ema_start():
@@ -186,7 +171,7 @@ def test_accuracy_schedule_holds_d_while_it_wins_and_updates_it_otherwise():
     held_before, held_after, models = _train_one_step(config, d_accuracy=0.9)
     kernels = [i for i, v in enumerate(models.discriminator.variables) if v.trainable and len(v.shape) >= 2]
     assert all(np.array_equal(held_before["d"][i], held_after["d"][i]) for i in kernels)
-    assert _changed(held_before, held_after, "g") > 0  # G still trains
+    assert largest_change(held_before, held_after, "g") > 0  # G still trains
     free_before, free_after, _ = _train_one_step(config, d_accuracy=0.1)
     assert all(not np.array_equal(free_before["d"][i], free_after["d"][i]) for i in kernels)
     # The running accuracy moves by the documented momentum, in both cases.
@@ -267,14 +252,6 @@ def test_same_seed_same_initial_weights_in_two_processes():
 
 
 # -- the two backends -------------------------------------------------------------------------------------------------
-def _jax(*args, timeout=600):
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run([sys.executable, str(HARNESS), *args], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
-
-
 # One step from the same weights and batch, with every stabiliser on. Tolerance: float32 convolutions differ
 # between the backends' kernels by ~1e-6 relative; losses agree to 1e-4 relative, and each updated weight to within
 # 1e-5 + 1% of Adam's step (lr), which sign-level differences in near-zero gradients can reach.
@@ -289,7 +266,7 @@ def test_tensorflow_and_jax_steps_agree(tmp_path):
     start = build_models(config).checkpoint_groups()
     gan_harness.save_groups(tmp_path / "start.npz", start)
     tf_metrics, tf_after = gan_harness.one_step(config, start)
-    _jax("one-step", json.dumps(BACKEND_CONFIG), str(tmp_path / "start.npz"), str(tmp_path / "jax.npz"))
+    run_jax("one-step", json.dumps(BACKEND_CONFIG), str(tmp_path / "start.npz"), str(tmp_path / "jax.npz"))
     jax_after = gan_harness.load_groups(tmp_path / "jax.npz")
     jax_metrics = json.loads((tmp_path / "jax.npz.json").read_text())
     for key in ("d_loss", "g_loss", "d_class", "g_class", "d_real", "d_fake", "d_accuracy_running"):
@@ -298,7 +275,7 @@ def test_tensorflow_and_jax_steps_agree(tmp_path):
     for name in ("g", "d", "g_ema", "schedule"):
         for i, (a, b) in enumerate(zip(tf_after[name], jax_after[name])):
             assert np.max(np.abs(a - b), initial=0.0) <= tolerance + 1e-5 * np.max(np.abs(a), initial=0.0), (name, i)
-        moved = _changed({name: start[name]}, {name: jax_after[name]}, name)
+        moved = largest_change({name: start[name]}, {name: jax_after[name]}, name)
         assert moved > 3 * tolerance, f"the JAX step did not update {name}"
 
 
@@ -315,5 +292,6 @@ def test_generator_learns_to_follow_an_attribute(backend):
     if backend == "tensorflow":
         gap = gan_harness.colour_gap(config_of(**LEARN_CONFIG), LEARN_STEPS)
     else:
-        gap = json.loads(_jax("colour-gap", json.dumps(LEARN_CONFIG), str(LEARN_STEPS)).strip().splitlines()[-1])["gap"]
+        answer = run_jax("colour-gap", json.dumps(LEARN_CONFIG), str(LEARN_STEPS))
+        gap = json.loads(answer.strip().splitlines()[-1])["gap"]
     assert gap > 0.8, f"G's red-minus-blue differs by {gap:.3f} between attribute on and off (data: 2.35)"

@@ -17,7 +17,6 @@ CI runs the short mode. FACEGEN_LONG_TESTS=1 runs the long one (more fuzzing cas
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,18 +29,13 @@ import requests
 import trustme
 
 from tests.conftest import fuzz_for_server_errors
+from tests.image_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 LONG = os.environ.get("FACEGEN_LONG_TESTS") == "1"
 WORKERS = 2
 READY_MARKER = "facegen: worker"  # gunicorn.conf.py's post_worker_init line
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ write: 16-bit RGB and decompression bombs)."""
 import io
 import struct
 import tempfile
-import zlib
 
 import numpy as np
 import pytest
@@ -16,26 +15,7 @@ from werkzeug.wrappers import Request
 from app import uploads
 from app.errors import ApiError, register_error_handlers
 from app.uploads import UploadError, decode_image, read_upload
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
-def png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def raw_png(width: int, height: int, bit_depth: int, colour_type: int, row: bytes) -> bytes:
-    """A PNG whose every row holds ``row`` (filter byte 0 added), compressed row by row: gigapixels take kB."""
-    compressor = zlib.compressobj(9)
-    line = b"\x00" + row
-    data = b"".join(compressor.compress(line) for _ in range(height)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data)
-            + png_chunk(b"IEND", b""))
+from tests.images import encode, raw_png
 
 
 def refused(data: bytes, status: int, words: str, **limits) -> UploadError:
@@ -77,12 +57,12 @@ def test_an_oversized_body_is_refused_with_413_before_decoding():
 
 
 def test_a_decompression_bomb_is_refused_with_413_from_its_header():
-    bomb = raw_png(30_000, 30_000, 1, 0, bytes(3750))  # 900 megapixels of 1-bit black in about 100 kB
+    bomb = raw_png(30_000, 30_000, bytes(3750))  # 900 megapixels of 1-bit black in about 100 kB
     assert len(bomb) < 200_000
     refused(bomb, 413, "pixels")
-    just_over = raw_png(8000, 5001, 1, 0, bytes(1000))  # past our 40 MP, under Pillow's own limits
+    just_over = raw_png(8000, 5001, bytes(1000))  # past our 40 MP, under Pillow's own limits
     refused(just_over, 413, "8000x5001 pixels, more than 40000000 in all")
-    refused(raw_png(12_000, 40, 8, 0, bytes(12_000)), 413, "more than 10000 on a side")
+    refused(raw_png(12_000, 40, bytes(12_000), bit_depth=8), 413, "more than 10000 on a side")
     refused(encode(gradient(), "PNG"), 413, "more than 1000 in all", max_pixels=1000)  # limits are arguments
 
 
@@ -179,7 +159,7 @@ def test_16_bit_greyscale_png_keeps_its_range():
 
 def test_16_bit_rgb_png_keeps_the_high_byte():
     row = struct.pack(">HHH", 0xFF00, 0x8000, 0x0100) * 40
-    data = raw_png(40, 40, 16, 2, row)
+    data = raw_png(40, 40, row, bit_depth=16, colour_type=2)
     assert np.abs(decode_image(data)[5, 5].astype(int) - [255, 128, 1]).max() <= 1
 
 
