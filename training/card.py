@@ -430,13 +430,26 @@ def _split_text(split) -> str:
 
 def render_card(manifest: dict, pictures: list, baseline: dict | None = None, baseline_name: str = "baseline",
                 baseline_training: dict | None = None, notes: str = "", edits_note: str | None = None) -> str:
-    """MODEL_CARD.md's text. ``edits_note``: where edits.png's photos came from, or why it was not drawn."""
-    name = manifest["name"]
-    data = manifest.get("dataset", {})
-    training = manifest.get("training", {})
+    """MODEL_CARD.md's text, section by section. ``edits_note``: where edits.png's photos came from, or why it was
+    not drawn."""
     metrics = manifest.get("metrics") or {}
-    config = training.get("config", {})
-    out = [f"# Model card: {name}", ""]
+    out = _summary_section(manifest)
+    out += _data_section(manifest)
+    out += _training_section(manifest, baseline_name, baseline_training)
+    out += _quality_section(manifest["name"], metrics, baseline, baseline_name)
+    if manifest.get("encoder") is not None:
+        out += _encoder_section(manifest, metrics, pictures, baseline, baseline_name, edits_note)
+    out += _pictures_section([picture for picture in pictures if picture != "edits.png"])  # edits: the encoder's
+    if notes.strip():
+        out += [notes.strip(), ""]
+    return "\n".join(out)
+
+
+def _summary_section(manifest: dict) -> list:
+    """The title, what the generator makes, and what it was trained on (synthetic faces, or real people's photos and
+    their terms)."""
+    data = manifest.get("dataset", {})
+    out = [f"# Model card: {manifest['name']}", ""]
     kind = "conditional" if manifest.get("conditional") else "unconditional"
     out += [f"A {kind} GAN generator ({manifest.get('architecture', '?')}, {manifest.get('parameters', 0):,} "
             f"parameters) making {manifest['resolution']}x{manifest['resolution']} RGB faces from "
@@ -449,8 +462,12 @@ def render_card(manifest: dict, pictures: list, baseline: dict | None = None, ba
     elif data.get("licence"):
         out += [f"**Trained on photographs of real people** ({data.get('name', '?')}). Terms: {data['licence']}. "
                 "The faces it makes are not those people, but they come from their photographs.", ""]
+    return out
 
-    out += ["## Data", "", "| | |", "| --- | --- |",
+
+def _data_section(manifest: dict) -> list:
+    data = manifest.get("dataset", {})
+    return ["## Data", "", "| | |", "| --- | --- |",
             f"| data set | {data.get('name', '?')}{' (synthetic)' if data.get('synthetic') else ''} |",
             f"| training images | {data.get('images', '?'):,} (of {data.get('total_images', data.get('images', 0)):,}; "
             f"partition 0) |" if isinstance(data.get("images"), int) else f"| training images | {data.get('images')} |",
@@ -459,68 +476,80 @@ def render_card(manifest: dict, pictures: list, baseline: dict | None = None, ba
             f"| split | {_split_text(data.get('split'))} |",
             f"| licence | {data.get('licence', 'not recorded')} |", ""]
 
+
+def _training_section(manifest: dict, baseline_name: str, baseline_training: dict | None) -> list:
+    training = manifest.get("training", {})
+    config = training.get("config", {})
     seconds = training.get("train_seconds")
-    out += ["## Training", "", "| | |", "| --- | --- |",
-            f"| steps | {training.get('steps', '?'):,} (batch {training.get('batch_size', '?')}, "
-            f"{training.get('images_seen', 0):,} images seen, {training.get('epochs', '?')} epochs) |"
-            if isinstance(training.get("steps"), int) else f"| steps | {training.get('steps')} |",
-            f"| training time | {_f(seconds / 60 if seconds else None, 1)} minutes |",
-            f"| device | {training.get('device', '?')}; precision {training.get('precision', '?')} |",
-            f"| weights | {training.get('weights', '?')} (EMA decay {config.get('ema_decay', '?')}) |",
-            f"| generator / discriminator parameters | {training.get('generator_parameters', '?'):,} / "
-            f"{training.get('discriminator_parameters', 0):,} |" if isinstance(training.get("generator_parameters"), int)
-            else "| parameters | ? |",
-            f"| conditioning | {config.get('conditioning', '?')}, loss {config.get('loss', '?')}, spectral norm "
-            f"{config.get('spectral_norm', '?')} |", ""]
+    out = ["## Training", "", "| | |", "| --- | --- |",
+           f"| steps | {training.get('steps', '?'):,} (batch {training.get('batch_size', '?')}, "
+           f"{training.get('images_seen', 0):,} images seen, {training.get('epochs', '?')} epochs) |"
+           if isinstance(training.get("steps"), int) else f"| steps | {training.get('steps')} |",
+           f"| training time | {_f(seconds / 60 if seconds else None, 1)} minutes |",
+           f"| device | {training.get('device', '?')}; precision {training.get('precision', '?')} |",
+           f"| weights | {training.get('weights', '?')} (EMA decay {config.get('ema_decay', '?')}) |",
+           f"| generator / discriminator parameters | {training.get('generator_parameters', '?'):,} / "
+           f"{training.get('discriminator_parameters', 0):,} |" if isinstance(training.get("generator_parameters"), int)
+           else "| parameters | ? |",
+           f"| conditioning | {config.get('conditioning', '?')}, loss {config.get('loss', '?')}, spectral norm "
+           f"{config.get('spectral_norm', '?')} |", ""]
     if baseline_training:
         bt = baseline_training
         out += [f"Baseline ({baseline_name}): {bt.get('steps', '?')} steps in "
                 f"{_f((bt.get('train_seconds') or 0) / 60, 1)} minutes on the same machine, "
                 f"{bt.get('generator_parameters', 0):,} generator parameters.", ""]
+    return out
 
-    out += ["## Quality", ""]
+
+def _quality_section(name: str, metrics: dict, baseline: dict | None, baseline_name: str) -> list:
+    """evaluate's figures beside the baseline's, how they were measured, and attribute control per attribute."""
+    out = ["## Quality", ""]
     if not metrics:
-        out += ["No figures yet: run `python -m training evaluate --model <this folder> --data <cache>`.", ""]
-    else:
-        head = "| figure | " + name + " |" + (f" {baseline_name} |" if baseline is not None else "")
-        out += [head, "| --- | --- |" + (" --- |" if baseline is not None else "")]
-        out += _metric_rows(metrics, baseline)
-        out += ["", f"Measured with `{metrics.get('command', 'evaluate')}` on {metrics.get('date', '?')}: "
-                f"{metrics.get('samples', {}).get('generated', '?')} generated faces against "
-                f"{metrics.get('samples', {}).get('real', '?')} held-out real ones; the attribute classifier was "
-                f"trained on {metrics.get('classifier', {}).get('trained_images', '?')} real training images and "
-                f"tested on {metrics.get('classifier', {}).get('held_out_images', '?')} held-out ones (its accuracy "
-                f"there is the ceiling).", ""]
-        per = (metrics.get("attribute_accuracy") or {}).get("per_attribute") or {}
-        base_per = ((baseline or {}).get("attribute_accuracy") or {}).get("per_attribute") or {}
-        if per:
-            real_rows = (metrics.get("attribute_accuracy_real_rows") or {}).get("per_attribute") or {}
-            head = "| attribute | accuracy | on | off | on real rows | classifier ceiling |"
-            head += f" {baseline_name} |" if baseline is not None else ""
-            out += ["### Attribute control", "",
-                    "*accuracy, on, off*: faces generated with the attribute on and off (same noise, the other "
-                    "attributes drawn independently from the training marginals), judged by the classifier; balanced "
-                    "accuracy. *on real rows*: faces generated from held-out real attribute rows (coherent "
-                    "combinations), balanced accuracy of the classifier finding what each row asked for.", "", head,
-                    "| --- | --- | --- | --- | --- | --- |" + (" --- |" if baseline is not None else "")]
-            for attribute, row in per.items():
-                line = (f"| {attribute} | {_f(row.get('accuracy'))} | {_f(row.get('on'))} | {_f(row.get('off'))} "
-                        f"| {_f((real_rows.get(attribute) or {}).get('accuracy'))} | {_f(row.get('ceiling'))} |")
-                if baseline is not None:
-                    line += f" {_f((base_per.get(attribute) or {}).get('accuracy'))} |"
-                out.append(line)
-            out.append("")
+        return out + ["No figures yet: run `python -m training evaluate --model <this folder> --data <cache>`.", ""]
+    head = "| figure | " + name + " |" + (f" {baseline_name} |" if baseline is not None else "")
+    out += [head, "| --- | --- |" + (" --- |" if baseline is not None else "")]
+    out += _metric_rows(metrics, baseline)
+    out += ["", f"Measured with `{metrics.get('command', 'evaluate')}` on {metrics.get('date', '?')}: "
+            f"{metrics.get('samples', {}).get('generated', '?')} generated faces against "
+            f"{metrics.get('samples', {}).get('real', '?')} held-out real ones; the attribute classifier was "
+            f"trained on {metrics.get('classifier', {}).get('trained_images', '?')} real training images and "
+            f"tested on {metrics.get('classifier', {}).get('held_out_images', '?')} held-out ones (its accuracy "
+            f"there is the ceiling).", ""]
+    return out + _attribute_control(metrics, baseline, baseline_name)
 
-    if manifest.get("encoder") is not None:
-        out += _encoder_section(manifest, metrics, pictures, baseline, baseline_name, edits_note)
-    pictures = [picture for picture in pictures if picture != "edits.png"]  # shown in the encoder's section
-    captions = {"samples.png": "Seeds 0-63 as the service serves them (attributes sampled per seed)",
-                "attributes.png": "Each row one attribute, off then on, for the same seeds",
-                "loss_curves.png": "Training losses", "training.gif": "The fixed-seed sample grid during training"}
-    if pictures:
-        out += ["## Pictures", ""]
-        for picture in pictures:
-            out += [f"**{captions.get(picture, picture)}**", "", f"![{picture}]({picture})", ""]
-    if notes.strip():
-        out += [notes.strip(), ""]
-    return "\n".join(out)
+
+def _attribute_control(metrics: dict, baseline: dict | None, baseline_name: str) -> list:
+    per = (metrics.get("attribute_accuracy") or {}).get("per_attribute") or {}
+    if not per:
+        return []
+    base_per = ((baseline or {}).get("attribute_accuracy") or {}).get("per_attribute") or {}
+    real_rows = (metrics.get("attribute_accuracy_real_rows") or {}).get("per_attribute") or {}
+    head = "| attribute | accuracy | on | off | on real rows | classifier ceiling |"
+    head += f" {baseline_name} |" if baseline is not None else ""
+    out = ["### Attribute control", "",
+           "*accuracy, on, off*: faces generated with the attribute on and off (same noise, the other "
+           "attributes drawn independently from the training marginals), judged by the classifier; balanced "
+           "accuracy. *on real rows*: faces generated from held-out real attribute rows (coherent "
+           "combinations), balanced accuracy of the classifier finding what each row asked for.", "", head,
+           "| --- | --- | --- | --- | --- | --- |" + (" --- |" if baseline is not None else "")]
+    for attribute, row in per.items():
+        line = (f"| {attribute} | {_f(row.get('accuracy'))} | {_f(row.get('on'))} | {_f(row.get('off'))} "
+                f"| {_f((real_rows.get(attribute) or {}).get('accuracy'))} | {_f(row.get('ceiling'))} |")
+        if baseline is not None:
+            line += f" {_f((base_per.get(attribute) or {}).get('accuracy'))} |"
+        out.append(line)
+    return out + [""]
+
+
+PICTURE_CAPTIONS = {"samples.png": "Seeds 0-63 as the service serves them (attributes sampled per seed)",
+                    "attributes.png": "Each row one attribute, off then on, for the same seeds",
+                    "loss_curves.png": "Training losses", "training.gif": "The fixed-seed sample grid during training"}
+
+
+def _pictures_section(pictures: list) -> list:
+    if not pictures:
+        return []
+    out = ["## Pictures", ""]
+    for picture in pictures:
+        out += [f"**{PICTURE_CAPTIONS.get(picture, picture)}**", "", f"![{picture}]({picture})", ""]
+    return out
