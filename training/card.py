@@ -14,6 +14,7 @@ Run `evaluate --model MODEL_DIR` first: the card reports the metrics the manifes
 """
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from facegen import model_folder
 from training.errors import UsageError
 
 GIF_LIMIT_BYTES = 3_000_000
+REPO = Path(__file__).resolve().parents[1]
 
 
 def add_arguments(parser):
@@ -414,6 +416,42 @@ def _encoder_section(manifest: dict, metrics: dict, pictures: list, baseline: di
     return out
 
 
+def portable_path(path) -> str:
+    """A path a run or an evaluation recorded, as a card shows it: relative to the repository where it lies inside
+    it (relative paths count from the repository's root, where the commands run), else a placeholder naming only
+    the file or folder (``<celeba-hq-64.npz>``). A card is shipped: it never shows the machine it was made on."""
+    given = Path(str(path)).expanduser()
+    absolute = Path(REPO / given).resolve() if not given.is_absolute() else given.resolve()
+    if absolute.is_relative_to(REPO):
+        return absolute.relative_to(REPO).as_posix() or "."
+    return f"<{given.name or absolute.name or 'path'}>"
+
+
+def portable_command(command: str) -> str:
+    """A recorded command line with every path in it (a word or a --flag=value holding a '/' or starting with
+    '~') made portable_path."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+
+    def portable(word):
+        if word.startswith("--") and "=" in word:
+            flag, value = word.split("=", 1)
+            return f"{flag}={portable(value)}"
+        return portable_path(word) if ("/" in word or word.startswith("~")) and "://" not in word else word
+
+    return " ".join(portable(word) for word in words)
+
+
+def _source_text(data: dict) -> str:
+    """Where the training photos came from: the data folder (portable_path) and its layout."""
+    source = data.get("source")
+    if not source:
+        return "not recorded"
+    return f"`{portable_path(source)}`" + (f" ({data['layout']} layout)" if data.get("layout") else "")
+
+
 def _split_text(split) -> str:
     """How the held-out faces the figures use were kept apart from the training faces."""
     if not split:
@@ -472,7 +510,7 @@ def _data_section(manifest: dict) -> list:
             f"| training images | {data.get('images', '?'):,} (of {data.get('total_images', data.get('images', 0)):,}; "
             f"partition 0) |" if isinstance(data.get("images"), int) else f"| training images | {data.get('images')} |",
             f"| resolution | {data.get('resolution', manifest['resolution'])} px, crop {data.get('crop')} |",
-            f"| source | `{data.get('source', '?')}` |",
+            f"| source | {_source_text(data)} |",
             f"| split | {_split_text(data.get('split'))} |",
             f"| licence | {data.get('licence', 'not recorded')} |", ""]
 
@@ -509,7 +547,7 @@ def _quality_section(name: str, metrics: dict, baseline: dict | None, baseline_n
     head = "| figure | " + name + " |" + (f" {baseline_name} |" if baseline is not None else "")
     out += [head, "| --- | --- |" + (" --- |" if baseline is not None else "")]
     out += _metric_rows(metrics, baseline)
-    out += ["", f"Measured with `{metrics.get('command', 'evaluate')}` on {metrics.get('date', '?')}: "
+    out += ["", f"Measured with `{portable_command(metrics.get('command', 'evaluate'))}` on {metrics.get('date', '?')}: "
             f"{metrics.get('samples', {}).get('generated', '?')} generated faces against "
             f"{metrics.get('samples', {}).get('real', '?')} held-out real ones; the attribute classifier was "
             f"trained on {metrics.get('classifier', {}).get('trained_images', '?')} real training images and "
