@@ -52,6 +52,12 @@ def create_app(config: dict | None = None) -> Flask:
                            status=414)
 
     metrics.init_app(app)
+    # C2PA signing, read from the environment now: a bad certificate or key stops the start, before any face.
+    from facegen import provenance
+
+    signer = provenance.configured_signer()
+    logging.getLogger(__name__).info("C2PA Content Credentials: %s", f"signed by {signer.subject} ({signer.origin})"
+                                     if signer else f"off (set {provenance.ENV_CERT} and {provenance.ENV_KEY})")
     batcher.init_app(app)  # micro-batchers + PNG cache for the faces, and the encoders; warms up every batch shape
     if app.extensions["facegen"].encoders:
         # The face detector is built and run once now, not on the first upload: ready means ready for photos too.

@@ -2,7 +2,8 @@
 the attribute headers (X-Attributes, X-Attributes-Explicit, X-Attributes-Matched: the vector each face used).
 
 POST /api/encode and /api/edit take an uploaded photo (app/uploads.py) and work through app/edits.py; their answers
-are never cached (``no-store``), and the photo is read before anything could touch ``request.form``/``files``."""
+are never cached (``no-store``), and the photo is read before anything could touch ``request.form``/``files``.
+POST /api/verify reads an uploaded image's provenance marks the same way (app/verify.py)."""
 
 import hashlib
 import secrets
@@ -16,6 +17,7 @@ from app.faces import (FaceInputs, FaceRequest, InterpolationRequest, interpolat
 from app.params import (EDIT_PARAMS, ENCODE_PARAMS, FACE_PARAMS, GRID_PARAMS, INTERPOLATE_PARAMS, allowed_sizes,
                         parse_choice, parse_int, parse_model, parse_psi, parse_seed, parse_seed_list, parse_size,
                         single_values)
+from app.verify import verify_upload
 from facegen import attributes
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -254,10 +256,10 @@ def edit():
     if output == "json":
         listing = edits.encode_listing(photo)
         listing.update(size=size, attrs=attributes.explicit(edited, model.attributes),
-                       images={name: edits.data_url(edits.view_png(views[name])) for name in edits.STRIP})
+                       images={name: edits.data_url(edits.view_png(views[name], model)) for name in edits.STRIP})
         response = jsonify(listing)
     else:
-        body = edits.strip_png(views) if view == "strip" else edits.view_png(views[view])
+        body = edits.strip_png(views, model) if view == "strip" else edits.view_png(views[view], model)
         response = current_app.response_class(body, mimetype="image/png")
     response.headers[ATTRIBUTES_HEADER] = ",".join(attributes.on_names(edited, model.attributes))
     response.headers[EXPLICIT_HEADER] = attributes.explicit(edited, model.attributes)
@@ -266,3 +268,11 @@ def edit():
     response.headers[FACES_FOUND_HEADER] = str(photo.faces_found)
     response.headers[FACE_BOX_HEADER] = ",".join(f"{v:.1f}" for v in photo.face.box)
     return no_store(response)
+
+
+@api.post("/verify")
+@admission.admitted("upload")  # an upload like an edit's: the same slots, limits and in-memory reading
+def verify():
+    """What provenance marks an uploaded image carries: metadata, credentials, watermark (app/verify.py)."""
+    query_values(())  # no parameters: an unknown one is a 400 naming it
+    return no_store(jsonify(verify_upload(uploads.read_upload(request))))

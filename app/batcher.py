@@ -32,7 +32,7 @@ import numpy as np
 from app import metrics
 from app.cache import PngCache, face_key
 from app.errors import ApiError
-from app.faces import FaceRequest, encode_png, face_inputs, to_image
+from app.faces import FaceRequest, encode_png, face_inputs, face_mark, to_image
 from app.models import Model
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ class EncodeBatcher(_Batcher):
 
 
 def encode_face(request: FaceRequest, pixels: np.ndarray) -> bytes:
-    return encode_png(to_image(pixels, request.output_size))
+    return encode_png(to_image(pixels, request.output_size), face_mark(request))
 
 
 class FaceRenderer:

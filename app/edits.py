@@ -26,7 +26,7 @@ from PIL import Image
 from app.errors import ApiError
 from app.faces import FaceInputs, encode_png, to_image
 from app.models import Model
-from facegen import attributes, framing
+from facegen import attributes, framing, provenance
 
 THRESHOLD = attributes.ON_THRESHOLD  # an attribute the encoder gives at least this probability is "on" as found
 # The encoder's latent is rounded to this many decimals before it reaches the generator: a photo encoded in a batch
@@ -146,13 +146,16 @@ def render_views(photo: EncodedPhoto, edited: np.ndarray, views, size: int, batc
     return {name: np.asarray(to_image(pixels, size)) for name, pixels in shown.items()}
 
 
-def strip_png(views: dict[str, np.ndarray]) -> bytes:
+def strip_png(views: dict[str, np.ndarray], model: Model) -> bytes:
     """framed | rebuilt | edited side by side, no gaps: one PNG three faces wide."""
-    return view_png(np.concatenate([views[name] for name in STRIP], axis=1))
+    return view_png(np.concatenate([views[name] for name in STRIP], axis=1), model)
 
 
-def view_png(pixels: np.ndarray) -> bytes:
-    return encode_png(Image.fromarray(np.ascontiguousarray(pixels), "RGB"))
+def view_png(pixels: np.ndarray, model: Model) -> bytes:
+    """Every view is marked as made from a photo with a trained model (facegen/provenance.py), the framed one too:
+    it is the service's output, warped by a trained detector's landmarks."""
+    return encode_png(Image.fromarray(np.ascontiguousarray(pixels), "RGB"),
+                      provenance.from_photo(model.name, model.version, "edit"))
 
 
 def data_url(png: bytes) -> str:

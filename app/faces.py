@@ -2,10 +2,10 @@
 
 Plain functions on plain values; the HTTP layer only parses queries into :class:`FaceRequest` and sends bytes.
 Determinism is the rule: the same request gives the same bytes in every process (seeded legacy NumPy stream,
-graph-side rounding to uint8, fixed encoder settings, no timestamps or text chunks in the files).
+graph-side rounding to uint8, fixed encoder settings, no timestamps in the files; the one text chunk is the
+provenance XMP, fixed for a given face: facegen/provenance.py).
 """
 
-import io
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -17,7 +17,7 @@ from PIL import Image
 from app import limits
 from app.errors import ApiError
 from app.models import Model
-from facegen import attributes
+from facegen import attributes, provenance
 
 # Lanczos rather than nearest: a GAN face is a small photograph, not pixel art, and nearest-neighbour blocks
 # look worse than a smooth enlargement; Lanczos also antialiases when a size below the native one is asked for.
@@ -129,16 +129,20 @@ def to_image(pixels: np.ndarray, size: int) -> Image.Image:
     return image
 
 
-def encode_png(image: Image.Image) -> bytes:
-    # Pillow writes no tIME/tEXt chunks unless asked, and fixed settings keep the zlib stream identical.
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
+def encode_png(image: Image.Image, mark: provenance.Mark) -> bytes:
+    """Every PNG the service sends is made here, marked as synthetic (facegen/provenance.py: XMP, watermark,
+    C2PA when configured). Pillow writes no tIME/tEXt chunks unless asked, and fixed settings keep the zlib stream
+    identical."""
+    return provenance.encode(image, "png", mark, {"optimize": False, "compress_level": PNG_COMPRESS_LEVEL})
+
+
+def face_mark(request: FaceRequest) -> provenance.Mark:
+    return provenance.generated(request.model.name, request.model.version, [request.seed], "face")
 
 
 def render_png(request: FaceRequest) -> bytes:
     """One face as PNG bytes: the seam where an LRU cache of encoded faces can sit."""
-    return encode_png(to_image(render_faces([request])[0], request.output_size))
+    return encode_png(to_image(render_faces([request])[0], request.output_size), face_mark(request))
 
 
 def grid_shape(count: int) -> tuple[int, int]:
@@ -153,7 +157,8 @@ def render_grid_png(requests: Sequence[FaceRequest], cell_size: int) -> bytes:
     for index, pixels in enumerate(render_faces(requests)):
         row, column = divmod(index, columns)
         canvas.paste(to_image(pixels, cell_size), (column * cell_size, row * cell_size))
-    return encode_png(canvas)
+    model = requests[0].model
+    return encode_png(canvas, provenance.generated(model.name, model.version, [r.seed for r in requests], "grid"))
 
 
 def slerp(start: np.ndarray, end: np.ndarray, t: float) -> np.ndarray:
@@ -200,18 +205,20 @@ def render_animation(request: InterpolationRequest) -> bytes:
     noise, attrs = interpolation_inputs(request)
     size = request.size or request.model.resolution
     frames = [to_image(pixels, size) for pixels in request.model.generate(noise, attrs)]
-    return encode_animation(frames, request.format)
+    mark = provenance.generated(request.model.name, request.model.version, [request.start_seed, request.end_seed],
+                                "interpolation")
+    return encode_animation(frames, request.format, mark)
 
 
-def encode_animation(frames: Sequence[Image.Image], fmt: str,
+def encode_animation(frames: Sequence[Image.Image], fmt: str, mark: provenance.Mark,
                      frame_milliseconds: int = limits.FRAME_MILLISECONDS) -> bytes:
-    buffer = io.BytesIO()
-    options = {"save_all": True, "append_images": list(frames[1:]), "duration": frame_milliseconds, "loop": 0}
+    """Every animation the service sends is made here, marked like encode_png's PNGs."""
+    options = {"duration": frame_milliseconds, "loop": 0}
     if fmt == "gif":
-        frames[0].save(buffer, format="GIF", optimize=False, **options)
+        options["optimize"] = False
     elif fmt == "webp":
         # Lossless: faces are small, and lossy WebP smears the fine detail that makes a morph worth watching.
-        frames[0].save(buffer, format="WEBP", lossless=True, method=4, **options)
+        options.update(lossless=True, method=4)
     else:
         raise ValueError(f"unknown animation format {fmt!r}")
-    return buffer.getvalue()
+    return provenance.encode(frames, fmt, mark, options)

@@ -173,6 +173,15 @@ def build_document() -> dict:
                                              "images": {"type": "object", "description": "framed, rebuilt and "
                                                         "edited as data:image/png;base64 URLs."}}}]}}}},
                  **UPLOAD_ERRORS}, "editPhoto", PHOTO_BODY)},
+            "/api/verify": {"post": operation(
+                "The provenance marks an uploaded image carries (docs/SERVICE.md, \"Provenance marks\"): its XMP "
+                "metadata (IPTC digital source type, model, seeds), its C2PA Content Credentials (present, signature "
+                "valid, signer trusted) and the invisible watermark. Upload rules as for /api/edit, GIF accepted "
+                "too (as multipart/form-data); nothing is stored.", (),
+                {"200": json_response("The marks found (`Cache-Control: no-store`); `synthetic`: whether any says "
+                                      "the image is facegen's."),
+                 **{code: response for code, response in UPLOAD_ERRORS.items() if code not in ("404", "422")}},
+                "verifyImage", PHOTO_BODY)},
             "/api/models": {"get": operation(
                 "The models served, with their manifests and attribute_sampling: `table` (open attributes drawn "
                 "as whole training rows) or `independent` (each from its frequency; models exported without a "

@@ -7,7 +7,7 @@ everything that writes through them (the API, ``python -m facegen generate``); :
 What is marked (docs/SERVICE.md, "Provenance marks"):
 
 - XMP, in the file's own XMP slot (PNG iTXt ``XML:com.adobe.xmp``, WebP ``XMP `` chunk, GIF "XMP Data" application
-  extension): IPTC's ``Iptc4xmpExt:DigitalSourceType`` (``trainedAlgorithmicMedia`` for generated faces, grids and
+  extension, JPEG APP1): IPTC's ``Iptc4xmpExt:DigitalSourceType`` (``trainedAlgorithmicMedia`` for generated faces, grids and
   interpolations; ``compositeWithTrainedAlgorithmicMedia`` for anything made from an uploaded photo), IPTC's
   ``AISystemUsed`` / ``AISystemVersionUsed`` (the model and its version), and the seeds in facegen's own namespace.
   Deterministic: the same image and mark give the same bytes.
@@ -460,6 +460,9 @@ def encode(frames: Image.Image | Sequence[Image.Image], fmt: str, mark: Mark, sa
     elif fmt == "gif":
         frames[0].save(buffer, format="GIF", **options)
         data = _gif_with_xmp(buffer.getvalue(), packet)
+    elif fmt == "jpeg":
+        frames[0].save(buffer, format="JPEG", xmp=packet.encode("ascii"), **options)
+        data = buffer.getvalue()
     else:
         raise ValueError(f"unknown image format {fmt!r}")
     signer = configured_signer() if signer is _SIGNER_UNSET else signer
