@@ -248,15 +248,17 @@ def edit():
     if output == "json" and "view" in values:
         raise ApiError("view applies to format=png only: format=json returns every view", allowed=["png"])
     view = parse_choice(values.get("view"), "view", list(edits.VIEWS))
+    method = parse_choice(values.get("method"), "method", list(edits.METHODS)) if "method" in values \
+        else edits.DEFAULT_METHOD
     photo = encoded_upload(model)
     edited = edits.edited_vector(photo, constraints)
-    wanted = edits.STRIP if view == "strip" or output == "json" else (view,)
+    wanted = edits.JSON_VIEWS if output == "json" else edits.STRIP if view == "strip" else (view,)
     views = edits.render_views(photo, edited, wanted, size, current_app.extensions["facegen_renderer"].batchers[
-        model.name])
+        model.name], method)
     if output == "json":
         listing = edits.encode_listing(photo)
-        listing.update(size=size, attrs=attributes.explicit(edited, model.attributes),
-                       images={name: edits.data_url(edits.view_png(views[name], model)) for name in edits.STRIP})
+        listing.update(size=size, attrs=attributes.explicit(edited, model.attributes), method=method,
+                       images={name: edits.data_url(edits.view_png(views[name], model)) for name in edits.JSON_VIEWS})
         response = jsonify(listing)
     else:
         body = edits.strip_png(views, model) if view == "strip" else edits.view_png(views[view], model)

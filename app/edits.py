@@ -6,7 +6,14 @@
       -> encoder (app/batcher.py's EncodeBatcher: concurrent uploads share a call) -> noise, attribute probabilities
       -> found vector: each attribute on where its probability is at least THRESHOLD (0.5)
       -> edited vector: the query's constraints (``Smiling`` on, ``-Eyeglasses`` off) over the found vector
-      -> generator (the model's MicroBatcher, raw pixels): rebuilt = G(noise, found), edited = G(noise, edited)
+      -> generator (the model's MicroBatcher, raw pixels): rebuilt = G(noise, found), generated = G(noise, edited)
+      -> edited face, by ``method``: ``photo`` (the default) applies the edit as a change to the framed photo,
+         framed + mask * (generated - rebuilt), the mask being where the generator's two faces differ, so the rest
+         of the face stays the person's own; ``generator`` is the generated face itself (the encoder's rebuild,
+         edited: another person more often than not, see docs/SERVICE.md's identity figures)
+      -> the whole photo (view=photo): the change (edited - framed, feathered at the framed square's edge) warped
+         back through the inverse of the framing similarity and added to the upright photo, downscaled first to
+         at most PHOTO_MAX_SIDE (facegen.framing.unframe_change)
 
 Nothing here keeps a photo: no file, no cache entry, no log line. The same photo and query give the same bytes (the
 detector, the warp, the encoder and the generator are deterministic on one machine, and the encoder's outputs are
@@ -18,7 +25,7 @@ from __future__ import annotations
 import base64
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -34,8 +41,23 @@ THRESHOLD = attributes.ON_THRESHOLD  # an attribute the encoder gives at least t
 # bits from ever reaching the pixels. 1e-4 is far below what moves a generated pixel by one level.
 NOISE_DECIMALS = 4
 PROBABILITY_DECIMALS = 3  # probabilities as reported (header and JSON)
-VIEWS = ("edited", "rebuilt", "framed", "strip")  # what /api/edit?view= returns; strip = framed | rebuilt | edited
+VIEWS = ("edited", "rebuilt", "framed", "strip", "photo")  # /api/edit?view=; strip = framed | rebuilt | edited
 STRIP = ("framed", "rebuilt", "edited")
+JSON_VIEWS = STRIP + ("photo",)  # format=json's images
+METHODS = ("photo", "generator")  # /api/edit?method=, how the edited face is made (module docstring)
+DEFAULT_METHOD = "photo"  # chosen by the identity and edit figures in docs/SERVICE.md
+# The whole-photo view is returned at the upright photo's own size, downscaled (Lanczos) so that its longer side is
+# at most this: a 12 MP phone photo would be a 20 MB PNG, and the edited face is 64-128 px of detail anyway.
+PHOTO_MAX_SIDE = 1024
+# The change mask of method=photo, in fractions of the framed side (so the same at 64 and 128 px) and pixel levels:
+# the generator's two faces are compared after a blur of CHANGE_BLUR (their pixel noise is not an edit), the mask
+# rises from 0 at CHANGE_LOW levels of mean absolute difference to 1 at CHANGE_HIGH, and is blurred again by
+# CHANGE_FEATHER so its edge is soft. The whole-photo view fades the change out over FRAME_FEATHER of the side at
+# the framed square's edge, so no seam shows where the square ends in the photo.
+CHANGE_BLUR = 1 / 48
+CHANGE_LOW, CHANGE_HIGH = 4.0, 16.0
+CHANGE_FEATHER = 1 / 32
+FRAME_FEATHER = 1 / 8
 
 
 class NoFace(ApiError):
@@ -64,6 +86,7 @@ class EncodedPhoto:
     model: Model
     width: int  # the upright photo's size
     height: int
+    pixels: np.ndarray = field(repr=False)  # uint8 [height, width, 3], the upright photo (this request's; not kept)
     face: framing.Face  # the face used: the largest
     faces_found: int
     framed: np.ndarray  # uint8 [S, S, 3], what the encoder saw
@@ -116,7 +139,8 @@ def encode_photo(pixels: np.ndarray, model: Model, encoder) -> EncodedPhoto:
     noise, probabilities = encoder.result(framed)
     noise = np.round(np.asarray(noise, np.float64), NOISE_DECIMALS).astype(np.float32)
     probabilities = np.clip(np.asarray(probabilities, np.float32), 0.0, 1.0)
-    return EncodedPhoto(model, int(pixels.shape[1]), int(pixels.shape[0]), face, count, framed, noise, probabilities)
+    return EncodedPhoto(model, int(pixels.shape[1]), int(pixels.shape[0]), pixels, face, count, framed, noise,
+                        probabilities)
 
 
 def edited_vector(photo: EncodedPhoto, constraints: tuple[str, ...] | None) -> np.ndarray:
@@ -125,25 +149,79 @@ def edited_vector(photo: EncodedPhoto, constraints: tuple[str, ...] | None) -> n
     return np.where(fixed, values, photo.found).astype(np.float32)
 
 
-def render_views(photo: EncodedPhoto, edited: np.ndarray, views, size: int, batcher) -> dict[str, np.ndarray]:
-    """The requested views as uint8 RGB [size, size, 3]: ``framed`` (the encoder's input), ``rebuilt``
-    (G(noise, found)) and ``edited`` (G(noise, edited)). The faces go through ``batcher`` (the model's
-    MicroBatcher) as raw pixels, submitted together so they share a call; an edit that changes nothing is the
-    rebuilt face, generated once."""
+def _blur(values: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of a float [S, S] array along both axes (edges reflected); sigma in pixels."""
+    radius = max(1, math.ceil(3 * sigma))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / max(sigma, 1e-6)) ** 2)
+    taps /= taps.sum()
+    padded = np.pad(values, radius, mode="symmetric")
+    rows = np.apply_along_axis(np.convolve, 1, padded, taps, mode="valid")
+    return np.apply_along_axis(np.convolve, 0, rows, taps, mode="valid")
+
+
+def change_mask(generated: np.ndarray, rebuilt: np.ndarray) -> np.ndarray:
+    """float32 [S, S] in 0..1: where the generator's edited face differs from its rebuilt one (method=photo)."""
+    side = generated.shape[0]
+    difference = np.abs(generated.astype(np.float64) - rebuilt.astype(np.float64)).mean(axis=2)
+    difference = _blur(difference, CHANGE_BLUR * side)
+    mask = np.clip((difference - CHANGE_LOW) / (CHANGE_HIGH - CHANGE_LOW), 0.0, 1.0)
+    return np.clip(_blur(mask, CHANGE_FEATHER * side), 0.0, 1.0).astype(np.float32)
+
+
+def photo_edit(framed: np.ndarray, generated: np.ndarray, rebuilt: np.ndarray) -> np.ndarray:
+    """method=photo: the framed photo plus the generator's change, where it changes things; uint8 [S, S, 3]."""
+    change = change_mask(generated, rebuilt)[..., None] * (generated.astype(np.float32) - rebuilt.astype(np.float32))
+    return np.clip(np.round(framed.astype(np.float32) + change), 0, 255).astype(np.uint8)
+
+
+def whole_photo(photo: EncodedPhoto, edited_face: np.ndarray) -> np.ndarray:
+    """The upright photo (longer side at most PHOTO_MAX_SIDE) with the edit put back: the change from the framed
+    face to ``edited_face`` (both at the model's resolution), feathered at the square's edge, warped back through
+    the inverse of the framing similarity and added (facegen.framing.unframe_change). uint8 [H, W, 3]."""
+    pixels, landmarks = photo.pixels, photo.face.landmarks
+    height, width = pixels.shape[:2]
+    if max(height, width) > PHOTO_MAX_SIDE:
+        scale = PHOTO_MAX_SIDE / max(height, width)
+        new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        pixels = np.asarray(Image.fromarray(pixels).resize(new_size, Image.Resampling.LANCZOS))
+        landmarks = landmarks * np.array([new_size[0] / width, new_size[1] / height])
+    side = edited_face.shape[0]
+    feather = framing.border_feather(side, FRAME_FEATHER * side)[..., None]
+    change = (edited_face.astype(np.float32) - photo.framed.astype(np.float32)) * feather
+    return framing.unframe_change(pixels, change, landmarks, photo.model.encoder.template)
+
+
+def render_views(photo: EncodedPhoto, edited: np.ndarray, views, size: int, batcher,
+                 method: str = DEFAULT_METHOD) -> dict[str, np.ndarray]:
+    """The requested views as uint8 RGB: ``framed`` (the encoder's input), ``rebuilt`` (G(noise, found)) and
+    ``edited`` (by ``method``, see the module docstring) at [size, size, 3], and ``photo`` (the whole upright photo
+    with the edit, see :func:`whole_photo`) at the photo's own size. The faces go through ``batcher`` (the model's
+    MicroBatcher) as raw pixels, submitted together so they share a call; equal vectors are generated once."""
     wanted = set(views)
+    needs_edit = bool(wanted & {"edited", "photo"})
     vectors = {}
-    if "rebuilt" in wanted:
+    if "rebuilt" in wanted or (needs_edit and method == "photo"):
         vectors["rebuilt"] = photo.found
-    if "edited" in wanted:
-        vectors["edited"] = edited
+    if needs_edit:
+        vectors["generated"] = edited
     futures = {}
     for name, vector in vectors.items():
         same = next((other for other, f in futures.items() if np.array_equal(vectors[other], vector)), None)
         futures[name] = futures[same] if same else batcher.submit(
             PhotoFace(photo.model, FaceInputs(photo.noise, vector, None)), finish=None)
+    faces = {name: np.asarray(batcher.wait(future)) for name, future in futures.items()}
     shown = {"framed": photo.framed} if "framed" in wanted else {}
-    shown.update({name: batcher.wait(future) for name, future in futures.items()})
-    return {name: np.asarray(to_image(pixels, size)) for name, pixels in shown.items()}
+    if "rebuilt" in wanted:
+        shown["rebuilt"] = faces["rebuilt"]
+    if needs_edit:
+        edited_face = faces["generated"] if method == "generator" else \
+            photo_edit(photo.framed, faces["generated"], faces["rebuilt"])
+        if "edited" in wanted:
+            shown["edited"] = edited_face
+    views = {name: np.asarray(to_image(pixels, size)) for name, pixels in shown.items()}
+    if "photo" in wanted:
+        views["photo"] = whole_photo(photo, edited_face)
+    return views
 
 
 def strip_png(views: dict[str, np.ndarray], model: Model) -> bytes:

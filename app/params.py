@@ -75,18 +75,24 @@ EDIT_ATTRS = Param("attrs", {"type": "string"},
                    "the encoder's probability is at least 0.5). Absent or empty: the photo rebuilt unchanged.",
                    "Smiling,-Eyeglasses")
 EDIT_FORMAT = Param("format", {"type": "string", "enum": ["png", "json"], "default": "png"},
-                    "png: the image chosen by view. json: the encoder's findings and all three images (framed, "
-                    "rebuilt, edited) as PNG data URLs; view is not allowed then.")
-VIEW = Param("view", {"type": "string", "enum": ["edited", "rebuilt", "framed", "strip"], "default": "edited"},
+                    "png: the image chosen by view. json: the encoder's findings and the images framed, rebuilt, "
+                    "edited and photo as PNG data URLs; view is not allowed then.")
+VIEW = Param("view", {"type": "string", "enum": ["edited", "rebuilt", "framed", "strip", "photo"],
+                      "default": "edited"},
              "edited: the face with the changes; rebuilt: the face as the encoder found it (no changes); framed: the "
              "photo's face as the encoder saw it (detected, aligned, resized); strip: framed, rebuilt and edited "
-             "side by side in one PNG three faces wide.")
+             "side by side in one PNG three faces wide; photo: the whole upright photo at its own size (longer side "
+             "at most 1024 px) with the edited face put back in place (size does not apply).")
+METHOD = Param("method", {"type": "string", "enum": ["photo", "generator"], "default": "photo"},
+               "How the edited face is made. photo: the edit applied as a change to the framed photo, where the "
+               "generator's edited and rebuilt faces differ (keeps the person); generator: the generator's edited "
+               "face itself.")
 
 FACE_PARAMS = (MODEL, SEED, ATTRS, PSI, SIZE)
 GRID_PARAMS = (MODEL, SEEDS, COUNT, START, ATTRS, PSI, CELL_SIZE, GRID_FORMAT)
 INTERPOLATE_PARAMS = (MODEL, FROM, TO, STEPS, ATTRS, FROM_ATTRS, TO_ATTRS, PSI, CELL_SIZE, ANIMATION_FORMAT)
 ENCODE_PARAMS = (ENCODING_MODEL,)
-EDIT_PARAMS = (ENCODING_MODEL, EDIT_ATTRS, SIZE, EDIT_FORMAT, VIEW)
+EDIT_PARAMS = (ENCODING_MODEL, EDIT_ATTRS, SIZE, EDIT_FORMAT, VIEW, METHOD)
 GALLERY_PARAMS = (MODEL, Param("seed", SEED_SCHEMA, "First seed shown."),
                   Param("attrs", ATTRS.schema, "Attribute toggles preset on (`Name`) or off (`-Name`); the rest are "
                         "'any'.", "Male,-Smiling"), PSI)

@@ -218,6 +218,12 @@ def check_template(template) -> np.ndarray:
     return template
 
 
+def framing_transform(landmarks, template, size: int) -> np.ndarray:
+    """The 2x3 similarity carrying photo pixels onto a ``size`` x ``size`` framed face: the one :func:`frame_face`
+    warps with and :func:`unframe_change` inverts."""
+    return similarity_transform(landmarks, check_template(template) * int(size))
+
+
 def frame_face(rgb, landmarks, template, size: int, border: str = "reflect") -> np.ndarray:
     """Warp a uint8 RGB image [H, W, 3] so that ``landmarks`` ([5, 2], image pixels) land on ``template * size`` in a
     ``size`` x ``size`` output; returns the output as uint8 [size, size, 3].
@@ -235,7 +241,7 @@ def frame_face(rgb, landmarks, template, size: int, border: str = "reflect") -> 
         raise ValueError(f"size must be at least 1, got {size}")
     if border not in ("reflect", "edge", "constant"):
         raise ValueError(f"border must be 'reflect', 'edge' or 'constant', got {border!r}")
-    forward = similarity_transform(landmarks, template * size)  # photo -> output
+    forward = framing_transform(landmarks, template, size)  # photo -> output
     linear = forward[:, :2]
     scale = math.sqrt(abs(np.linalg.det(linear)))
     inverse_linear = np.linalg.inv(linear)
@@ -282,6 +288,55 @@ def frame_face(rgb, landmarks, template, size: int, border: str = "reflect") -> 
     framed = region.transform((size, size), Image.Transform.AFFINE, coefficients, Image.Resampling.BICUBIC,
                               fillcolor=(0, 0, 0))
     return np.asarray(framed, dtype=np.uint8).copy()
+
+
+def border_feather(size: int, width: float) -> np.ndarray:
+    """float32 [size, size] weights: 1 inside, falling smoothly (smoothstep) to 0 over ``width`` pixels at each edge
+    of the square, so that whatever is multiplied by it fades out before the framed square's edge."""
+    centres = np.arange(size, dtype=np.float64) + 0.5
+    distance = np.minimum(centres, size - centres)  # to the nearest edge, along one axis
+    t = np.clip(distance / max(float(width), 1e-6), 0.0, 1.0)
+    ramp = t * t * (3.0 - 2.0 * t)
+    return np.outer(ramp, ramp).astype(np.float32)
+
+
+def unframe_change(rgb, change, landmarks, template) -> np.ndarray:
+    """The inverse of :func:`frame_face` for an edit: ``change`` (float [S, S, 3], pixel levels, in the framed face's
+    coordinates, S its side) is warped back through the inverse of the framing similarity onto the photo ``rgb``
+    (uint8 [H, W, 3]) and added to it; returns the photo, same size, as uint8 (rounded half to even, clipped).
+
+    Only the change travels, not the framed face: the photo keeps its own resolution and detail everywhere, and
+    where the change is zero (outside the framed square, or where the edit touched nothing) its pixels are exactly
+    the photo's. The change is sampled bilinearly (Pillow, per channel) at each photo pixel's centre; a change that does not fade to zero
+    at the square's edge would show a seam there (multiply by :func:`border_feather` first).
+    """
+    rgb = _check_rgb(rgb)
+    change = np.asarray(change, dtype=np.float32)
+    if change.ndim != 3 or change.shape[0] != change.shape[1] or change.shape[2] != 3:
+        raise ValueError(f"expected a square change [S, S, 3], got {list(change.shape)}")
+    size = change.shape[0]
+    forward = framing_transform(landmarks, template, size)  # photo -> framed
+    linear = forward[:, :2]
+    inverse_linear = np.linalg.inv(linear)
+    inverse = np.hstack([inverse_linear, (-inverse_linear @ forward[:, 2])[:, None]])  # framed -> photo
+    height, width = rgb.shape[:2]
+    corners = apply_transform(inverse, [[0, 0], [size, 0], [0, size], [size, size]])
+    x0, y0 = (max(0, int(v)) for v in np.floor(corners.min(axis=0)))
+    x1, y1 = np.ceil(corners.max(axis=0)).astype(int)
+    x1, y1 = min(width, int(x1)), min(height, int(y1))
+    out = rgb.copy()
+    if x0 >= x1 or y0 >= y1:
+        return out
+    # Pillow samples the input at (a*x + b*y + c, d*x + e*y + f) for each output pixel's centre, in the continuous
+    # coordinates used here: the box's pixel (x, y) is the photo's (x + x0, y + y0), carried into the framed square.
+    coefficients = (forward[0, 0], forward[0, 1], forward[0, 0] * x0 + forward[0, 1] * y0 + forward[0, 2],
+                    forward[1, 0], forward[1, 1], forward[1, 0] * x0 + forward[1, 1] * y0 + forward[1, 2])
+    sampled = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(change[..., channel]), "F").transform(
+        (x1 - x0, y1 - y0), Image.Transform.AFFINE, coefficients, Image.Resampling.BILINEAR, fillcolor=0.0))
+        for channel in range(3)], axis=2)
+    region = out[y0:y1, x0:x1].astype(np.float32) + sampled
+    out[y0:y1, x0:x1] = np.clip(np.round(region), 0, 255).astype(np.uint8)
+    return out
 
 
 # --- the template -----------------------------------------------------------------------------------------------------

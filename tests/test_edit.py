@@ -174,17 +174,20 @@ def test_same_photo_and_query_same_bytes(encoder_client, celeba_photo):
     assert ok(post(encoder_client, "/api/edit?attrs=Male&view=strip&size=64", celeba_photo(2))).data != first
 
 
-def test_attributes_reach_the_generator_and_no_change_is_the_rebuilt_face(encoder_client, celeba_photo):
+def test_attributes_reach_the_generator_and_no_change_is_the_photo_itself(encoder_client, celeba_photo):
     photo = celeba_photo(3)
     rebuilt = ok(post(encoder_client, "/api/edit?view=rebuilt", photo))
+    framed = ok(post(encoder_client, "/api/edit?view=framed", photo)).data
     found = rebuilt.headers["X-Attributes-Found"]
-    # No attrs, an empty attrs, or attrs naming exactly what was found: the rebuilt face itself.
-    for query in ("", "?attrs=", f"?attrs={found}"):
-        edited = ok(post(encoder_client, "/api/edit" + query, photo))
-        assert edited.data == rebuilt.data, query
+    # No attrs, an empty attrs, or attrs naming exactly what was found: the framed photo itself (method=photo, the
+    # default, adds only what the generator changes), the rebuilt face with method=generator.
+    for query in ("", "attrs=", f"attrs={found}"):
+        edited = ok(post(encoder_client, "/api/edit?" + query, photo))
+        assert edited.data == framed, query
         assert edited.headers["X-Attributes-Explicit"] == found
+        assert ok(post(encoder_client, f"/api/edit?method=generator&{query}", photo)).data == rebuilt.data, query
     # Each attribute flipped from its found state changes the face.
-    faces = {rebuilt.data}
+    faces = {framed}
     for name, state in zip(ENCODER_ATTRIBUTES, found.split(",")):
         flipped = name if state.startswith("-") else "-" + name
         edited = ok(post(encoder_client, f"/api/edit?attrs={flipped}", photo))
@@ -249,6 +252,7 @@ def test_format_json_holds_every_view_and_the_findings(encoder_client, celeba_ph
     (f"attrs=Young&model={TINY_MODEL}", 400, "cannot encode photos"),
     ("size=100", 400, "size must be one of"),
     ("view=side", 400, "view must be one of"),
+    ("method=gan", 400, "method must be one of"),
     ("format=gif", 400, "format must be one of"),
     ("atrs=Male", 400, "unknown query parameter 'atrs'"),
     ("model=nobody", 404, "unknown model 'nobody'"),

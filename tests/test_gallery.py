@@ -318,7 +318,7 @@ def test_narrow_screen_has_no_horizontal_scroll(browser, server_url, tmp_path):
 # --- Edit a photo ---------------------------------------------------------------------------------------------------
 
 EDIT_SCREENSHOT = Path("/tmp/gallery-edit.png")  # the panel with a real photo, for a person to look at
-EDIT_IMAGES = ("#edit-framed", "#edit-rebuilt", "#edit-edited")
+EDIT_IMAGES = ("#edit-framed", "#edit-rebuilt", "#edit-edited", "#edit-photo")
 
 
 @pytest.fixture(scope="module")
@@ -378,9 +378,10 @@ def test_edit_a_photo_panel(page, edit_server_url, celeba_photo):
     assert request.headers["content-type"].startswith("multipart/form-data")
     wait_edit_faces(page)
     sizes = page.eval_on_selector_all(",".join(EDIT_IMAGES), "imgs => imgs.map(i => i.naturalWidth)")
-    assert sizes == [256, 256, 256]
-    # Nothing changed yet: the edited face is the rebuilt one; the toggles show how sure the encoder is.
-    assert page.get_attribute("#edit-edited", "src") == page.get_attribute("#edit-rebuilt", "src")
+    assert sizes == [256, 256, 256, 128]  # the faces at 256 px; the whole photo at its own size (CelebA-HQ's 128)
+    # Nothing changed yet: the edited face is the framed photo (the edit is a change to the photo); the toggles
+    # show how sure the encoder is.
+    assert page.get_attribute("#edit-edited", "src") == page.get_attribute("#edit-framed", "src")
     shown = {t["attr"]: t["prob"].split() for t in page.eval_on_selector_all(
         "#edit-boxes .toggle", "els => els.map(e => ({attr: e.dataset.attr, prob: e.querySelector('.prob')"
         ".textContent}))")}
@@ -415,6 +416,15 @@ def test_edit_a_photo_panel(page, edit_server_url, celeba_photo):
                                  headers={"Content-Type": "image/jpeg"}, method="POST")
     with urllib.request.urlopen(api, timeout=60) as response:
         assert edited == "data:image/png;base64," + __import__("base64").b64encode(response.read()).decode()
+    # The whole photo with the edit in it: shown, and offered for download, the API's view=photo bytes.
+    assert page.is_visible("#edit-photo") and page.is_visible("#edit-photo-download")
+    whole = page.get_attribute("#edit-photo", "src")
+    assert page.get_attribute("#edit-photo-download", "href") == whole
+    assert page.get_attribute("#edit-photo-download", "download") == f"photo-edited-{ENCODER_MODEL}-{name}.png"
+    api = urllib.request.Request(f"{edit_server_url}/api/edit?attrs={name}&view=photo", data=celeba_photo(0),
+                                 headers={"Content-Type": "image/jpeg"}, method="POST")
+    with urllib.request.urlopen(api, timeout=60) as response:
+        assert whole == "data:image/png;base64," + __import__("base64").b64encode(response.read()).decode()
     page.locator("#edit").scroll_into_view_if_needed()
     page.screenshot(path=str(EDIT_SCREENSHOT), full_page=False)
     print(f"\nedit panel screenshot: {EDIT_SCREENSHOT}")
@@ -425,16 +435,17 @@ def test_edit_a_photo_panel(page, edit_server_url, celeba_photo):
     drop_file(page, flat.getvalue(), "wall.png", "image/png")
     page.wait_for_function("() => document.getElementById('edit-status').textContent.includes('no face found')")
     assert page.get_attribute("#edit-edited", "src") is None and not page.is_visible("#edit-download")
+    assert not page.is_visible("#edit-photo") and not page.is_visible("#edit-photo-download")
     assert "error" in page.get_attribute("#edit-status", "class")
     # Drop a real portrait: faces again, the change kept.
     drop_file(page, celeba_photo(1), "portrait.jpg", "image/jpeg")
     wait_edit_faces(page)
     assert page.get_attribute(edit_toggle(name), "data-state") == "on"
     assert page.get_attribute("#edit-framed", "src") != framed
-    # "all as found" clears the changes: edited = rebuilt again.
+    # "all as found" clears the changes: edited = the framed photo again.
     page.click("#edit-reset")
     page.wait_for_function("() => document.getElementById('edit-edited').src === "
-                           "document.getElementById('edit-rebuilt').src")
+                           "document.getElementById('edit-framed').src")
     errors = [e for e in page.console_errors if "status of 422" not in e]  # the refused wall, logged by Chromium
     assert errors == []
 

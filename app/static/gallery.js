@@ -321,8 +321,9 @@ function showEditStatus(message, isError) {
 }
 
 function clearEditFaces() {
-  for (const id of ["edit-framed", "edit-rebuilt", "edit-edited"]) $(id).removeAttribute("src");
+  for (const id of ["edit-framed", "edit-rebuilt", "edit-edited", "edit-photo"]) $(id).removeAttribute("src");
   $("edit-download").hidden = true;
+  $("edit-photo-download").hidden = true;
   $("edit-summary").textContent = "";
 }
 
@@ -368,6 +369,12 @@ async function runEdit() {
     const download = $("edit-download");
     download.href = body.images.edited;
     download.download = `edited-${model.name}${editAttrsParam() ? "-" + editAttrsParam() : ""}.png`;
+    // The whole photo, the edited face put back where it was found (the photo's own size, at most 1024 px).
+    $("edit-photo").src = body.images.photo;
+    const photoDownload = $("edit-photo-download");
+    photoDownload.href = body.images.photo;
+    photoDownload.download = `photo-edited-${model.name}${editAttrsParam() ? "-" + editAttrsParam() : ""}.png`;
+    photoDownload.hidden = false;
     download.hidden = false;
     syncEditToggles();
     $("edit-summary").textContent = describeEdit(body);
