@@ -32,7 +32,7 @@ import numpy as np
 from app import metrics
 from app.cache import PngCache, face_key
 from app.errors import ApiError
-from app.faces import FaceRequest, encode_png, face_inputs, face_mark, to_image
+from app.faces import FaceRequest, encode_jpeg, encode_png, face_inputs, face_mark, to_image
 from app.models import Model
 
 log = logging.getLogger(__name__)
@@ -269,8 +269,16 @@ class EncodeBatcher(_Batcher):
         return [(noise[row], probabilities[row]) for row in range(len(photos))]
 
 
-def encode_face(request: FaceRequest, pixels: np.ndarray) -> bytes:
-    return encode_png(to_image(pixels, request.output_size), face_mark(request))
+def encode_face(request: FaceRequest, pixels: np.ndarray, fmt: str = "png") -> bytes:
+    """One face's file bytes: every face /api/face sends (in the batch thread) and every file ``python -m facegen
+    generate`` writes (app/generate.py) is encoded here, so generate's files are the service's faces, byte for byte.
+    ``fmt``: "png" (what the service sends) or "jpg" (generate only)."""
+    image = to_image(pixels, request.output_size)
+    if fmt == "jpg":
+        return encode_jpeg(image, face_mark(request))
+    if fmt != "png":
+        raise ValueError(f"unknown face format {fmt!r}")
+    return encode_png(image, face_mark(request))
 
 
 class FaceRenderer:

@@ -134,6 +134,15 @@ def encode_png(image: Image.Image, mark: provenance.Mark) -> bytes:
     C2PA when configured). Pillow writes no tIME/tEXt chunks unless asked, and fixed settings keep the zlib stream
     identical."""
     return provenance.encode(image, "png", mark, {"optimize": False, "compress_level": PNG_COMPRESS_LEVEL})
+JPEG_QUALITY = 95  # generate --format jpg; fixed settings, so the same face gives the same bytes
+
+
+def encode_jpeg(image: Image.Image, mark: provenance.Mark) -> bytes:
+    """JPEG bytes with fixed settings: quality JPEG_QUALITY, no chroma subsampling (the faces are small); marked
+    like encode_png's PNGs (facegen/provenance.py)."""
+    return provenance.encode(image, "jpeg", mark, {"quality": JPEG_QUALITY, "subsampling": 0, "optimize": False})
+
+
 
 
 def face_mark(request: FaceRequest) -> provenance.Mark:

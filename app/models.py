@@ -203,19 +203,33 @@ def _default_name(models_dir: Path, candidates: list[str], configured: str | Non
                      f"write the default's name into {models_dir / DEFAULT_FILE} or set FACEGEN_MODEL")
 
 
-def load_models(models_dir, default: str | None = None) -> ModelRegistry:
-    """Load and warm up every model folder; the default must work, a broken extra model is logged and skipped."""
+def model_folders(models_dir) -> list[str]:
+    """The model folders' names in a models directory, sorted; ModelError if the directory does not exist."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise ModelError(f"models directory {models_dir} does not exist (set FACEGEN_MODELS_DIR)")
     # Dot-folders are skipped: export stages its output in one before swapping it in.
-    candidates = sorted(p.name for p in models_dir.iterdir()
-                        if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file())
-    default = _default_name(models_dir, candidates, default)
+    return sorted(p.name for p in models_dir.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file())
+
+
+def default_model(models_dir, configured: str | None = None) -> str:
+    """The name of the model a query naming none gets: ``configured`` (FACEGEN_MODEL), else the DEFAULT file's,
+    else the only model; ModelError naming the problem when there is none or it is not there."""
+    candidates = model_folders(models_dir)
+    default = _default_name(Path(models_dir), candidates, configured)
     if default not in candidates:
         problem = "is not a valid model name" if not re.fullmatch(MODEL_NAME_PATTERN, default) else "was not found"
         raise ModelError(f"default model {default!r} {problem} in {models_dir} (a folder with {MANIFEST} and "
                          f"{SAVED_MODEL}); models there: {', '.join(candidates) or 'none'}")
+    return default
+
+
+def load_models(models_dir, default: str | None = None) -> ModelRegistry:
+    """Load and warm up every model folder; the default must work, a broken extra model is logged and skipped."""
+    models_dir = Path(models_dir)
+    default = default_model(models_dir, default)
+    candidates = model_folders(models_dir)
     models = {}
     for name in candidates:
         started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from flask import Blueprint, jsonify
 
+import facegen
 from app import edits, limits, uploads
 from app.params import EDIT_PARAMS, ENCODE_PARAMS, FACE_PARAMS, GALLERY_PARAMS, GRID_PARAMS, INTERPOLATE_PARAMS, Param
 
@@ -141,7 +142,7 @@ def build_document() -> dict:
     grid_ok["content"]["application/json"] = {"schema": face_list}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "facegen", "version": "1.0.0",
+        "info": {"title": "facegen", "version": facegen.__version__,
                  "description": "Faces from seeds and attributes. The same query always gives the same bytes."},
         "paths": {
             "/api/face": {"get": operation(

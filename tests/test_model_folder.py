@@ -123,3 +123,13 @@ def test_attribute_rules_import_nothing_of_facegen_so_the_contract_imports_them_
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     assert not {name for name in imported if name.split(".")[0] == "facegen"}
+
+
+def test_the_facegen_command_line_imports_only_serving_side_commands():
+    """``python -m facegen`` names its commands' modules (generate lives in app/, beside serving); none is training's,
+    so the one module of facegen/ that names app/ never brings the training code in."""
+    tree = ast.parse((REPO / "facegen" / "__main__.py").read_text())
+    table = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                 and any(getattr(target, "id", None) == "COMMANDS" for target in node.targets))
+    modules = [ast.literal_eval(value)[0] for value in table.values]
+    assert "app.generate" in modules and not [m for m in modules if m.split(".")[0] == "training"]

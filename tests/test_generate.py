@@ -1,0 +1,190 @@
+"""``python -m facegen generate`` (app/generate.py): the service's faces as a labelled data set in CelebAMask-HQ's
+layout, checked against the service itself (create_app), against ``training prepare`` reading it back, and for
+resuming and bad flags. The models are the real tiny exports of tests/conftest.py."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app import generate
+from tests.conftest import TABLE_ATTRIBUTES, TABLE_MODEL, TINY_MODEL
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*argv) -> int:
+    """The command in this process, as ``python -m facegen generate ARGV`` (argparse's exits become codes)."""
+    try:
+        return generate.main([str(a) for a in argv])
+    except SystemExit as stop:
+        return stop.code
+
+
+def files(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def table_model(table_models_dir, monkeypatch):
+    """Generate reads the same models directory the service does."""
+    monkeypatch.setenv("FACEGEN_MODELS_DIR", str(table_models_dir))
+    return table_models_dir / TABLE_MODEL
+
+
+QUERY = {"seed": 70, "attrs": "young,-Eyeglasses", "psi": "0.7", "size": "64"}
+
+
+def test_png_file_i_is_the_services_face_for_seed_s_plus_i(table_model, table_client, tmp_path):
+    out = tmp_path / "faces"
+    assert run("--count", 12, "--out", out, "--model", TABLE_MODEL, "--seed", QUERY["seed"], "--attrs",
+               QUERY["attrs"], "--psi", QUERY["psi"], "--size", QUERY["size"], "--no-progress") == 0
+    labels = (out / generate.ANNOTATION).read_text().splitlines()
+    assert labels[:2] == ["12", " ".join(TABLE_ATTRIBUTES)]
+    for i in range(12):
+        query = f"model={TABLE_MODEL}&seed={QUERY['seed'] + i}&attrs={QUERY['attrs']}&psi={QUERY['psi']}&size=64"
+        response = table_client.get(f"/api/face?{query}")
+        assert response.status_code == 200
+        assert (out / generate.IMAGES / f"{i}.png").read_bytes() == response.data, i
+        # The label line is the vector the service used: X-Attributes-Explicit, as 1 / -1.
+        explicit = response.headers["X-Attributes-Explicit"].split(",")
+        assert labels[2 + i].split() == [f"{i}.png"] + ["-1" if name.startswith("-") else "1" for name in explicit]
+    record = json.loads((out / generate.RECORD).read_text())
+    assert record["arguments"] == {"count": 12, "seed": 70, "attrs": "Young,-Eyeglasses", "psi": 0.7, "size": 64,
+                                   "format": "png"}
+    assert record["seeds"]["first"] == 70 and record["seeds"]["last"] == 81
+    assert record["model"]["name"] == TABLE_MODEL and len(record["model"]["manifest_sha256"]) == 64
+    manifest = json.loads((table_model / "manifest.json").read_text())
+    assert record["data_terms"]["licence"] == manifest["dataset"].get("licence")
+
+
+def test_the_same_arguments_give_byte_identical_folders(table_model, tmp_path):
+    for name in ("a", "b"):
+        assert run("--count", 20, "--out", tmp_path / name, "--seed", 3, "--format", "jpg", "--no-progress") == 0
+    first, second = files(tmp_path / "a"), files(tmp_path / "b")
+    assert len(first) == 20 + 2 and first == second
+    assert all(data[:3] == b"\xff\xd8\xff" for name, data in first.items() if name.endswith(".jpg"))
+
+
+def test_prepare_reads_the_folder_back_with_the_labels_asked_for(table_model, tmp_path):
+    from training.data import load_cache, prepare
+
+    out = tmp_path / "faces"
+    assert run("--count", 30, "--out", out, "--attrs", "Male,-Smiling", "--no-progress") == 0
+    prepare(out, tmp_path / "cache.npz", size=32, progress=False, quiet=True)
+    cache = load_cache(tmp_path / "cache.npz")
+    assert list(cache.attribute_names) == list(TABLE_ATTRIBUTES)
+    assert len(cache) == 30 and cache.meta["crop"] is None  # square faces, read whole
+    names = list(TABLE_ATTRIBUTES)
+    assert cache.attributes[:, names.index("Male")].all() and not cache.attributes[:, names.index("Smiling")].any()
+    # The open attributes came from the seeds (whole training rows), so they vary.
+    assert len({row.tobytes() for row in np.asarray(cache.attributes)}) > 1
+    # The pixels are the files' (32 px model at 32 px: nothing resampled).
+    from PIL import Image
+
+    by_name = dict(zip(cache.filenames, np.asarray(cache.images)))
+    np.testing.assert_array_equal(by_name["7.png"], np.asarray(Image.open(out / generate.IMAGES / "7.png")))
+
+
+def test_an_interrupted_run_leaves_whole_files_and_the_same_command_completes_it(table_model, tmp_path,
+                                                                                  monkeypatch, capsys):
+    argv = ("--count", 40, "--seed", 11, "--no-progress")
+    assert run(*argv, "--out", tmp_path / "whole") == 0
+
+    from app import batcher
+
+    encode = batcher.encode_face
+    written = []
+
+    def interrupted_after_17(request, pixels, fmt="png"):
+        if len(written) == 17:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the main thread, between or during files
+        written.append(request.seed)
+        return encode(request, pixels, fmt)
+
+    monkeypatch.setattr(batcher, "encode_face", interrupted_after_17)
+    part = tmp_path / "part"
+    assert run(*argv, "--out", part) == 130
+    assert "17 of 40" in capsys.readouterr().err
+    on_disk = files(part)
+    assert sorted(on_disk) == sorted([generate.RECORD] + [f"{generate.IMAGES}/{i}.png" for i in range(17)])
+    assert all(on_disk[name] == data for name, data in files(tmp_path / "whole").items() if name in on_disk)
+
+    monkeypatch.setattr(batcher, "encode_face", encode)
+    (part / generate.IMAGES / "3.png").unlink()  # a gap is filled too, not only the tail
+    assert run(*argv, "--out", part) == 0
+    assert "wrote 24 faces (16 already there)" in capsys.readouterr().out
+    assert files(part) == files(tmp_path / "whole")
+
+
+def bad(tmp_path, table_models_dir):
+    other = tmp_path / "other"
+    (other / "notes").mkdir(parents=True)
+    made = tmp_path / "made"
+    return {
+        "count negative": (["--count", "-3"], "--count"),
+        "count zero": (["--count", "0"], "--count"),
+        "count not a number": (["--count", "many"], "--count"),
+        "unknown attribute": (["--attrs", "Male,Wings"], "--attrs"),
+        "both on and off": (["--attrs", "Male,-Male"], "--attrs"),
+        "psi out of range": (["--psi", "3"], "--psi"),
+        "size not allowed": (["--size", "100"], "--size"),
+        "seed past the largest": (["--seed", str(2**32 - 1)], "--count"),
+        "seed not a number": (["--seed", "-1"], "--seed"),
+        "unknown model": (["--model", "nobody"], "--model"),
+        "unwritable folder": (["--out", str(tmp_path / "a-file" / "faces")], "--out"),
+        "folder not ours": (["--out", str(other)], "--out"),
+        "folder from other arguments": (["--out", str(made), "--seed", "1"], "--out"),
+        "format": (["--format", "gif"], "--format"),
+    }
+
+
+@pytest.mark.parametrize("case", ["count negative", "count zero", "count not a number", "unknown attribute",
+                                  "both on and off", "psi out of range", "size not allowed", "seed past the largest",
+                                  "seed not a number", "unknown model", "unwritable folder", "folder not ours",
+                                  "folder from other arguments", "format"])
+def test_bad_input_is_one_line_naming_the_flag_exit_2(case, table_model, table_models_dir, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    assert run("--count", 2, "--out", tmp_path / "made", "--no-progress") == 0
+    before = files(tmp_path / "made")
+    capsys.readouterr()
+    flags, named = bad(tmp_path, table_models_dir)[case]
+    defaults = {"--count": "2", "--out": str(tmp_path / "new")}
+    for i in range(0, len(flags), 2):
+        defaults.pop(flags[i], None)
+    argv = [*flags, *[part for pair in defaults.items() for part in pair], "--no-progress"]
+    assert run(*argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in captured.err, captured.err
+    assert captured.out == ""
+    assert files(tmp_path / "made") == before  # a refused folder is left as it was
+    assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
+
+
+def test_the_command_line_dispatches_and_help_shows_an_example():
+    done = subprocess.run([sys.executable, "-m", "facegen", "generate", "--help"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0
+    assert "python -m facegen generate --count" in done.stdout and "--attrs" in done.stdout
+    readme = (REPO / "README.md").read_text()
+    assert "python -m facegen generate --count" in readme
+
+
+def test_a_model_folder_path_works_as_well_as_a_name(tiny_models_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEGEN_MODELS_DIR", str(tmp_path / "no-models-here"))
+    assert run("--count", 3, "--out", tmp_path / "faces", "--model", tiny_models_dir / TINY_MODEL,
+               "--no-progress") == 0
+    assert json.loads((tmp_path / "faces" / generate.RECORD).read_text())["model"]["name"] == TINY_MODEL
+
+
+def test_a_set_from_the_celeba_trained_default_carries_celebas_terms(tmp_path, monkeypatch):
+    monkeypatch.delenv("FACEGEN_MODELS_DIR", raising=False)
+    monkeypatch.delenv("FACEGEN_MODEL", raising=False)
+    assert run("--count", 2, "--out", tmp_path / "faces", "--no-progress") == 0  # the repository's default model
+    record = json.loads((tmp_path / "faces" / generate.RECORD).read_text())
+    assert record["model"]["name"] == (REPO / "models" / "DEFAULT").read_text().strip()
+    assert "non-commercial" in record["data_terms"]["licence"] and "carry its terms" in record["data_terms"]["note"]
