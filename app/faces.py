@@ -17,11 +17,8 @@ from PIL import Image
 from app import limits
 from app.errors import ApiError
 from app.models import Model
-from facegen import attributes, provenance
+from facegen import attributes, model_folder, provenance
 
-# Lanczos rather than nearest: a GAN face is a small photograph, not pixel art, and nearest-neighbour blocks
-# look worse than a smooth enlargement; Lanczos also antialiases when a size below the native one is asked for.
-RESAMPLE = Image.Resampling.LANCZOS
 PNG_COMPRESS_LEVEL = 6
 
 
@@ -123,10 +120,7 @@ def render_faces(requests: Sequence[FaceRequest]) -> np.ndarray:
 
 
 def to_image(pixels: np.ndarray, size: int) -> Image.Image:
-    image = Image.fromarray(pixels, "RGB")
-    if image.size != (size, size):
-        image = image.resize((size, size), RESAMPLE)
-    return image
+    return Image.fromarray(model_folder.resize_face(pixels, size), "RGB")
 
 
 def encode_png(image: Image.Image, mark: provenance.Mark) -> bytes:
@@ -134,6 +128,12 @@ def encode_png(image: Image.Image, mark: provenance.Mark) -> bytes:
     C2PA when configured). Pillow writes no tIME/tEXt chunks unless asked, and fixed settings keep the zlib stream
     identical."""
     return provenance.encode(image, "png", mark, {"optimize": False, "compress_level": PNG_COMPRESS_LEVEL})
+
+
+def face_mark(request: FaceRequest) -> provenance.Mark:
+    return provenance.generated(request.model.name, request.model.version, [request.seed], "face")
+
+
 JPEG_QUALITY = 95  # generate --format jpg; fixed settings, so the same face gives the same bytes
 
 
@@ -141,12 +141,6 @@ def encode_jpeg(image: Image.Image, mark: provenance.Mark) -> bytes:
     """JPEG bytes with fixed settings: quality JPEG_QUALITY, no chroma subsampling (the faces are small); marked
     like encode_png's PNGs (facegen/provenance.py)."""
     return provenance.encode(image, "jpeg", mark, {"quality": JPEG_QUALITY, "subsampling": 0, "optimize": False})
-
-
-
-
-def face_mark(request: FaceRequest) -> provenance.Mark:
-    return provenance.generated(request.model.name, request.model.version, [request.seed], "face")
 
 
 def render_png(request: FaceRequest) -> bytes:

@@ -44,6 +44,17 @@ class ManifestError(ValueError):
 
 
 # -- pixels --------------------------------------------------------------------------------------------------
+def resize_face(pixels: np.ndarray, size: int) -> np.ndarray:
+    """One uint8 [H, W, 3] face at ``size`` x ``size`` by the service's rule (what a client asking ``size=`` gets,
+    and what evaluate compares a smaller model with). Lanczos rather than nearest: a GAN face is a small
+    photograph, not pixel art; Lanczos also antialiases when a size below the native one is asked for."""
+    from PIL import Image
+
+    if pixels.shape[0] == size and pixels.shape[1] == size:
+        return pixels
+    return np.asarray(Image.fromarray(pixels, "RGB").resize((size, size), Image.Resampling.LANCZOS))
+
+
 def pixels_to_uint8(images, round=np.round, clip=np.clip):
     """Generator output in [-1, 1] -> [0, 255] rounded half to even and clipped, still floating point.
 

@@ -16,15 +16,17 @@ Backend-neutral: keras + keras.ops + numpy only, so it runs on TensorFlow and on
 
 from __future__ import annotations
 
-import datetime
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from training.data import TRAIN
 from training.errors import UsageError
+from training.timestamps import utc_now
 
 INPUT_SIZE = 64
 WIDTHS = (32, 64, 128, 256)
@@ -36,12 +38,22 @@ def sidecar_path(path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def default_path(cache) -> Path | None:
-    """``<cache>.classifier.keras`` beside the cache file (None when the cache has no file)."""
+def default_path(cache, input_size: int = INPUT_SIZE) -> Path | None:
+    """``<cache>.classifier.keras`` beside the cache file (``.classifier128.keras`` for a 128 px judge; None when the
+    cache has no file)."""
     if getattr(cache, "path", None) is None:
         return None
     path = Path(cache.path)
-    return path.with_name(path.stem + ".classifier.keras")
+    return path.with_name(path.stem + ".classifier" + ("" if input_size == INPUT_SIZE else str(input_size)) + ".keras")
+
+
+def widths_for(input_size: int) -> tuple:
+    """Conv widths: WIDTHS at 64 px, one narrower block in front per doubling, so every size ends at 4x4 and a
+    128 px judge sees the detail a 64 px one averages away."""
+    extra = int(round(math.log2(input_size / INPUT_SIZE)))
+    if extra < 0 or INPUT_SIZE * 2 ** extra != input_size:
+        raise UsageError(f"the classifier's input size must be {INPUT_SIZE} times a power of two, got {input_size}")
+    return tuple(WIDTHS[0] // 2 ** (extra - i) for i in range(extra)) + WIDTHS
 
 
 def data_fingerprint(cache) -> dict:
@@ -73,7 +85,7 @@ def build_network(num_attributes: int, input_size: int = INPUT_SIZE):
 
     inputs = keras.Input((input_size, input_size, 3), name="images")  # uint8 values 0..255 as float
     h = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
-    for i, width in enumerate(WIDTHS):
+    for i, width in enumerate(widths_for(input_size)):
         h = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name=f"conv{i}")(h)
         h = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(h)  # settles within a short fit
         h = layers.ReLU()(h)
@@ -193,9 +205,10 @@ def load_classifier(path) -> AttributeClassifier:
 
 
 def split_indices(partition, seed: int = 0):
-    """(train, held_out) indices: partition 0 vs 1/2; with no held-out partition, a random 10% hold-out."""
+    """(train, held_out) indices: the training partition vs the others; with no held-out partition, a random 10%
+    hold-out."""
     partition = np.asarray(partition)
-    train, held = np.flatnonzero(partition == 0), np.flatnonzero(partition != 0)
+    train, held = np.flatnonzero(partition == TRAIN), np.flatnonzero(partition != TRAIN)
     if len(held) == 0 or len(train) == 0:
         order = np.random.RandomState(seed).permutation(len(partition))
         cut = max(1, len(order) // 10)
@@ -224,7 +237,7 @@ class _Deadline:
 
 def train_classifier(cache, epochs: int = 3, batch_size: int = 128, max_train: int = 20000, max_held_out: int = 5000,
                      max_seconds: float | None = 120.0, seed: int = 0, progress: bool = True,
-                     learning_rate: float = 2e-3) -> AttributeClassifier:
+                     learning_rate: float = 2e-3, input_size: int = INPUT_SIZE) -> AttributeClassifier:
     """Train on the cache's training partition, measure the ceiling on its held-out images."""
     import keras
 
@@ -240,24 +253,24 @@ def train_classifier(cache, epochs: int = 3, batch_size: int = 128, max_train: i
     if len(train) < 16:
         raise UsageError(f"the data has {len(train)} training images: too few to train an attribute classifier")
     start = time.monotonic()
-    x = resize_images(cache.images[train])
+    x = resize_images(cache.images[train], input_size)
     y = np.asarray(cache.attributes[train], np.float32)
     frequencies = y.mean(axis=0)
     keras.utils.set_random_seed(seed)
-    model = build_network(len(names))
+    model = build_network(len(names), input_size)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=balanced_bce(frequencies))
     if progress:
-        print(f"training the attribute classifier on {len(train)} images ({INPUT_SIZE}x{INPUT_SIZE}, "
+        print(f"training the attribute classifier on {len(train)} images ({input_size}x{input_size}, "
               f"{len(names)} attributes, {epochs} epochs)", flush=True)
     deadline = _Deadline(max_seconds)
     verbose = (1 if sys.stdout.isatty() else 2) if progress else 0
     model.fit(x, y, batch_size=min(batch_size, len(x)), epochs=epochs, shuffle=True,
               verbose=verbose, callbacks=[deadline])
     train_seconds = time.monotonic() - start
-    info = {"format": FORMAT, "attribute_names": names, "input_size": INPUT_SIZE, "features": FEATURES,
+    info = {"format": FORMAT, "attribute_names": names, "input_size": input_size, "features": FEATURES,
             "trained": {"images": int(len(train)), "epochs": epochs, "seconds": round(train_seconds, 1),
                         "stopped_at_deadline": bool(deadline.stopped), "backend": keras.backend.backend(),
-                        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
+                        "date": utc_now()},
             "data": data_fingerprint(cache), "held_out": {}}
     classifier = AttributeClassifier(model, info)
     # The ceiling: how well the judge sees each attribute on real faces it never trained on.
@@ -265,7 +278,7 @@ def train_classifier(cache, epochs: int = 3, batch_size: int = 128, max_train: i
     table = accuracy_table(probabilities, cache.attributes[held], names)
     balanced = [v["balanced"] for v in table.values() if v["balanced"] is not None]
     info["held_out"] = {"images": int(len(held)),
-                        "source": "validation/test partitions" if np.any(np.asarray(cache.partition) != 0)
+                        "source": "validation/test partitions" if np.any(np.asarray(cache.partition) != TRAIN)
                         else "random 10% hold-out",
                         "mean_balanced": round(float(np.mean(balanced)), 4) if balanced else None,
                         "per_attribute": table}
@@ -275,14 +288,18 @@ def train_classifier(cache, epochs: int = 3, batch_size: int = 128, max_train: i
     return classifier
 
 
-def obtain_classifier(cache, path=None, progress: bool = True, **train_kwargs) -> AttributeClassifier:
+def obtain_classifier(cache, path=None, progress: bool = True, input_size: int = INPUT_SIZE,
+                      **train_kwargs) -> AttributeClassifier:
     """Load PATH if it exists, else train on the cache and save to PATH (default: beside the cache)."""
     explicit = path is not None
-    path = Path(path) if explicit else default_path(cache)
+    path = Path(path) if explicit else default_path(cache, input_size)
     if path is not None and path.suffix != ".keras":
         raise UsageError(f"--classifier: {path} must end in .keras")
     if path is not None and path.is_file():
         classifier = load_classifier(path)
+        if classifier.input_size != input_size:
+            raise UsageError(f"--classifier: {path} judges {classifier.input_size} px faces; this evaluation "
+                             f"judges at {input_size} px (--judge-size)")
         if not explicit and classifier.info.get("data") != data_fingerprint(cache):
             if progress:
                 print(f"{path} was trained on other data; retraining", flush=True)
@@ -291,7 +308,7 @@ def obtain_classifier(cache, path=None, progress: bool = True, **train_kwargs) -
                 print(f"using the attribute classifier {path} (held-out balanced accuracy "
                       f"{classifier.info.get('held_out', {}).get('mean_balanced')})", flush=True)
             return classifier
-    classifier = train_classifier(cache, progress=progress, **train_kwargs)
+    classifier = train_classifier(cache, progress=progress, input_size=input_size, **train_kwargs)
     if path is not None:
         try:
             classifier.save(path)

@@ -13,7 +13,6 @@ test partition): encoder_attributes, encoder_reconstruction, encoder_edit.
 
 from __future__ import annotations
 
-import datetime
 import json
 import shlex
 import time
@@ -23,7 +22,9 @@ import numpy as np
 
 from facegen import model_folder
 from facegen.model_folder import to_uint8
+from training import run_folder
 from training.errors import UsageError
+from training.timestamps import utc_now
 
 DEFAULT_SAMPLES = 2000
 DEFAULT_ATTRIBUTE_SAMPLES = 500
@@ -58,6 +59,12 @@ def add_arguments(parser):
                         help="attributes encoder_edit flips (default: all of the model's)")
     parser.add_argument("--inception-weights", type=Path, metavar="FILE.h5",
                         help="InceptionV3 weights without the top, for the usual FID (never downloaded)")
+    parser.add_argument("--judge-size", type=int, choices=(64, 128),
+                        help="side the attribute classifier judges faces at (default: 128 for a model of 128 px or "
+                             "more, else 64); 128 needs a 128 px data cache")
+    parser.add_argument("--serve-size", type=int, metavar="PX",
+                        help="judge the model's faces enlarged (or reduced) to PX by the service's resize rule, as "
+                             "/api/face?size=PX serves them: compare a 64 px model with a 128 px one")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the metrics to this file")
     parser.add_argument("--no-write", action="store_true", help="do not write the metrics into manifest.json")
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
@@ -104,6 +111,16 @@ def saved_model_generate(model_dir: Path, with_encoder: bool = False):
     return generate, encode
 
 
+def served_at(generate, size: int):
+    """``generate`` whose faces come back at ``size`` px by the service's resize rule."""
+    from facegen.model_folder import resize_face
+
+    def resized(noise, attrs):
+        return np.stack([resize_face(face, size) for face in np.asarray(generate(noise, attrs))])
+
+    return resized
+
+
 def open_model(args) -> dict:
     """What evaluate needs of the model: generate, latent size, resolution, attributes, marginals, description."""
     if args.model is not None:
@@ -118,10 +135,8 @@ def open_model(args) -> dict:
                 "name": manifest.get("name", args.model.name), "manifest": manifest}
     if not args.run.is_dir():
         raise UsageError(f"--run: no such run folder: {args.run}")
-    from training.models import load_run_encoder, load_run_generator
-
-    generator, config, run_info, meta, group = load_run_generator(args.run)
-    encoder = load_run_encoder(args.run, config)
+    generator, config, run_info, meta, group = run_folder.load_run_generator(args.run)
+    encoder = run_folder.load_run_encoder(args.run, config)
     attributes = list(config.attributes)
     return {"generate": keras_generate(generator), "encode": keras_encode(encoder) if encoder is not None else None,
             "latent_size": config.latent_size, "resolution": config.resolution,
@@ -132,15 +147,13 @@ def open_model(args) -> dict:
 
 
 def open_data(args, resolution: int):
-    from training.data import load_cache, open_dataset
+    from training.data import load_cache, open_dataset, user_cache_dir
 
     if not args.data.exists():
         raise UsageError(f"--data: no such file or folder: {args.data}")
     if args.data.is_file():
         return load_cache(args.data)  # any size: the classifier sees 64x64 whatever the cache holds
-    import os
-
-    cache_dir = args.cache_dir or Path(os.environ.get("FACEGEN_CACHE_DIR", Path.home() / ".cache" / "facegen"))
+    cache_dir = args.cache_dir or user_cache_dir()
     return open_dataset(args.data, resolution, cache_dir, progress=not args.no_progress)
 
 
@@ -172,13 +185,12 @@ def encoder_inputs(args, model, cache, columns) -> dict:
     """The Context fields of a model with an encoder: its encode function and the held-out photos it is measured on,
     from the cache's test partition (else validation, else the classifier's hold-out), at the model's resolution."""
     from training.classifier import resize_images, split_indices
+    from training.data import held_out_rows
 
-    partition = np.asarray(cache.partition)
-    photos, source = np.flatnonzero(partition == 2), "test partition"
+    photos, partition_name = held_out_rows(cache.partition)
+    source = f"{partition_name} partition"
     if len(photos) == 0:
-        photos, source = np.flatnonzero(partition == 1), "validation partition"
-    if len(photos) == 0:
-        photos, source = split_indices(partition)[1], "random 10% hold-out"
+        photos, source = split_indices(cache.partition)[1], "random 10% hold-out"
     count = args.encoder_samples or min(args.samples, DEFAULT_ENCODER_SAMPLES)
     if len(photos) > count:
         photos = np.sort(np.random.RandomState(args.seed + 5).choice(photos, count, replace=False))
@@ -225,12 +237,22 @@ def run(args) -> int:
 
     progress = not args.no_progress
     model = open_model(args)
+    if args.serve_size is not None:
+        if not 16 <= args.serve_size <= 1024:
+            raise UsageError(f"--serve-size must be between 16 and 1024 px, got {args.serve_size}")
+        model["generate"] = served_at(model["generate"], args.serve_size)
+        model["encode"] = None  # the encoder's figures belong to the model at its own size
+    judge_size = args.judge_size or (128 if (args.serve_size or model["resolution"]) >= 128 else 64)
     cache = open_data(args, model["resolution"])
     columns = attribute_columns(model["attributes"], cache.attribute_names)
 
     from training.classifier import obtain_classifier, split_indices
 
-    classifier = obtain_classifier(cache, args.classifier, progress=progress, epochs=args.classifier_epochs,
+    if cache.images.shape[1] < judge_size:
+        raise UsageError(f"--data: the cache holds {cache.images.shape[1]} px photos; judging at {judge_size} px "
+                         f"needs a cache prepared with --size {judge_size}")
+    classifier = obtain_classifier(cache, args.classifier, progress=progress, input_size=judge_size,
+                                   epochs=args.classifier_epochs,
                                    max_seconds=args.classifier_seconds or None)
     attribute_columns(model["attributes"], classifier.attribute_names, what="the model")
     _, held = split_indices(cache.partition)  # the classifier's own split: these images it never trained on
@@ -269,7 +291,7 @@ def run(args) -> int:
         "dataset": {"name": meta.get("dataset_name", Path(str(args.data)).stem), "images": int(len(cache.images)),
                     "synthetic": bool(meta.get("synthetic")), "source": str(meta.get("source", args.data))},
         "seed": args.seed,
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": utc_now(),
         "command": command_line(args),
         "seconds": round(time.monotonic() - start, 1),
     }
