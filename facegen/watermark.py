@@ -69,14 +69,14 @@ def large_enough(width: int, height: int) -> bool:
     return min(width, height) >= MIN_SIDE
 
 
-def embed(pixels: np.ndarray) -> np.ndarray:
+def embed(pixels: np.ndarray, force: bool = False) -> np.ndarray:
     """uint8 RGB [H, W, 3] -> the same image with the mark (every channel moved alike: hue is left alone).
 
-    Images smaller than MIN_SIDE on either side come back unchanged. Deterministic: the same pixels give the same
-    marked pixels.
+    Images smaller than MIN_SIDE on either side come back unchanged unless ``force`` (measurements only).
+    Deterministic: the same pixels give the same marked pixels.
     """
     height, width = pixels.shape[:2]
-    if not large_enough(width, height):
+    if not (force or large_enough(width, height)):
         return pixels
     luma = _luminance(pixels)
     detail = np.abs(luma - _box_blur(luma))
