@@ -20,6 +20,7 @@ from pathlib import Path
 
 from facegen import attributes as attributes_module
 from facegen import model_folder
+from training import run_folder
 from training.errors import UsageError
 
 GIF_LIMIT_BYTES = 3_000_000
@@ -65,11 +66,11 @@ def run(args) -> int:
             pictures.append(write_edits(args.model, manifest, generate, encode, photos,
                                         "generated" if licensed else "photo"))
     if args.run is not None:
-        if (args.run / "loss_curves.png").is_file():
-            shutil.copyfile(args.run / "loss_curves.png", args.model / "loss_curves.png")
-            pictures.append("loss_curves.png")
-        if small_training_gif(args.run, args.model / "training.gif"):
-            pictures.append("training.gif")
+        if (args.run / run_folder.LOSS_CURVES).is_file():
+            shutil.copyfile(args.run / run_folder.LOSS_CURVES, args.model / run_folder.LOSS_CURVES)
+            pictures.append(run_folder.LOSS_CURVES)
+        if small_training_gif(args.run, args.model / run_folder.TRAINING_GIF):
+            pictures.append(run_folder.TRAINING_GIF)
     notes = args.notes.read_text() if args.notes else ""
     baseline_training = _read_json(args.baseline_training, "--baseline-training") if args.baseline_training else None
     text = render_card(manifest, pictures, baseline, args.baseline_name, baseline_training, notes, edits_note)
@@ -82,11 +83,11 @@ def small_training_gif(run_dir: Path, out: Path) -> bool:
     """The run's training.gif, or where it is too big for git, the same sample grids redrawn narrower."""
     from training.report import make_gif
 
-    source = run_dir / "training.gif"
+    source = run_dir / run_folder.TRAINING_GIF
     if source.is_file() and source.stat().st_size <= GIF_LIMIT_BYTES:
         shutil.copyfile(source, out)
         return True
-    frames = sorted((run_dir / "samples").glob("step_*.png"))
+    frames = run_folder.sample_frames(run_dir)
     for width in (256, 192, 128):
         if frames and make_gif(frames, out, width=width) and out.stat().st_size <= GIF_LIMIT_BYTES:
             return True
@@ -161,7 +162,7 @@ def held_out_photos(data: Path | None, run_dir: Path | None, count: int = EDIT_P
     training photos, which a rebuild could flatter."""
     import numpy as np
 
-    from training.data import load_cache
+    from training.data import held_out_rows, load_cache
 
     path, problem = _cache_path(data, run_dir)
     if path is None:
@@ -176,13 +177,11 @@ def held_out_photos(data: Path | None, run_dir: Path | None, count: int = EDIT_P
         return None, (f"{LICENSED} `{path.name}` are photographs of real people whose terms forbid copying them "
                       "(and a model folder is shipped), so edits.png starts from faces the model generated (seeds "
                       f"0-{EDIT_PHOTOS - 1}); the encoder figures above were measured on held-out photos")
-    partition = np.asarray(cache.partition)
-    for value, name in ((2, "test"), (1, "validation")):
-        chosen = np.flatnonzero(partition == value)[:count]
-        if len(chosen):
-            return (np.asarray(cache.images[chosen]),
-                    f"the first {len(chosen)} photos of the {name} partition of `{path.name}`")
-    return None, f"`{path.name}` holds no held-out (test or validation) photos"
+    rows, name = held_out_rows(cache.partition)
+    if not len(rows):
+        return None, f"`{path.name}` holds no held-out (test or validation) photos"
+    chosen = rows[:count]
+    return np.asarray(cache.images[chosen]), f"the first {len(chosen)} photos of the {name} partition of `{path.name}`"
 
 
 def _cache_path(data: Path | None, run_dir: Path | None):
@@ -192,14 +191,14 @@ def _cache_path(data: Path | None, run_dir: Path | None):
     if run_dir is None:
         return None, "no data cache was given (`card --data CACHE`, or `--run RUN` whose run.json records one)"
     try:
-        recorded = json.loads((run_dir / "run.json").read_text())["dataset"]["cache"]
-    except (OSError, ValueError, KeyError, TypeError):
+        recorded = run_folder.recorded_cache(run_folder.read_run_info(run_dir))
+    except (OSError, ValueError):
         recorded = None
     if not recorded:
-        return None, f"{run_dir.name}/run.json records no data cache; give `card --data CACHE`"
-    if not Path(recorded).is_file():
-        return None, f"the run's data cache {Path(recorded).name} is not here; give `card --data CACHE`"
-    return Path(recorded), None
+        return None, f"{run_dir.name}/{run_folder.RUN_INFO} records no data cache; give `card --data CACHE`"
+    if not recorded.is_file():
+        return None, f"the run's data cache {recorded.name} is not here; give `card --data CACHE`"
+    return recorded, None
 
 
 def edit_attributes(attributes) -> list:

@@ -11,18 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
+from training import run_folder
 from training.errors import UsageError
-
-STATE_FILE = "state.npz"
 
 
 def save_state(run_dir: Path, groups: dict, meta: dict) -> Path:
-    folder = Path(run_dir) / "checkpoint"
-    folder.mkdir(parents=True, exist_ok=True)
+    final = run_folder.state_path(run_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"{name}/{i}": np.asarray(value) for name, values in groups.items() for i, value in enumerate(values)}
     arrays["meta"] = np.array(json.dumps(meta))
-    final = folder / STATE_FILE
-    temporary = folder / (STATE_FILE + ".tmp")
+    temporary = final.with_name(final.name + ".tmp")
     with open(temporary, "wb") as handle:
         np.savez(handle, **arrays)
         handle.flush()
@@ -32,12 +30,12 @@ def save_state(run_dir: Path, groups: dict, meta: dict) -> Path:
 
 
 def has_state(run_dir: Path) -> bool:
-    return (Path(run_dir) / "checkpoint" / STATE_FILE).is_file()
+    return run_folder.state_path(run_dir).is_file()
 
 
 def load_state(run_dir: Path) -> tuple[dict, dict]:
     """(groups, meta): groups maps a group name to its list of arrays."""
-    path = Path(run_dir) / "checkpoint" / STATE_FILE
+    path = run_folder.state_path(run_dir)
     if not path.is_file():
         raise UsageError(f"no checkpoint in {run_dir} (looked for {path})")
     try:

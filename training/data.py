@@ -42,6 +42,8 @@ SYNTH_MARK = "facegen synth"
 SHOW_SKIPPED = 5  # how many skipped file names the report lists per reason
 SPLIT_SEED = 0  # the seeded split (a layout without an official partition file): fixed, so every prepare agrees
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, validation, test
+# The cache's partition codes (CelebA's list_eval_partition values), and their names, in code order.
+TRAIN, VALIDATION, TEST = 0, 1, 2
 PARTITION_NAMES = ("train", "validation", "test")
 
 # The files that make each layout, for detect_layout and its error message.
@@ -358,9 +360,9 @@ def seeded_split(n: int, seed: int = SPLIT_SEED, fractions=SPLIT_FRACTIONS) -> n
     order = np.random.default_rng(seed).permutation(n)
     train = int(round(n * fractions[0]))
     validation = min(n - train, int(round(n * fractions[1])))
-    partition = np.zeros(n, dtype=np.uint8)
-    partition[order[train:train + validation]] = 1
-    partition[order[train + validation:]] = 2
+    partition = np.full(n, TRAIN, dtype=np.uint8)
+    partition[order[train:train + validation]] = VALIDATION
+    partition[order[train + validation:]] = TEST
     return partition
 
 
@@ -377,9 +379,9 @@ def read_split(layout: Layout, filenames):
     unlisted = np.zeros(n, dtype=bool)
     if layout.name != "celebamask-hq":
         if layout.partition_file is None:
-            return np.zeros(n, dtype=np.uint8), {"kind": "none"}, unlisted
+            return np.full(n, TRAIN, dtype=np.uint8), {"kind": "none"}, unlisted
         lookup = _read_partition_file(layout.partition_file, csv_format=layout.name == "kaggle-csv")
-        partition = np.array([lookup.get(name, 0) for name in filenames], dtype=np.uint8)
+        partition = np.array([lookup.get(name, TRAIN) for name in filenames], dtype=np.uint8)
         unlisted[:] = [name not in lookup for name in filenames]
         return partition, {"kind": "celeba-official", "file": layout.partition_file.name}, unlisted
     if layout.mapping_file is None or layout.partition_file is None:
@@ -389,7 +391,7 @@ def read_split(layout: Layout, filenames):
                                  "identity_disjoint": False, "lacking": lacking}, unlisted
     mapping = read_hq_mapping(layout.mapping_file)
     lookup = _read_partition_file(layout.partition_file, csv_format=False)
-    partition = np.zeros(n, dtype=np.uint8)
+    partition = np.full(n, TRAIN, dtype=np.uint8)
     for i, name in enumerate(filenames):
         value = lookup.get(mapping.get(_hq_index(name)))
         if value is None:
@@ -402,6 +404,23 @@ def read_split(layout: Layout, filenames):
                          "move both away for a seeded split")
     return partition, {"kind": "celeba-official", "file": layout.partition_file.name,
                        "mapping": layout.mapping_file.name, "identity_disjoint": True}, unlisted
+
+
+def training_rows(partition) -> np.ndarray:
+    """The rows a generator trains on: the training partition, or every row of a set without one."""
+    rows = np.flatnonzero(np.asarray(partition) == TRAIN)
+    return rows if len(rows) else np.arange(len(partition))
+
+
+def held_out_rows(partition) -> tuple[np.ndarray, str | None]:
+    """(rows, the partition's name) of the photos no generator trained on: the test partition, else validation;
+    (empty, None) where the set has neither. Every held-out measurement and picture picks its photos here."""
+    partition = np.asarray(partition)
+    for code in (TEST, VALIDATION):
+        rows = np.flatnonzero(partition == code)
+        if len(rows):
+            return rows, PARTITION_NAMES[code]
+    return np.array([], dtype=np.int64), None
 
 
 def read_partition(layout: Layout, filenames) -> np.ndarray:
@@ -601,7 +620,7 @@ def unwritable_reason(folder) -> str | None:
 
 
 def _partition_counts(partition) -> dict:
-    counts = np.bincount(np.asarray(partition, dtype=np.int64), minlength=3)
+    counts = np.bincount(np.asarray(partition, dtype=np.int64), minlength=len(PARTITION_NAMES))
     return {name: int(count) for name, count in zip(PARTITION_NAMES, counts)}
 
 

@@ -7,14 +7,15 @@ probabilities), and the manifest's "encoder" object says so, with the framing te
 mean landmark positions of the run's training images (facegen.framing.mean_landmarks), measured here once.
 """
 
-import datetime
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from facegen import model_folder
+from training import run_folder
 from training.errors import UsageError
+from training.timestamps import utc_now
 
 DEFAULT_FRAMING_IMAGES = 500
 # MTCNN looks for faces of 20 px and up: training images smaller than this are enlarged (bicubic) before detection.
@@ -115,12 +116,9 @@ def run_framing(run_info: dict, data=None, count: int = DEFAULT_FRAMING_IMAGES, 
     from --data or the cache the run recorded; a clear UsageError when neither is at hand."""
     if framing_from is not None:
         return framing_from_model(framing_from)
-    import numpy as np
+    from training.data import load_cache, training_rows
 
-    from training.data import load_cache
-
-    recorded = (run_info.get("dataset") or {}).get("cache")
-    path = Path(data) if data is not None else (Path(recorded) if recorded else None)
+    path = Path(data) if data is not None else run_folder.recorded_cache(run_info)
     if path is None or not path.is_file():
         where = (f"--data {path} does not exist" if data is not None else
                  f"the run's data cache {path} is not available" if path is not None else
@@ -129,9 +127,7 @@ def run_framing(run_info: dict, data=None, count: int = DEFAULT_FRAMING_IMAGES, 
                          f"training images, but {where}. Pass --data CACHE.npz (the data the run trained on) or "
                          "--framing-from MODEL_DIR (a model trained on data framed alike)")
     cache = load_cache(path)
-    train = np.flatnonzero(np.asarray(cache.partition) == 0)
-    images = cache.images[train] if len(train) else cache.images
-    framing = measure_framing(images, count)
+    framing = measure_framing(cache.images[training_rows(cache.partition)], count)
     framing["source"] = f"{path.name}: {framing['images']} of {framing['images'] + framing['skipped']} sampled training images"
     return framing
 
@@ -205,7 +201,7 @@ def write_saved_model(generator, config, out_dir: Path, manifest_fields: dict, e
             attribute_frequencies=manifest_fields.get("attribute_frequencies"),
             attribute_table=manifest_fields.get("attribute_table"),
             dataset=manifest_fields.get("dataset"), training=manifest_fields.get("training"),
-            metrics=manifest_fields.get("metrics"), created=_now(),
+            metrics=manifest_fields.get("metrics"), created=utc_now(),
             encoder=None if encoder is None else model_folder.encoder_field(r, latent, a, framing))
         model_folder.write_manifest(staging, manifest)
         # Check the artefact the way serving will use it before it replaces anything.
@@ -229,18 +225,12 @@ def write_saved_model(generator, config, out_dir: Path, manifest_fields: dict, e
     return out_dir
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def export_run(run_dir: Path, out_dir: Path, name: str | None = None, use_ema: bool = True, data=None,
                framing_images: int = DEFAULT_FRAMING_IMAGES, framing_from=None) -> Path:
     """Rebuild the run's generator (and encoder) on the TensorFlow backend, load its checkpoint and export it."""
     _use_tensorflow_backend()
-    from training.models import load_run_encoder, load_run_generator
-
-    generator, config, run_info, meta, group = load_run_generator(run_dir, use_ema)
-    encoder = load_run_encoder(run_dir, config)
+    generator, config, run_info, meta, group = run_folder.load_run_generator(run_dir, use_ema)
+    encoder = run_folder.load_run_encoder(run_dir, config)
     framing = None
     if encoder is not None:
         framing = run_framing(run_info, data, framing_images, framing_from)

@@ -1,17 +1,6 @@
-"""``train``: the training loop. Data in, checkpoints, logs and pictures out; the maths is in loss.py/step_*.py.
+"""``train``: the training loop. Data in, checkpoints, logs and pictures out into the run folder
+(training/run_folder.py says what it holds); the maths is in loss.py/step_*.py."""
 
-RUN_DIR/
-  config.json   the config this run trains with (``--resume`` reads it back)
-  run.json      data set, attribute frequencies, device: what export copies into the manifest
-  log.csv       scalars every ``log_every`` steps (training/runlog.py)
-  tensorboard/  the same scalars and the sample grids as TensorBoard events (``tensorboard --logdir runs/``)
-  checkpoint/   state.npz, rewritten atomically every ``checkpoint_every`` steps and when stopped
-  samples/      a fixed-seed sample grid per ``sample_every`` epochs; loss_curves.png; training.gif at the end
-"""
-
-import datetime
-import json
-import os
 import signal
 import time
 from pathlib import Path
@@ -19,9 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from facegen import model_folder
+from training import run_folder
 from training.config import load_config
 from training.errors import UsageError
 from training.runlog import RunLog
+from training.timestamps import utc_now
 
 def add_arguments(parser):
     parser.add_argument("--data", required=True, type=Path,
@@ -60,7 +51,7 @@ def run(args) -> int:
     if args.steps is None and args.epochs is None and args.max_seconds is None and args.max_cpu_seconds is None:
         raise UsageError("say how long to train: --steps N, --epochs N, --max-seconds S or --max-cpu-seconds S")
     run_dir: Path = args.out
-    config_file = run_dir / "config.json"
+    config_file = run_dir / run_folder.CONFIG
     from training import checkpoint
 
     if args.resume:
@@ -93,10 +84,10 @@ class Training:
 
     # -- setup ---------------------------------------------------------------------------------------------
     def load_data(self):
-        from training.data import dataset_licence, open_dataset
+        from training.data import dataset_licence, open_dataset, training_rows, user_cache_dir
 
         config = self.config
-        cache_dir = self.args.cache_dir or Path(os.environ.get("FACEGEN_CACHE_DIR", Path.home() / ".cache" / "facegen"))
+        cache_dir = self.args.cache_dir or user_cache_dir()
         cache = open_dataset(self.args.data, config.resolution, cache_dir)
         if cache.images.shape[1] != config.resolution:
             raise UsageError(f"--data: images are {cache.images.shape[1]}px but the config trains at "
@@ -105,9 +96,7 @@ class Training:
         missing = [a for a in config.attributes if a.lower() not in names]
         if missing:
             raise UsageError(f"config attributes {missing} are not in the data; it has {list(cache.attribute_names)}")
-        train = np.flatnonzero(np.asarray(cache.partition) == 0)
-        if len(train) == 0:  # a set without the training partition: train on everything
-            train = np.arange(len(cache.images))
+        train = training_rows(cache.partition)
         columns = [names[a.lower()] for a in config.attributes]
         self.images = np.ascontiguousarray(cache.images[train])
         self.attributes = np.ascontiguousarray(cache.attributes[train][:, columns], dtype=np.float32)
@@ -179,9 +168,9 @@ class Training:
 
     def write_run_files(self):
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "samples").mkdir(exist_ok=True)
+        (self.run_dir / run_folder.SAMPLES).mkdir(exist_ok=True)
         if not self.args.resume:
-            self.config.save(self.run_dir / "config.json")
+            self.config.save(self.run_dir / run_folder.CONFIG)
         from training.networks import count_parameters
 
         info = {
@@ -195,11 +184,10 @@ class Training:
                          **({"encoder_parameters": count_parameters(self.models.encoder)}
                             if self.models.encoder is not None else {})},
         }
-        path = self.run_dir / "run.json"
-        if path.is_file():  # keep history (e.g. the first session's start time) across resumes
-            info["training"] = {**json.loads(path.read_text()).get("training", {}), **info["training"]}
-        info["training"].setdefault("started", _now())
-        path.write_text(json.dumps(info, indent=2) + "\n")
+        # keep history (e.g. the first session's start time) across resumes
+        info["training"] = {**run_folder.read_run_info(self.run_dir).get("training", {}), **info["training"]}
+        info["training"].setdefault("started", utc_now())
+        run_folder.write_run_info(self.run_dir, info)
 
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -293,8 +281,8 @@ class Training:
 
     def forget_after(self, step: int) -> None:
         """Sample grids drawn after the checkpoint belong to steps this run lost when it was killed: drop them."""
-        for path in (self.run_dir / "samples").glob("step_*.png"):
-            if int(path.stem.split("_")[1]) > step:
+        for path in run_folder.sample_frames(self.run_dir):
+            if run_folder.sample_step(path) > step:
                 path.unlink()
 
     def _on_sigterm(self, signum, frame):
@@ -311,7 +299,7 @@ class Training:
         from training.report import grid, to_uint8
 
         images = to_uint8(self.trainer.generate(self.sample_z, self.sample_a))
-        path = self.run_dir / "samples" / f"step_{step:08d}.png"
+        path = run_folder.sample_path(self.run_dir, step)
         picture = grid(images, self.config.sample_grid)
         picture.save(path)
         if self.runlog is not None:
@@ -329,23 +317,17 @@ class Training:
         checkpoint.save_state(self.run_dir, self.models.checkpoint_groups(),
                               {"step": int(step), "epoch": round(step / self.steps_per_epoch, 4),
                                "seconds": round(seconds, 2), "cpu_seconds": round(self._cpu_seconds(), 1),
-                               "saved": _now()})
+                               "saved": utc_now()})
 
     def finish(self, step: int) -> None:
         from training.report import make_gif, plot_losses
 
-        samples = self.run_dir / "samples"
-        final = samples / f"step_{step:08d}.png"
-        if not final.is_file():
+        if not run_folder.sample_path(self.run_dir, step).is_file():
             self.save_samples(step)
-        frames = sorted(samples.glob("step_*.png"))
+        frames = run_folder.sample_frames(self.run_dir)
         if len(frames) > 120:  # keep the GIF small: an even spread of frames, always with the last one
             frames = [frames[round(i * (len(frames) - 1) / 119)] for i in range(120)]
-        make_gif(frames, self.run_dir / "training.gif")
-        if (self.run_dir / "log.csv").is_file():
-            plot_losses(self.run_dir / "log.csv", self.run_dir / "loss_curves.png")
+        make_gif(frames, self.run_dir / run_folder.TRAINING_GIF)
+        if (self.run_dir / run_folder.LOG).is_file():
+            plot_losses(self.run_dir / run_folder.LOG, self.run_dir / run_folder.LOSS_CURVES)
         print(f"run folder: {self.run_dir} (samples/, loss_curves.png, training.gif, checkpoint/)", flush=True)
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -2,8 +2,6 @@
 optimisers."""
 
 import dataclasses
-import json
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -101,39 +99,3 @@ def build_models(config) -> GanModels:
         e_optimizer.build(encoder.trainable_variables)
     return GanModels(generator, discriminator, ema_generator, g_optimizer, d_optimizer, d_accuracy, encoder,
                      e_optimizer)
-
-
-def load_run_generator(run_dir, use_ema: bool = True):
-    """(generator, config, run_info, meta, group) from a run's latest checkpoint, on the active Keras backend.
-
-    ``group`` is "g_ema" (the EMA copy, what samples and exports use) unless the run has none or use_ema is off.
-    """
-    from training.config import load_config
-    from training.errors import UsageError
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise UsageError(f"--run: {run_dir} is not a training run (config.json is missing)")
-    config = load_config(run_dir / "config.json")
-    run_info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
-    groups, meta = checkpoint.load_state(run_dir)
-    group = "g_ema" if use_ema and groups.get("g_ema") else "g"
-    generator = build_generator(config)
-    checkpoint.assign(generator.variables, groups[group], f"generator ({group})")
-    return generator, config, run_info, meta, group
-
-
-def load_run_encoder(run_dir, config):
-    """The run's trained encoder from its latest checkpoint, or None when the config has none.
-
-    Exported beside the EMA generator: E trained with the raw G, which the EMA copy follows closely."""
-    if not config.encoder:
-        return None
-    from training.errors import UsageError
-
-    groups, _ = checkpoint.load_state(run_dir)
-    if not groups.get("e"):
-        raise UsageError(f"{run_dir}: the config has encoder: true but the checkpoint holds no encoder (e/*)")
-    encoder = build_encoder(config)
-    checkpoint.assign(encoder.variables, groups["e"], "encoder")
-    return encoder

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from training import run_folder
+
 LOG_FIELDS = ["step", "epoch", "seconds", "images_per_second", "d_loss", "g_loss", "d_class", "g_class",
               "d_accuracy", "d_accuracy_running", "d_real", "d_fake",
               "e_reconstruction", "e_cycle", "e_attribute_accuracy",  # the encoder's, empty without one
               "cpu_seconds"]  # CPU time over all cores and sessions: runs compared on a shared machine
-TENSORBOARD_DIR = "tensorboard"
 
 
 def truncate_csv(path: Path, last_step: int) -> int:
@@ -48,7 +49,7 @@ def _int(value) -> int:
 
 class RunLog:
     def __init__(self, run_dir: Path, start_step: int, resume: bool):
-        self.path = Path(run_dir) / "log.csv"
+        self.path = Path(run_dir) / run_folder.LOG
         if resume and self.path.is_file():
             dropped = truncate_csv(self.path, start_step)
             if dropped:
@@ -59,7 +60,7 @@ class RunLog:
         self._csv = csv.DictWriter(self._file, fieldnames=LOG_FIELDS, extrasaction="ignore")
         if self._file.tell() == 0:
             self._csv.writeheader()
-        self._board = _tensorboard_writer(Path(run_dir) / TENSORBOARD_DIR, start_step if resume else None)
+        self._board = _tensorboard_writer(Path(run_dir) / run_folder.TENSORBOARD, start_step if resume else None)
 
     def scalars(self, step: int, values: dict) -> None:
         row = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in values.items()}
