@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from app import admission, edits, limits, uploads
 from app.errors import ApiError
 from app.faces import (FaceInputs, FaceRequest, InterpolationRequest, interpolation_ends, parse_attrs,
-                       render_animation, render_grid_png)
+                       interpolation_frames, render_animation, render_grid_png)
 from app.params import (EDIT_PARAMS, ENCODE_PARAMS, FACE_PARAMS, GRID_PARAMS, INTERPOLATE_PARAMS, allowed_sizes,
                         parse_choice, parse_int, parse_model, parse_psi, parse_seed, parse_seed_list, parse_size,
                         single_values)
@@ -38,6 +38,11 @@ FACE_BOX_HEADER = "X-Face-Box"  # x0,y0,x1,y1 of the face used, in the upright p
 
 def registry():
     return current_app.extensions["facegen"]
+
+
+def renderer():
+    """Faces through the micro-batchers (app/batcher.py): every generator call of a route goes through them."""
+    return current_app.extensions["facegen_renderer"]
 
 
 def query_values(params) -> dict[str, str]:
@@ -93,7 +98,7 @@ def face():
     face_request = FaceRequest.resolving(model, seed, attrs_value(values, model), psi_value(values),
                                          None if size == model.resolution else size)
     # Cached PNG, else generated in a micro-batch shared with concurrent requests (app/batcher.py).
-    body = current_app.extensions["facegen_renderer"].png(face_request)
+    body = renderer().png(face_request)
     response = image_response(body, "image/png", seeded, face_request.query())
     set_attribute_headers(response, model, [face_request.resolved()])
     if not seeded:
@@ -127,7 +132,7 @@ def faces():
         response.headers["Cache-Control"] = limits.IMMUTABLE_CACHE_CONTROL if stable else "no-store"
     else:
         with admission.admit_images("grid", len(requests), size):  # a large grid waits its turn, or 503
-            body = render_grid_png(requests, size)
+            body = render_grid_png(requests, size, renderer().faces(requests))
         response = image_response(body, "image/png", stable)
     # Every name of every cell could outgrow what proxies accept in headers (64 x 40 names): the explicit form is
     # in the JSON listing instead.
@@ -166,7 +171,7 @@ def interpolate():
     animation = InterpolationRequest(model, start, end, start_attrs, end_attrs, steps, psi_value(values),
                                      None if size == model.resolution else size, output)
     with admission.admit_images("animation", steps, size):
-        body = render_animation(animation)
+        body = render_animation(animation, renderer().faces(interpolation_frames(animation)))
     response = image_response(body, ANIMATION_TYPES[output], stable=True)
     set_attribute_headers(response, model, list(interpolation_ends(animation)))
     return response

@@ -310,6 +310,21 @@ class FaceRenderer:
         for batcher in (*self.batchers.values(), *self.encoders.values()):
             batcher.warm_up()
 
+    def faces(self, items: list) -> list[np.ndarray]:
+        """Several faces of one model (a grid's cells, an animation's frames) as pixels, through that model's
+        micro-batcher: in the warmed batch shapes, sharing calls with concurrent requests, behind the same bounded
+        queue. Not through the PNG cache, which holds whole encoded faces at their output size, not cells."""
+        batcher = self.batchers[items[0].model.name]
+        futures = []
+        try:
+            for item in items:
+                futures.append(batcher.submit(item, finish=None))
+            return [batcher.wait(future) for future in futures]
+        except BaseException:
+            for future in futures:  # the queue is full or a face timed out: the rest need not be made
+                future.cancel()
+            raise
+
     def png(self, request: FaceRequest) -> bytes:
         key = face_key(request)
         cached = self.cache.get(key)

@@ -154,10 +154,11 @@ def grid_shape(count: int) -> tuple[int, int]:
     return columns, math.ceil(count / columns)
 
 
-def render_grid_png(requests: Sequence[FaceRequest], cell_size: int) -> bytes:
+def render_grid_png(requests: Sequence[FaceRequest], cell_size: int, faces: Sequence[np.ndarray]) -> bytes:
+    """The grid PNG of ``requests``, given their faces (uint8 [H, W, 3] each, in order: the micro-batcher's)."""
     columns, rows = grid_shape(len(requests))
     canvas = Image.new("RGB", (columns * cell_size, rows * cell_size))
-    for index, pixels in enumerate(render_faces(requests)):
+    for index, pixels in enumerate(faces):
         row, column = divmod(index, columns)
         canvas.paste(to_image(pixels, cell_size), (column * cell_size, row * cell_size))
     model = requests[0].model
@@ -195,19 +196,33 @@ def interpolation_ends(request: InterpolationRequest) -> tuple[FaceInputs, FaceI
             resolve(request.model, request.end_seed, request.end_attrs, request.psi))
 
 
-def interpolation_inputs(request: InterpolationRequest) -> tuple[np.ndarray, np.ndarray]:
-    """Frames' (noise [steps, L], attrs [steps, A]): slerp between the latents, attributes linearly."""
+@dataclass(frozen=True, eq=False)
+class InputsFace:
+    """A face given by its generator inputs rather than a seed (an interpolation's frame): an item for the model's
+    micro-batcher, which needs ``model`` and ``resolved()``. Never a cache key: it has no seed."""
+
+    model: Model
+    inputs: FaceInputs
+
+    def resolved(self) -> FaceInputs:
+        return self.inputs
+
+
+def interpolation_frames(request: InterpolationRequest) -> list[InputsFace]:
+    """The frames' inputs: slerp between the ends' latents, their attributes linearly."""
     start, end = interpolation_ends(request)
-    times = [i / (request.steps - 1) for i in range(request.steps)]
-    noise = np.stack([slerp(start.noise, end.noise, t) for t in times])
-    attrs = np.stack([((1 - t) * start.attributes + t * end.attributes).astype(np.float32) for t in times])
-    return noise, attrs.reshape(request.steps, len(request.model.attributes))
+    frames = []
+    for i in range(request.steps):
+        t = i / (request.steps - 1)
+        attrs = ((1 - t) * start.attributes + t * end.attributes).astype(np.float32)
+        frames.append(InputsFace(request.model, FaceInputs(slerp(start.noise, end.noise, t), attrs, None)))
+    return frames
 
 
-def render_animation(request: InterpolationRequest) -> bytes:
-    noise, attrs = interpolation_inputs(request)
+def render_animation(request: InterpolationRequest, faces: Sequence[np.ndarray]) -> bytes:
+    """The animation of ``request``, given its frames' faces (of interpolation_frames, in order)."""
     size = request.size or request.model.resolution
-    frames = [to_image(pixels, size) for pixels in request.model.generate(noise, attrs)]
+    frames = [to_image(pixels, size) for pixels in faces]
     mark = provenance.generated(request.model.name, request.model.version, [request.start_seed, request.end_seed],
                                 "interpolation")
     return encode_animation(frames, request.format, mark)

@@ -216,3 +216,16 @@ def test_generated_pixels_do_not_depend_on_batch_position(model):
     together = model.generate(noise, attrs)
     for row in range(8):
         assert np.array_equal(model.generate(noise[row:row + 1], attrs[row:row + 1])[0], together[row])
+
+
+def test_grids_and_animations_go_through_the_micro_batcher(app, client):
+    """Every generator call of the routes goes through the model's batcher: its warmed shapes, its bounded queue."""
+    from tests.conftest import TINY_MODEL
+
+    batcher = app.extensions["facegen_renderer"].batchers[TINY_MODEL]
+    before = batcher.batches
+    assert client.get("/api/faces?n=40&start=5").status_code == 200
+    assert batcher.batches >= before + 3 and batcher.largest_batch <= batcher.max_batch  # 40 faces, 16 a call
+    before = batcher.batches
+    assert client.get("/api/interpolate?from=1&to=2&steps=20").status_code == 200
+    assert batcher.batches >= before + 2
