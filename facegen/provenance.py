@@ -277,9 +277,10 @@ class CredentialSigner:
 
     def sign(self, data: bytes, fmt: str, mark: Mark) -> bytes:
         c2pa = _c2pa()
-        builder = c2pa.Builder(json.dumps(self.manifest(mark, fmt)), self._context)
+        definition = json.dumps(self.manifest(mark, fmt))
         signed = io.BytesIO()
-        with self._lock:
+        with self._lock:  # the signer and the context are shared by the worker's threads
+            builder = c2pa.Builder(definition, self._context)
             builder.sign(self._signer, MIME[fmt], io.BytesIO(data), signed)
         return signed.getvalue()
 
@@ -489,10 +490,17 @@ def verify(data: bytes, image: Image.Image | None = None, trust_anchors: bytes |
     ``trust_anchors`` defaults to the PEM file named by FACEGEN_C2PA_TRUST_ANCHORS.
     """
     fmt = sniff_format(data)
+    anchors_note = None
     if trust_anchors is None and os.environ.get(ENV_TRUST):
-        trust_anchors = Path(os.environ[ENV_TRUST]).read_bytes()
+        try:
+            trust_anchors = Path(os.environ[ENV_TRUST]).read_bytes()
+        except OSError as error:
+            anchors_note = f"{ENV_TRUST}: {error.strerror}; no signer can be trusted"
+            log.warning("%s", anchors_note)
     metadata = read_xmp(data)
     credentials = read_credentials(data, fmt, trust_anchors) if fmt else {"present": False}
+    if anchors_note:
+        credentials["note"] = anchors_note
     if image is None:
         image = Image.open(io.BytesIO(data))
         image.seek(0)

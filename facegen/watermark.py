@@ -36,6 +36,9 @@ TEXTURE_GAIN = 0.35  # ... plus this fraction of the local detail's magnitude
 MAX_STRENGTH = 5.0
 THRESHOLD = 7.0  # peak height, in standard deviations of the correlation surface, to call an image marked
 MIN_SIDE = 128  # smaller images are not watermarked (see the module docstring and BENCHMARKS.md)
+# Detection looks at most this many pixels a side (a centred crop): the fold needs a few tiles, not a 40 MP upload,
+# and a crop costs the mark nothing (it is tiled everywhere).
+MAX_DETECT_SIDE = 1024
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -127,10 +130,13 @@ def detect(image: Image.Image | np.ndarray) -> Detection:
     picture = picture.convert("RGB")
     best_score, best_scale = -np.inf, SCALES[0]
     for scale in SCALES:
-        width, height = (round(picture.width / scale), round(picture.height / scale))
+        side = round(MAX_DETECT_SIDE * scale)  # so that the rescaled crop is at most MAX_DETECT_SIDE
+        left, top = max(0, (picture.width - side) // 2), max(0, (picture.height - side) // 2)
+        crop = picture.crop((left, top, min(picture.width, left + side), min(picture.height, top + side)))
+        width, height = (round(crop.width / scale), round(crop.height / scale))
         if min(width, height) < TILE:
             continue
-        resized = picture if scale == 1.0 else picture.resize((width, height), Image.Resampling.BICUBIC)
+        resized = crop if scale == 1.0 else crop.resize((width, height), Image.Resampling.BICUBIC)
         score = _score(_luminance(np.asarray(resized)))
         if score > best_score:
             best_score, best_scale = score, scale

@@ -277,6 +277,17 @@ def test_watermark_is_invisible_enough():
     assert np.array_equal(watermark.embed(photo), marked)  # deterministic
 
 
+def test_detection_on_a_large_image_reads_a_bounded_crop(monkeypatch):
+    """A 40 MP upload to /api/verify must not be upscaled to 160 MP to look for a halved mark."""
+    seen = []
+    score = watermark._score
+    monkeypatch.setattr(watermark, "_score", lambda luma: seen.append(luma.shape) or score(luma))
+    rng = np.random.RandomState(0)
+    big = np.clip(128 + 20 * rng.standard_normal((1500, 2500, 3)), 0, 255).astype(np.uint8)
+    assert watermark.detect(watermark.embed(big)).detected
+    assert seen and max(max(shape) for shape in seen) <= watermark.MAX_DETECT_SIDE
+
+
 def test_no_watermark_found_in_real_photos(celeba_photo):
     """CelebA-HQ's test split (CelebA's identity-disjoint partition 2), read in place: as sent, and after the same
     transformations. bench/watermark_robustness.py runs the whole split; this is a sample."""
