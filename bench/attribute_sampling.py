@@ -132,7 +132,7 @@ def agreement(model_dir: Path, classifier_file: Path, faces: int, batch: int = 2
     docstring). Imports TensorFlow (the SavedModel) and Keras (the classifier): training code, allowed in bench/."""
     from app.limits import DEFAULT_PSI  # serving's psi when a request names none
     from training.classifier import load_classifier
-    from training.errors import UsageError
+    from training.usage_error import UsageError
 
     manifest = model_folder.read_manifest(model_dir)
     names = list(manifest["attributes"])

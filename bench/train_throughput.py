@@ -29,7 +29,7 @@ def measure(architecture: str, precision: str, batch: int, steps: int, warmup: i
     import numpy as np
 
     from training.config import load_config
-    from training.models import build_models
+    from training.gan_state import build_models
     from training.networks import count_parameters
 
     overrides = {"batch_size": batch, "mixed_precision": "on" if precision == "bfloat16" else "off"}

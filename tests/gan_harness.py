@@ -74,7 +74,7 @@ def trainer_for(config, images, attributes, groups=None, rng=None):
     """(trainer, models) on the active backend, weights from ``groups`` (checkpoint arrays) when given."""
     import keras
 
-    from training.models import build_models
+    from training.gan_state import build_models
 
     models = build_models(config)
     if groups is not None:
@@ -203,7 +203,7 @@ if __name__ == "__main__":  # python gan_harness.py one-step CONFIG_JSON GROUPS_
     elif command == "encoder-learning":
         print(json.dumps(encoder_learning(config_of(**config_json), int(sys.argv[3]))))
     elif command == "initial-weights":
-        from training.models import build_models
+        from training.gan_state import build_models
 
         import hashlib
 

@@ -13,7 +13,7 @@ from tests.celebahq_fixture import (HQ_N, HQ_NAMES, celeba_name, hq_attribute_ro
                                     make_celebahq)
 from training import data
 from training.__main__ import main
-from training.errors import UsageError
+from training.usage_error import UsageError
 
 NAMES = ("5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
          "Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup "

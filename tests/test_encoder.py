@@ -205,7 +205,7 @@ def test_encoder_terms_reach_g_through_reconstruction_only():
     """From the same weights: G's update with the encoder and reconstruction off is exactly the GAN's own; with
     reconstruction on it differs. E moves on the cycle term alone, and not at all with every term off."""
     start = gan_harness.config_of(**ENCODER)
-    from training.models import build_models
+    from training.gan_state import build_models
 
     groups = build_models(start).checkpoint_groups()
     plain = {k: v for k, v in groups.items() if k not in ("e", "e_opt")}
@@ -226,8 +226,8 @@ def test_encoder_terms_reach_g_through_reconstruction_only():
 
 def test_checkpoint_round_trip_restores_the_encoder(tmp_path):
     from training import checkpoint
-    from training.errors import UsageError
-    from training.models import build_models
+    from training.usage_error import UsageError
+    from training.gan_state import build_models
 
     config = config_of(**ENCODER)
     _, trained, _ = _one_step(config)
@@ -257,7 +257,7 @@ BACKEND_ENCODER = {"d_steps": 2, "label_flip": 0.2, "instance_noise": 0.1, "spec
 
 def test_tensorflow_and_jax_steps_agree_with_the_encoder(tmp_path):
     """One step from the same weights and draws on both backends, every encoder term on (the feature loss too)."""
-    from training.models import build_models
+    from training.gan_state import build_models
 
     config = config_of(**BACKEND_ENCODER)
     start = build_models(config).checkpoint_groups()

@@ -1,4 +1,4 @@
-"""training/metrics.py, training/classifier.py, training/evaluate.py: metric cores on synthetic arrays, the
+"""training/quality.py, training/classifier.py, training/evaluate.py: metric cores on synthetic arrays, the
 classifier's train/save/load round trip on a tiny cache, and `evaluate --model/--run` end to end."""
 
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from training import metrics
+from training import quality
 from training.__main__ import main
 
 NAMES = ("5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
@@ -24,57 +24,57 @@ def test_frechet_distance_closed_form():
     a = rng.standard_normal((4, 4))
     sigma = a @ a.T + np.eye(4)
     mu = rng.standard_normal(4)
-    assert metrics.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-8)
+    assert quality.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-8)
     shift = np.array([1.0, -2.0, 0.5, 0.0])
-    assert metrics.frechet_distance(mu, sigma, mu + shift, sigma) == pytest.approx(float(shift @ shift), rel=1e-8)
+    assert quality.frechet_distance(mu, sigma, mu + shift, sigma) == pytest.approx(float(shift @ shift), rel=1e-8)
     # Diagonal covariances: tr(S1 + S2 - 2 sqrt(S1 S2)) = sum (sqrt(s1) - sqrt(s2))^2.
     s1, s2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 9.0])
     expected = float(np.sum((np.sqrt(s1) - np.sqrt(s2)) ** 2)) + 3.0
-    got = metrics.frechet_distance(np.zeros(3), np.diag(s1), np.ones(3), np.diag(s2))
+    got = quality.frechet_distance(np.zeros(3), np.diag(s1), np.ones(3), np.diag(s2))
     assert got == pytest.approx(expected, rel=1e-8)
     # A singular covariance (fewer samples than dimensions) still gives a finite real number.
     few = rng.standard_normal((5, 8))
-    assert np.isfinite(metrics.frechet_distance_of(few, few + 0.1))
+    assert np.isfinite(quality.frechet_distance_of(few, few + 0.1))
 
 
 def test_frechet_distance_of_samples():
     rng = np.random.RandomState(1)
     x = rng.standard_normal((4000, 3))
-    assert metrics.frechet_distance_of(x, x) == pytest.approx(0.0, abs=1e-6)
+    assert quality.frechet_distance_of(x, x) == pytest.approx(0.0, abs=1e-6)
     y = rng.standard_normal((4000, 3)) * 2.0 + 3.0  # closed form: 3 * 3^2 + 3 * (1 - 2)^2 = 30
-    assert metrics.frechet_distance_of(x, y) == pytest.approx(30.0, rel=0.05)
+    assert quality.frechet_distance_of(x, y) == pytest.approx(30.0, rel=0.05)
 
 
 def test_diversity_flags_collapse():
     rng = np.random.RandomState(2)
     real = rng.standard_normal((300, 16))
     real_px = rng.randint(0, 256, (300, 8, 8, 3)).astype(np.uint8)
-    healthy = metrics.diversity_statistics(rng.standard_normal((300, 16)), real,
+    healthy = quality.diversity_statistics(rng.standard_normal((300, 16)), real,
                                            rng.randint(0, 256, (300, 8, 8, 3)).astype(np.uint8), real_px)
     assert not healthy["collapsed"]
     assert healthy["feature_ratio"] == pytest.approx(1.0, abs=0.1)
     assert healthy["pixel_ratio"] == pytest.approx(1.0, abs=0.1)
-    same = metrics.diversity_statistics(np.repeat(real[:1], 300, axis=0), real,
+    same = quality.diversity_statistics(np.repeat(real[:1], 300, axis=0), real,
                                         np.repeat(real_px[:1], 300, axis=0), real_px)
     assert same["collapsed"] and same["feature_ratio"] == 0.0 and same["near_duplicate_fraction"] == 1.0
     assert same["pixel_ratio"] == 0.0
     # A few distinct faces repeated: the spread may look fine, the near-duplicate pairs give it away.
     few = np.repeat(rng.standard_normal((5, 16)) * 1.4, 60, axis=0)
-    assert metrics.diversity_statistics(few, real)["collapsed"]
+    assert quality.diversity_statistics(few, real)["collapsed"]
 
 
 def test_registry():
     assert {"attribute_accuracy", "attribute_accuracy_real_rows", "frechet_distance", "diversity",
-            "fid_inception"} <= set(metrics.METRICS)
+            "fid_inception"} <= set(quality.METRICS)
 
-    @metrics.register(name="_test_metric")
+    @quality.register(name="_test_metric")
     def anything(ctx):
         return {"value": 1}
 
     try:
-        assert metrics.METRICS["_test_metric"] is anything
+        assert quality.METRICS["_test_metric"] is anything
     finally:
-        del metrics.METRICS["_test_metric"]
+        del quality.METRICS["_test_metric"]
 
 
 # -- a tiny cache where each attribute is a visible mark --------------------------------------------------------
@@ -148,7 +148,7 @@ def test_classifier_round_trip(cache_path, classifier_path):
 
 def test_classifier_bad_files(tmp_path):
     from training.classifier import load_classifier
-    from training.errors import UsageError
+    from training.usage_error import UsageError
 
     with pytest.raises(UsageError, match="no such file"):
         load_classifier(tmp_path / "none.keras")
@@ -288,11 +288,11 @@ def test_attribute_accuracy_real_rows_scores_faithfulness_to_real_requests(cache
         return make_images(full, seed=int(abs(noise[0, 0]) * 1000))
 
     held = cache.partition > 0
-    context = metrics.Context(generate=generate, latent_size=4, attributes=list(ATTRIBUTES),
+    context = quality.Context(generate=generate, latent_size=4, attributes=list(ATTRIBUTES),
                               frequencies=np.full(3, 0.4), real_images=cache.images[held],
                               real_attributes=cache.attributes[held][:, columns].astype(np.float32),
                               classifier=load_classifier(classifier_path), samples=64, progress=False)
-    result = metrics.METRICS["attribute_accuracy_real_rows"](context)
+    result = quality.METRICS["attribute_accuracy_real_rows"](context)
     assert list(result["per_attribute"]) == list(ATTRIBUTES) and result["samples"] == 64
     if faithful:
         assert result["mean"] > 0.9, result
@@ -305,10 +305,10 @@ def test_psnr_and_centred_cosine_by_hand():
     a = np.zeros((2, 2, 2, 3), np.uint8)
     b = a.copy()
     b[0, 0, 0, 0] = 12  # MSE = 144 / 12 = 12
-    got = metrics.psnr(a, b)
-    assert got[0] == pytest.approx(10 * np.log10(255.0 ** 2 / 12.0), rel=1e-9) and got[1] == metrics.PSNR_CAP
+    got = quality.psnr(a, b)
+    assert got[0] == pytest.approx(10 * np.log10(255.0 ** 2 / 12.0), rel=1e-9) and got[1] == quality.PSNR_CAP
     centre = np.array([1.0, 1.0])
-    cos = metrics.centred_cosine(np.array([[2.0, 1.0], [2.0, 2.0]]), np.array([[3.0, 1.0], [0.0, 0.0]]), centre)
+    cos = quality.centred_cosine(np.array([[2.0, 1.0], [2.0, 2.0]]), np.array([[3.0, 1.0], [0.0, 0.0]]), centre)
     np.testing.assert_allclose(cos, [1.0, -1.0])  # (1, 0) . (2, 0); (1, 1) . (-1, -1)
 
 
@@ -353,17 +353,17 @@ def test_encoder_metrics_score_an_exact_editor_and_one_that_ignores_the_edit(cac
         return np.stack([_paint(backgrounds[i], a) for i, a in zip(ids, attrs)])
 
     held = cache.partition > 0
-    context = metrics.Context(generate=generate, latent_size=4, attributes=list(ATTRIBUTES),
+    context = quality.Context(generate=generate, latent_size=4, attributes=list(ATTRIBUTES),
                               frequencies=np.full(3, 0.4), real_images=cache.images[held],
                               real_attributes=cache.attributes[held][:, columns].astype(np.float32),
                               classifier=load_classifier(classifier_path), samples=64, progress=False,
                               encode=encode, encoder_images=photos, encoder_attributes=labels)
-    found = metrics.METRICS["encoder_attributes"](context)
+    found = quality.METRICS["encoder_attributes"](context)
     assert found["mean_balanced"] == 1.0 and found["photos"] == len(test)
-    rebuilt = metrics.METRICS["encoder_reconstruction"](context)
-    assert rebuilt["psnr"] == metrics.PSNR_CAP and rebuilt["feature_distance"] == 0.0
+    rebuilt = quality.METRICS["encoder_reconstruction"](context)
+    assert rebuilt["psnr"] == quality.PSNR_CAP and rebuilt["feature_distance"] == 0.0
     assert rebuilt["psnr_random_code"] < 30 and rebuilt["feature_ratio"] == 0.0
-    edit = metrics.METRICS["encoder_edit"](context)
+    edit = quality.METRICS["encoder_edit"](context)
     assert list(edit["per_attribute"]) == list(ATTRIBUTES)
     if faithful:
         assert edit["changed"] > 0.9 and edit["kept"] > 0.9 and edit["success"] > 0.8, edit
@@ -396,7 +396,7 @@ def test_evaluate_writes_the_encoder_figures(encoder_model_dir, model_dir, cache
     assert written["samples"]["encoded"] == 16 and written["samples"]["encoded_from"] == "test partition"
     assert set(written["encoder_attributes"]["per_attribute"]) == set(ATTRIBUTES)
     rebuilt = written["encoder_reconstruction"]
-    assert 0 < rebuilt["psnr"] < metrics.PSNR_CAP and rebuilt["photos"] == 16 and rebuilt["feature_ratio"] > 0
+    assert 0 < rebuilt["psnr"] < quality.PSNR_CAP and rebuilt["photos"] == 16 and rebuilt["feature_ratio"] > 0
     edit = written["encoder_edit"]
     assert list(edit["per_attribute"]) == ["Smiling", "Male"] and 0 <= edit["changed"] <= 1
     for text in ("encoder reconstruction: PSNR", "encoder edits", "Smiling: changed"):

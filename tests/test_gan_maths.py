@@ -209,7 +209,7 @@ def test_spectral_norm_vectors_advance_in_d_step_only():
 # -- checkpoints and seeds ------------------------------------------------------------------------------------------
 def test_checkpoint_round_trip_restores_every_weight(tmp_path):
     from training import checkpoint
-    from training.models import build_models
+    from training.gan_state import build_models
 
     _, trained, _ = _train_one_step(config_of(d_accuracy_threshold=0.7), d_accuracy=0.3)
     checkpoint.save_state(tmp_path, trained, {"step": 1})
@@ -226,7 +226,7 @@ def test_checkpoint_round_trip_restores_every_weight(tmp_path):
 
 
 def test_no_two_layers_start_from_the_same_values():
-    from training.models import build_models
+    from training.gan_state import build_models
 
     models = build_models(config_of(g_width=8, g_max_width=8, d_width=8, d_max_width=8))
     kernels = [v for m in (models.generator, models.discriminator) for v in m.variables if len(v.shape) >= 2]
@@ -261,7 +261,7 @@ BACKEND_CONFIG = {"d_steps": 2, "label_flip": 0.2, "instance_noise": 0.1, "d_acc
 
 def test_tensorflow_and_jax_steps_agree(tmp_path):
     config = config_of(**BACKEND_CONFIG)
-    from training.models import build_models
+    from training.gan_state import build_models
 
     start = build_models(config).checkpoint_groups()
     gan_harness.save_groups(tmp_path / "start.npz", start)

@@ -26,7 +26,7 @@ def small_model(tmp_path_factory):
 
 
 def grown_models(small_model, **overrides):
-    from training.models import build_models
+    from training.gan_state import build_models
     from training.grow import warm_start
 
     config = config_of(**{**GROWN, "grow_from": str(small_model), "fade_in_steps": 4, **overrides})
@@ -87,7 +87,7 @@ def test_real_images_fade_from_blurred_to_sharp():
 
 
 def test_grow_from_refuses_a_model_of_the_wrong_size(small_model):
-    from training.errors import UsageError
+    from training.usage_error import UsageError
 
     with pytest.raises(UsageError, match="grow_from.*32 px"):
         grown_models(small_model, resolution=128, g_width=2, d_width=2)

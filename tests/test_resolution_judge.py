@@ -1,5 +1,5 @@
 """Judging faces at 128 px: the classifier's size, the half-resolution reference figure and evaluate's flags for
-comparing a 64 px model served enlarged with a 128 px one (training/classifier.py, training/metrics.py)."""
+comparing a 64 px model served enlarged with a 128 px one (training/classifier.py, training/quality.py)."""
 
 import os
 
@@ -8,12 +8,12 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np
 import pytest
 
-from training import metrics
+from training import quality
 
 
 def test_classifier_widths_and_files_follow_the_judge_size(tmp_path):
     from training.classifier import WIDTHS, build_network, default_path, widths_for
-    from training.errors import UsageError
+    from training.usage_error import UsageError
 
     assert widths_for(64) == WIDTHS and widths_for(128) == (16,) + WIDTHS
     with pytest.raises(UsageError, match="power of two"):
@@ -58,14 +58,14 @@ def test_half_resolution_reference_separates_sharp_from_enlarged(blurred_generat
         faces = photos(len(noise), seed=int(abs(noise[0, 0]) * 1e4) % 2**31)
         return np.stack([resize_face(resize_face(f, 32), 64) for f in faces]) if blurred_generator else faces
 
-    context = metrics.Context(generate=generate, latent_size=4, attributes=[], frequencies=np.zeros(0),
+    context = quality.Context(generate=generate, latent_size=4, attributes=[], frequencies=np.zeros(0),
                               real_images=real, real_attributes=np.zeros((200, 0), np.float32), classifier=None,
                               samples=200, progress=False)
     features = SharpnessJudge().features
     context.classifier = type("Judge", (), {"features": staticmethod(features)})()
     generated = features(context.generate_all(np.random.RandomState(0).standard_normal((200, 4)), np.zeros((200, 0))))
     order = np.random.RandomState(2).permutation(200)
-    reference = metrics.half_resolution_reference(context, generated, features(real), order)
+    reference = quality.half_resolution_reference(context, generated, features(real), order)
     assert reference["size"] == 100 and reference["resolution"] == 64
     # the enlarged half-resolution photos are far from the sharp ones; real halves are close to each other
     assert reference["real_half_resolution_enlarged"] > 10 * reference["real"]

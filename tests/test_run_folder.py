@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from training import data, run_folder
-from training.errors import UsageError
+from training.usage_error import UsageError
 
 
 def test_partition_codes_are_celebas():

@@ -381,7 +381,7 @@ def test_card_redraws_a_training_gif_too_big_for_git_narrower(tmp_path, monkeypa
     from PIL import Image
 
     from training import card
-    from training.report import make_gif
+    from training.pictures import make_gif
 
     frames = []
     (tmp_path / "samples").mkdir()

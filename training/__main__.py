@@ -10,7 +10,7 @@ import sys
 
 from facegen.hardware import require_avx
 from facegen.model_folder import ManifestError
-from training.errors import UsageError
+from training.usage_error import UsageError
 
 # name: (module, help, imports TensorFlow/Keras so needs AVX on x86)
 COMMANDS = {

@@ -21,7 +21,7 @@ from pathlib import Path
 from facegen import attributes as attributes_module
 from facegen import model_folder
 from training import run_folder
-from training.errors import UsageError
+from training.usage_error import UsageError
 
 GIF_LIMIT_BYTES = 3_000_000
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def run(args) -> int:
 
 def small_training_gif(run_dir: Path, out: Path) -> bool:
     """The run's training.gif, or where it is too big for git, the same sample grids redrawn narrower."""
-    from training.report import make_gif
+    from training.pictures import make_gif
 
     source = run_dir / run_folder.TRAINING_GIF
     if source.is_file() and source.stat().st_size <= GIF_LIMIT_BYTES:
@@ -118,7 +118,7 @@ def write_pictures(model_dir: Path, manifest: dict, generate, columns: int) -> l
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from training.report import grid
+    from training.pictures import grid
 
     grid(generate(*service_inputs(manifest, range(64))), 8).save(model_dir / "samples.png")
     written = ["samples.png"]
@@ -298,7 +298,7 @@ def _metric_rows(ours: dict, baseline: dict | None) -> list:
 
 
 ENCODER_METRICS = ("encoder_attributes", "encoder_reconstruction", "encoder_edit")  # what evaluate writes
-# (title, metric, keys into it, what the figure means); the figures are those of training/metrics.py.
+# (title, metric, keys into it, what the figure means); the figures are those of training/quality.py.
 ENCODER_ROWS = [
     ("attribute reading, balanced accuracy (mean)", "encoder_attributes", ("mean_balanced",),
      "How often the encoder's attribute head reads a held-out photo's labelled attributes right, balanced over "

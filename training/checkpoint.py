@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from training import run_folder
-from training.errors import UsageError
+from training.usage_error import UsageError
 
 
 def save_state(run_dir: Path, groups: dict, meta: dict) -> Path:

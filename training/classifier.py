@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import TRAIN
-from training.errors import UsageError
+from training.usage_error import UsageError
 from training.timestamps import utc_now
 
 INPUT_SIZE = 64

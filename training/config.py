@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from training.errors import UsageError
+from training.usage_error import UsageError
 
 # The attributes the default model is conditioned on: the ones a face renderer can draw and a viewer can see.
 DEFAULT_ATTRIBUTES = [

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.errors import UsageError
+from training.usage_error import UsageError
 
 CROP = (15, 40, 163, 188)  # left, top, right, bottom on the 178x218 aligned image
 ALIGNED_SIZE = (178, 218)  # width, height

@@ -7,7 +7,7 @@
 on whatever Keras backend is active (so a JAX machine without TensorFlow can evaluate), and writes no manifest.
 The judge is an attribute classifier trained on the data's training partition (training/classifier.py), loaded
 from --classifier (default: beside the data cache) when it exists, trained and saved there otherwise. The metrics
-are the registry in training/metrics.py. A model with an encoder is also measured on held-out photos (the cache's
+are the registry in training/quality.py. A model with an encoder is also measured on held-out photos (the cache's
 test partition): encoder_attributes, encoder_reconstruction, encoder_edit.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 from facegen import model_folder
 from facegen.model_folder import to_uint8
 from training import run_folder
-from training.errors import UsageError
+from training.usage_error import UsageError
 from training.timestamps import utc_now
 
 DEFAULT_SAMPLES = 2000
@@ -222,7 +222,7 @@ def run(args) -> int:
     if args.inception_weights is not None and not args.inception_weights.is_file():
         raise UsageError(f"--inception-weights: no such file: {args.inception_weights}")
     names = [n.strip() for n in args.metrics.split(",") if n.strip()] if args.metrics else None
-    from training import metrics as registry
+    from training import quality as registry
 
     if names is not None:
         unknown = [n for n in names if n not in registry.METRICS]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from facegen import model_folder
 from training import run_folder
-from training.errors import UsageError
+from training.usage_error import UsageError
 from training.timestamps import utc_now
 
 DEFAULT_FRAMING_IMAGES = 500

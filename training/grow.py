@@ -17,7 +17,7 @@ import numpy as np
 from keras import ops
 
 from facegen import model_folder
-from training.errors import UsageError
+from training.usage_error import UsageError
 
 
 def fade_alpha(step, config):

@@ -10,7 +10,7 @@ import numpy as np
 from facegen import model_folder
 from training import run_folder
 from training.config import load_config
-from training.errors import UsageError
+from training.usage_error import UsageError
 from training.runlog import RunLog
 from training.timestamps import utc_now
 
@@ -122,8 +122,8 @@ class Training:
     def setup(self):
         import keras
 
-        from training.hardware import describe_accelerator
-        from training.models import build_models
+        from training.accelerator import describe_accelerator
+        from training.gan_state import build_models
 
         config = self.config
         self.device_line = describe_accelerator()
@@ -296,7 +296,7 @@ class Training:
         return z, a
 
     def save_samples(self, step: int) -> Path:
-        from training.report import grid, to_uint8
+        from training.pictures import grid, to_uint8
 
         images = to_uint8(self.trainer.generate(self.sample_z, self.sample_a))
         path = run_folder.sample_path(self.run_dir, step)
@@ -320,7 +320,7 @@ class Training:
                                "saved": utc_now()})
 
     def finish(self, step: int) -> None:
-        from training.report import make_gif, plot_losses
+        from training.pictures import make_gif, plot_losses
 
         if not run_folder.sample_path(self.run_dir, step).is_file():
             self.save_samples(step)

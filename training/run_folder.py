@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from training.errors import UsageError
+from training.usage_error import UsageError
 
 CONFIG = "config.json"
 RUN_INFO = "run.json"

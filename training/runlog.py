@@ -1,4 +1,4 @@
-"""A run's scalar log: log.csv (read by report.plot_losses) and TensorBoard event files, kept in step with each
+"""A run's scalar log: log.csv (read by pictures.plot_losses) and TensorBoard event files, kept in step with each
 other and with the checkpoint.
 
 TensorBoard events are written with tensorboardX, which needs no TensorFlow, so a JAX run on a GPU machine writes

@@ -13,7 +13,7 @@ import numpy as np
 
 from training import loss, stabilisers
 from training.batches import real_batch
-from training.models import ema_variables
+from training.gan_state import ema_variables
 
 
 class StepRng:
@@ -38,7 +38,7 @@ class Trainer:
 
     def __init__(self, config, images, attributes, models, distribution=None, rng=StepRng):
         if config.fade_in_steps:
-            from training.errors import UsageError
+            from training.usage_error import UsageError
 
             raise UsageError("config fade_in_steps: the fade-in is implemented in the TensorFlow train step only; "
                              "train a growing run with KERAS_BACKEND=tensorflow")

@@ -23,7 +23,7 @@ import tensorflow as tf
 from training import loss, stabilisers
 from training.batches import real_batch
 from training.grow import fade_alpha, fade_real
-from training.models import ema_variables
+from training.gan_state import ema_variables
 
 
 class StepRng:

@@ -52,7 +52,7 @@ class GanModels:
             if name == "schedule" and name not in groups:
                 continue  # a checkpoint from before the schedule state was saved: start it afresh (0.5)
             if name not in groups:
-                from training.errors import UsageError
+                from training.usage_error import UsageError
 
                 hint = (" (the config has encoder: true, the checkpoint was trained without an encoder; an encoder "
                         "cannot be added to a run: start a new run)") if name in ("e", "e_opt") else ""

@@ -334,7 +334,7 @@ def fid_inception(ctx: Context) -> dict:
     import keras
     from keras import ops
 
-    from training.errors import UsageError
+    from training.usage_error import UsageError
 
     path = Path(ctx.inception_weights)
     if not path.is_file():
@@ -504,7 +504,7 @@ def compute_metrics(names, ctx: Context) -> dict:
     names = list(METRICS) if names is None else list(names)
     unknown = [n for n in names if n not in METRICS]
     if unknown:
-        from training.errors import UsageError
+        from training.usage_error import UsageError
 
         raise UsageError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
     results = {}
