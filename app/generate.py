@@ -35,6 +35,7 @@ IMAGES = "CelebA-HQ-img"  # the CelebAMask-HQ layout's names (training/data.py r
 ANNOTATION = "CelebAMask-HQ-attribute-anno.txt"
 RECORD = "generation.json"
 FORMATS = ("png", "jpg")
+WRITERS = 2  # threads encoding and writing files beside the generator's (bench/generate_speed.py)
 PARTIAL = ".partial"  # suffix of a file being written; renamed when whole, removed after an interruption
 
 EXAMPLE = """example:
@@ -249,9 +250,12 @@ def progress_bar(total: int, done: int, enabled: bool):
     return tqdm(total=total, initial=done, unit="face", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
 
 
-def write_faces(model, requests, out: Path, fmt: str, show_progress: bool) -> tuple[int, float]:
+def write_faces(model, requests, out: Path, fmt: str, show_progress: bool, writers: int = WRITERS) -> tuple[int, float]:
     """Generate and write the faces not yet in OUT: (faces written now, seconds). The micro-batcher's thread runs
-    the generator while this thread encodes and writes the faces before, so the two overlap."""
+    the generator while ``writers`` threads encode and write the faces it made before (Pillow and zlib release the
+    GIL), so generating and encoding overlap. Ctrl-C: the files being written are finished, no new one is begun."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from app.batcher import DEFAULT_MAX_BATCH, MicroBatcher, _env_number, encode_face
 
     images = out / IMAGES
@@ -259,22 +263,26 @@ def write_faces(model, requests, out: Path, fmt: str, show_progress: bool) -> tu
     batcher = MicroBatcher(model, max_batch=_env_number("FACEGEN_MAX_BATCH", DEFAULT_MAX_BATCH, int), wait_ms=0,
                            timeout_s=3600.0)
     batcher.warm_up()  # every batch shape the service uses, before the clock starts
-    window = 4 * batcher.max_batch  # faces in flight: enough that the generator never waits for the writer
+    window = 4 * batcher.max_batch  # faces in flight: enough that the generator never waits for the writers
+
+    def write(i: int, face) -> None:
+        write_atomically(images / f"{i}.{fmt}", encode_face(requests[i], batcher.wait(face), fmt))
+
     pending: deque = deque()
     started = time.perf_counter()
-    with progress_bar(len(requests), len(requests) - len(todo), show_progress) as bar:
-        def write_oldest():
-            i, future = pending.popleft()
-            pixels = batcher.wait(future)
-            write_atomically(images / f"{i}.{fmt}", encode_face(requests[i], pixels, fmt))
-            bar.update(1)
-
-        for i in todo:
-            pending.append((i, batcher.submit(requests[i], finish=None)))
-            if len(pending) >= window:
-                write_oldest()
-        while pending:
-            write_oldest()
+    pool = ThreadPoolExecutor(max(1, writers), thread_name_prefix="generate-writer")
+    try:
+        with progress_bar(len(requests), len(requests) - len(todo), show_progress) as bar:
+            for i in todo:
+                pending.append(pool.submit(write, i, batcher.submit(requests[i], finish=None)))
+                if len(pending) >= window:
+                    pending.popleft().result()
+                    bar.update(1)
+            while pending:
+                pending.popleft().result()
+                bar.update(1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # after Ctrl-C: the files begun are finished, whole
     return len(todo), time.perf_counter() - started
 
 

@@ -93,31 +93,60 @@ def test_an_interrupted_run_leaves_whole_files_and_the_same_command_completes_it
                                                                                   monkeypatch, capsys):
     argv = ("--count", 40, "--seed", 11, "--no-progress")
     assert run(*argv, "--out", tmp_path / "whole") == 0
+    whole = files(tmp_path / "whole")
 
-    from app import batcher
+    real_bar = generate.progress_bar
 
-    encode = batcher.encode_face
-    written = []
+    def interrupted_after_17(total, done, enabled):
+        bar, counted = real_bar(total, done, enabled), []
+        update = bar.update
 
-    def interrupted_after_17(request, pixels, fmt="png"):
-        if len(written) == 17:
-            raise KeyboardInterrupt  # what Ctrl-C raises in the main thread, between or during files
-        written.append(request.seed)
-        return encode(request, pixels, fmt)
+        def update_then_interrupt(n=1):
+            update(n)
+            counted.append(n)
+            if len(counted) == 17:
+                raise KeyboardInterrupt  # Ctrl-C lands in the main thread, here while faces are in flight
+        bar.update = update_then_interrupt
+        return bar
 
-    monkeypatch.setattr(batcher, "encode_face", interrupted_after_17)
+    monkeypatch.setattr(generate, "progress_bar", interrupted_after_17)
     part = tmp_path / "part"
     assert run(*argv, "--out", part) == 130
-    assert "17 of 40" in capsys.readouterr().err
     on_disk = files(part)
-    assert sorted(on_disk) == sorted([generate.RECORD] + [f"{generate.IMAGES}/{i}.png" for i in range(17)])
-    assert all(on_disk[name] == data for name, data in files(tmp_path / "whole").items() if name in on_disk)
+    faces = [name for name in on_disk if name.startswith(generate.IMAGES)]
+    assert f"{len(faces)} of 40" in capsys.readouterr().err
+    # At least the 17 counted, maybe a few in flight, each whole: no annotation yet, nothing half-written.
+    assert 17 <= len(faces) < 40 and set(on_disk) == {generate.RECORD, *faces}
+    assert all(on_disk[name] == whole[name] for name in on_disk)
 
-    monkeypatch.setattr(batcher, "encode_face", encode)
-    (part / generate.IMAGES / "3.png").unlink()  # a gap is filled too, not only the tail
+    monkeypatch.setattr(generate, "progress_bar", real_bar)
+    (part / faces[0]).unlink()  # a gap is filled too, not only the tail
     assert run(*argv, "--out", part) == 0
-    assert "wrote 24 faces (16 already there)" in capsys.readouterr().out
-    assert files(part) == files(tmp_path / "whole")
+    assert f"wrote {41 - len(faces)} faces ({len(faces) - 1} already there)" in capsys.readouterr().out
+    assert files(part) == whole
+
+
+def test_ctrl_c_in_a_real_run_leaves_only_whole_files(tiny_models_dir, tmp_path):
+    import signal
+    import time
+
+    from PIL import Image
+
+    out = tmp_path / "faces"
+    command = [sys.executable, "-m", "facegen", "generate", "--count", "100000", "--out", str(out), "--model",
+               str(tiny_models_dir / TINY_MODEL), "--no-progress"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((out / generate.IMAGES).glob("*.png"))) < 50:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert "the same command completes it" in err
+    assert not list(out.rglob(f"*{generate.PARTIAL}")) and not (out / generate.ANNOTATION).exists()
+    for path in (out / generate.IMAGES).iterdir():
+        with Image.open(path) as image:
+            image.load()  # a truncated file would fail here
 
 
 def bad(tmp_path, table_models_dir):
