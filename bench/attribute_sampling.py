@@ -127,13 +127,8 @@ def _fraction(agree_total):
     return round(agree / total, 4) if total else None
 
 
-def agreement(model_dir: Path, classifier_file: Path, faces: int, batch: int = 200):
-    """Generate `faces` faces per query and way, classify them, compare with the requested vectors (see the
-    docstring). Imports TensorFlow (the SavedModel) and Keras (the classifier): training code, allowed in bench/."""
-    from app.limits import DEFAULT_PSI  # serving's psi when a request names none
-    from training.classifier import load_classifier
-    from training.usage_error import UsageError
-
+def _sampling_ways(model_dir: Path):
+    """(manifest, attribute names, frequencies, {way: table or None}): the model and the two ways to draw."""
     manifest = model_folder.read_manifest(model_dir)
     names = list(manifest["attributes"])
     if not names:
@@ -142,7 +137,14 @@ def agreement(model_dir: Path, classifier_file: Path, faces: int, batch: int = 2
     table = attributes.AttributeTable.from_manifest(manifest.get("attribute_table"), names)
     if table is None:
         raise SystemExit(f"--model: {model_dir}'s manifest has no attribute_table: the table way cannot be measured")
-    tables = {attributes.INDEPENDENT: None, attributes.TABLE: table}  # independent: the table removed
+    return manifest, names, frequencies, {attributes.INDEPENDENT: None, attributes.TABLE: table}
+
+
+def _judge(classifier_file: Path, names: list):
+    """(the classifier, the model's attribute indices it knows, its columns for them, their names)."""
+    from training.classifier import load_classifier
+    from training.errors import UsageError
+
     try:
         classifier = load_classifier(classifier_file)
     except UsageError as error:  # no such file, no sidecar, not our classifier
@@ -151,8 +153,65 @@ def agreement(model_dir: Path, classifier_file: Path, faces: int, batch: int = 2
     judged = [i for i, a in enumerate(names) if a.lower() in known]  # model columns the classifier knows
     if not judged:
         raise SystemExit(f"--classifier: {classifier_file} knows none of the model's attributes {names}")
-    columns = [classifier.column(names[i]) for i in judged]
-    judged_names = [names[i] for i in judged]
+    return classifier, judged, [classifier.column(names[i]) for i in judged], [names[i] for i in judged]
+
+
+def _agreements(requested, predicted, named) -> dict:
+    """Agreement over every (face, attribute) pair, over the named ones and over the drawn ones."""
+    return {"all": _fraction(_counts(requested, predicted, np.ones_like(named))),
+            "named": _fraction(_counts(requested, predicted, named)),
+            "drawn": _fraction(_counts(requested, predicted, ~named))}
+
+
+def _measure_way(generate, classifier, columns, judged, fixed, seeds_inputs, batch: int):
+    """One query drawn one way: its faces generated and classified -> (requested, predicted, named) [faces, J]."""
+    noise = np.stack([i[0] for i in seeds_inputs])
+    vectors = np.stack([i[1] for i in seeds_inputs])
+    faces = len(seeds_inputs)
+    images = np.concatenate([generate(noise[s:s + batch], vectors[s:s + batch]) for s in range(0, faces, batch)])
+    probabilities = classifier.probabilities(images)[:, columns]
+    requested = vectors[:, judged] >= attributes.ON_THRESHOLD
+    predicted = probabilities >= attributes.ON_THRESHOLD
+    return requested, predicted, np.broadcast_to(fixed, requested.shape)
+
+
+def _per_attribute(requested, predicted, named, j: int) -> dict:
+    """One attribute's agreement, one way: over all faces, balanced (comparable with the ceiling), named, drawn."""
+    r, p, n = requested[:, j], predicted[:, j], named[:, j]
+    asked = [v for v in (True, False) if (r == v).any()]  # both, or balanced is not defined
+    recalls = [float(np.mean(p[r == v] == v)) for v in asked] if len(asked) == 2 else []
+    return {"all": _fraction(_counts(r, p, np.ones_like(n))),
+            # mean of the recalls on faces asked with it on and with it off: comparable with the ceiling
+            "balanced": round(float(np.mean(recalls)), 4) if recalls else None,
+            "named": _fraction(_counts(r, p, n)), "named_faces": int(n.sum()),
+            "drawn": _fraction(_counts(r, p, ~n)),
+            "asked_on": round(float(r.mean()), 4), "seen_on": round(float(p.mean()), 4)}
+
+
+def _ceiling(classifier, judged_names: list, per_attribute: dict) -> dict:
+    """The classifier's own held-out figures, per attribute (into per_attribute) and on average."""
+    held = classifier.info.get("held_out", {})
+    held_table = {k.lower(): v for k, v in held.get("per_attribute", {}).items()}
+    for a in judged_names:
+        entry = held_table.get(a.lower(), {})
+        per_attribute[a]["ceiling"] = {"balanced": entry.get("balanced"), "accuracy": entry.get("accuracy")}
+
+    def mean_ceiling(key):
+        values = [per_attribute[a]["ceiling"][key] for a in judged_names]
+        return round(float(np.mean(values)), 4) if values and None not in values else None
+
+    return {"source": held.get("source"), "images": held.get("images"),
+            "mean_balanced": mean_ceiling("balanced"), "mean_accuracy": mean_ceiling("accuracy"),
+            "mean_balanced_all_attributes": held.get("mean_balanced")}
+
+
+def agreement(model_dir: Path, classifier_file: Path, faces: int, batch: int = 200):
+    """Generate `faces` faces per query and way, classify them, compare with the requested vectors (see the
+    docstring). Imports TensorFlow (the SavedModel) and Keras (the classifier): training code, allowed in bench/."""
+    from app.limits import DEFAULT_PSI  # serving's psi when a request names none
+
+    manifest, names, frequencies, tables = _sampling_ways(model_dir)
+    classifier, judged, columns, judged_names = _judge(classifier_file, names)
     generate, _ = model_folder.load_generate(model_dir)
     latent = manifest["latent_size"]
 
@@ -170,66 +229,31 @@ def agreement(model_dir: Path, classifier_file: Path, faces: int, batch: int = 2
             started = time.perf_counter()
             inputs = [attributes.seed_face(seed, latent, DEFAULT_PSI, frequencies, tables[way], constraints, names)
                       for seed in range(faces)]
-            noise = np.stack([i[0] for i in inputs])
-            vectors = np.stack([i[1] for i in inputs])
-            images = np.concatenate([generate(noise[s:s + batch], vectors[s:s + batch])
-                                     for s in range(0, faces, batch)])
-            probabilities = classifier.probabilities(images)[:, columns]
-            requested = vectors[:, judged] >= 0.5
-            predicted = probabilities >= 0.5
-            named = np.broadcast_to(fixed, requested.shape)
-            records[way].append((requested, predicted, named))
-            nearest[way] += sum(i[2] == attributes.NEAREST for i in inputs)
-            everything = np.ones_like(named)
-            row[way] = {"all": _fraction(_counts(requested, predicted, everything)),
-                        "named": _fraction(_counts(requested, predicted, named)),
-                        "drawn": _fraction(_counts(requested, predicted, ~named)),
-                        "nearest": (round(sum(i[2] == attributes.NEAREST for i in inputs) / faces, 4)
-                                    if way == attributes.TABLE else None),
+            record = _measure_way(generate, classifier, columns, judged, fixed, inputs, batch)
+            records[way].append(record)
+            drawn_nearest = sum(i[2] == attributes.NEAREST for i in inputs)
+            nearest[way] += drawn_nearest
+            row[way] = {**_agreements(*record),
+                        "nearest": round(drawn_nearest / faces, 4) if way == attributes.TABLE else None,
                         "seconds": round(time.perf_counter() - started, 1)}
         queries.append(row)
 
     overall, per_attribute = {}, {a: {} for a in judged_names}
     for way in WAYS:
-        requested = np.concatenate([r[0] for r in records[way]])
-        predicted = np.concatenate([r[1] for r in records[way]])
-        named = np.concatenate([r[2] for r in records[way]])
-        everything = np.ones_like(named)
-        overall[way] = {"all": _fraction(_counts(requested, predicted, everything)),
-                        "named": _fraction(_counts(requested, predicted, named)),
-                        "drawn": _fraction(_counts(requested, predicted, ~named)),
+        requested, predicted, named = (np.concatenate([r[k] for r in records[way]]) for k in range(3))
+        overall[way] = {**_agreements(requested, predicted, named),
                         "pairs": int(named.size), "named_pairs": int(named.sum()),
                         "nearest": (round(nearest[way] / (faces * len(queries)), 4)
                                     if way == attributes.TABLE else None)}
         for j, a in enumerate(judged_names):
-            r, p, n = requested[:, j], predicted[:, j], named[:, j]
-            asked = [v for v in (True, False) if (r == v).any()]  # both, or balanced is not defined
-            recalls = [float(np.mean(p[r == v] == v)) for v in asked] if len(asked) == 2 else []
-            per_attribute[a][way] = {
-                "all": _fraction(_counts(r, p, np.ones_like(n))),
-                # mean of the recalls on faces asked with it on and with it off: comparable with the ceiling
-                "balanced": round(float(np.mean(recalls)), 4) if recalls else None,
-                "named": _fraction(_counts(r, p, n)), "named_faces": int(n.sum()),
-                "drawn": _fraction(_counts(r, p, ~n)),
-                "asked_on": round(float(r.mean()), 4), "seen_on": round(float(p.mean()), 4)}
-    held = classifier.info.get("held_out", {})
-    held_table = {k.lower(): v for k, v in held.get("per_attribute", {}).items()}
-    for a in judged_names:
-        entry = held_table.get(a.lower(), {})
-        per_attribute[a]["ceiling"] = {"balanced": entry.get("balanced"), "accuracy": entry.get("accuracy")}
-
-    def mean_ceiling(key):
-        values = [per_attribute[a]["ceiling"][key] for a in judged_names]
-        return round(float(np.mean(values)), 4) if values and None not in values else None
+            per_attribute[a][way] = _per_attribute(requested, predicted, named, j)
+    ceiling = _ceiling(classifier, judged_names, per_attribute)
 
     return {"model": str(model_dir), "model_name": manifest.get("name"), "resolution": manifest["resolution"],
             "classifier": str(classifier_file), "faces": faces, "seeds": f"0..{faces - 1}", "psi": DEFAULT_PSI,
-            "threshold": 0.5, "attributes": judged_names,
+            "threshold": attributes.ON_THRESHOLD, "attributes": judged_names,
             "not_judged": [a for a in names if a not in judged_names], "queries_skipped": skipped,
-            "ceiling": {"source": held.get("source"), "images": held.get("images"),
-                        "mean_balanced": mean_ceiling("balanced"), "mean_accuracy": mean_ceiling("accuracy"),
-                        "mean_balanced_all_attributes": held.get("mean_balanced")},
-            "queries": queries, "overall": overall, "per_attribute": per_attribute}
+            "ceiling": ceiling, "queries": queries, "overall": overall, "per_attribute": per_attribute}
 
 
 def _pct(value) -> str:
