@@ -12,10 +12,11 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 
 from app import admission, edits, limits, uploads
 from app.errors import ApiError
-from app.faces import (FaceInputs, FaceRequest, InterpolationRequest, interpolation_ends, parse_attrs,
+from app.faces import (FaceInputs, FaceRequest, InterpolationRequest, interpolation_ends,
                        interpolation_frames, render_animation, render_grid_png)
 from app.params import (EDIT_PARAMS, ENCODE_PARAMS, FACE_PARAMS, GRID_PARAMS, INTERPOLATE_PARAMS, allowed_sizes,
-                        parse_choice, parse_int, parse_model, parse_psi, parse_seed, parse_seed_list, parse_size,
+                        parse_attrs, parse_choice, parse_int, parse_model, parse_psi, parse_seed, parse_seed_list,
+                        parse_size,
                         single_values)
 from app.verify import verify_upload
 from facegen import attributes

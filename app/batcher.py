@@ -32,7 +32,7 @@ import numpy as np
 from app import metrics
 from app.cache import PngCache, face_key
 from app.errors import ApiError
-from app.faces import FaceRequest, encode_jpeg, encode_png, face_inputs, face_mark, to_image
+from app.faces import FaceRequest, encode_face, face_inputs
 from app.models import Model
 
 log = logging.getLogger(__name__)
@@ -267,18 +267,6 @@ class EncodeBatcher(_Batcher):
             batch[row] = photo
         noise, probabilities = self.model.encode(batch)
         return [(noise[row], probabilities[row]) for row in range(len(photos))]
-
-
-def encode_face(request: FaceRequest, pixels: np.ndarray, fmt: str = "png") -> bytes:
-    """One face's file bytes: every face /api/face sends (in the batch thread) and every file ``python -m facegen
-    generate`` writes (app/generate.py) is encoded here, so generate's files are the service's faces, byte for byte.
-    ``fmt``: "png" (what the service sends) or "jpg" (generate only)."""
-    image = to_image(pixels, request.output_size)
-    if fmt == "jpg":
-        return encode_jpeg(image, face_mark(request))
-    if fmt != "png":
-        raise ValueError(f"unknown face format {fmt!r}")
-    return encode_png(image, face_mark(request))
 
 
 class FaceRenderer:

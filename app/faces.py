@@ -15,7 +15,6 @@ import numpy as np
 from PIL import Image
 
 from app import limits
-from app.errors import ApiError
 from app.models import Model
 from facegen import attributes, model_folder, provenance
 
@@ -75,26 +74,6 @@ class FaceRequest:
         return urlencode(params, safe=",")
 
 
-def parse_attrs(raw: str | None, model: Model, name: str = "attrs",
-                others: Sequence[Model] = ()) -> tuple[str, ...] | None:
-    """'male, -SMILING' -> ('Male', '-Smiling') in manifest order; None stays None; '' fixes nothing.
-
-    The rules and their errors are facegen.attributes.parse_constraints'; ``others`` (the other models served) lets
-    an error say when a name belongs to another model.
-    """
-    if raw is None:
-        return None
-    elsewhere: dict[str, list[str]] = {}
-    for other in others:
-        if other is not model:
-            for attribute in other.attributes:
-                elsewhere.setdefault(attribute.lower(), []).append(other.name)
-    try:
-        return attributes.parse_constraints(raw, model.attributes, name, model.name, elsewhere)
-    except attributes.ConstraintError as error:
-        raise ApiError(error.message, allowed=error.allowed) from None
-
-
 def resolve(model: Model, seed: int, attrs: tuple[str, ...] | None = None,
             psi: float = limits.DEFAULT_PSI) -> FaceInputs:
     """seed + constraints -> the face's inputs, by the rules of facegen.attributes (table or independent)."""
@@ -141,6 +120,18 @@ def encode_jpeg(image: Image.Image, mark: provenance.Mark) -> bytes:
     """JPEG bytes with fixed settings: quality JPEG_QUALITY, no chroma subsampling (the faces are small); marked
     like encode_png's PNGs (facegen/provenance.py)."""
     return provenance.encode(image, "jpeg", mark, {"quality": JPEG_QUALITY, "subsampling": 0, "optimize": False})
+
+
+def encode_face(request: FaceRequest, pixels: np.ndarray, fmt: str = "png") -> bytes:
+    """One face's file bytes: every face /api/face sends (in its micro-batcher's thread, app/batcher.py) and every
+    file ``python -m facegen generate`` writes (app/generate.py) is encoded here, so generate's files are the service's faces, byte for byte.
+    ``fmt``: "png" (what the service sends) or "jpg" (generate only)."""
+    image = to_image(pixels, request.output_size)
+    if fmt == "jpg":
+        return encode_jpeg(image, face_mark(request))
+    if fmt != "png":
+        raise ValueError(f"unknown face format {fmt!r}")
+    return encode_png(image, face_mark(request))
 
 
 def render_png(request: FaceRequest) -> bytes:

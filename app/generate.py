@@ -3,7 +3,7 @@
 Face i is exactly what ``/api/face?seed=S+i`` serves with the same ``attrs``, ``psi`` and ``size`` (``--format
 png``: byte for byte), because every step is the service's own: the model is loaded and warmed up by app/models.py,
 each seed resolved by app/faces.py (facegen/attributes.py's seed and attribute rules), the faces generated through
-the micro-batcher /api/face uses (app/batcher.py) and encoded by its ``encode_face``.
+the micro-batcher /api/face uses (app/batcher.py) and encoded by app/faces.py's ``encode_face``.
 
 Output, in the CelebAMask-HQ layout that ``python -m training prepare`` reads (square images, resized whole):
 
@@ -134,7 +134,8 @@ def face_requests(model, args) -> list:
     """One FaceRequest per face, resolved (noise and attributes) exactly as /api/face resolves its query."""
     from app import limits, params
     from app.errors import ApiError
-    from app.faces import FaceRequest, parse_attrs
+    from app.faces import FaceRequest
+    from app.params import parse_attrs
 
     try:
         first = params.parse_seed(args.seed, "seed")
@@ -256,7 +257,8 @@ def write_faces(model, requests, out: Path, fmt: str, show_progress: bool, write
     GIL), so generating and encoding overlap. Ctrl-C: the files being written are finished, no new one is begun."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from app.batcher import DEFAULT_MAX_BATCH, MicroBatcher, _env_number, encode_face
+    from app.batcher import DEFAULT_MAX_BATCH, MicroBatcher, _env_number
+    from app.faces import encode_face
 
     images = out / IMAGES
     todo = [i for i in range(len(requests)) if not (images / f"{i}.{fmt}").is_file()]

@@ -8,8 +8,14 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING, Sequence
+
 from app import limits
 from app.errors import ApiError
+from facegen import attributes
+
+if TYPE_CHECKING:
+    from app.models import Model
 
 
 @dataclass(frozen=True)
@@ -181,3 +187,23 @@ def parse_model(raw: str | None, registry):
         raise ApiError(f"unknown model {_show(raw)}; models: {', '.join(registry.names)}", status=404,
                        allowed=registry.names)
     return registry.get(raw)
+
+
+def parse_attrs(raw: str | None, model: "Model", name: str = "attrs",
+                others: Sequence["Model"] = ()) -> tuple[str, ...] | None:
+    """'male, -SMILING' -> ('Male', '-Smiling') in manifest order; None stays None; '' fixes nothing.
+
+    The rules and their errors are facegen.attributes.parse_constraints'; ``others`` (the other models served) lets
+    an error say when a name belongs to another model.
+    """
+    if raw is None:
+        return None
+    elsewhere: dict[str, list[str]] = {}
+    for other in others:
+        if other is not model:
+            for attribute in other.attributes:
+                elsewhere.setdefault(attribute.lower(), []).append(other.name)
+    try:
+        return attributes.parse_constraints(raw, model.attributes, name, model.name, elsewhere)
+    except attributes.ConstraintError as error:
+        raise ApiError(error.message, allowed=error.allowed) from None

@@ -35,7 +35,8 @@ def main(argv=None) -> int:
         from serve_load import prepare_models
         models_dir, note = prepare_models(Path(tempfile.mkdtemp(prefix="facegen-encode-")))
         print(f"model: {note}")
-    from app.batcher import MicroBatcher, encode_face
+    from app.batcher import MicroBatcher
+    from app.faces import encode_face
     from app.faces import FaceRequest
     from app.models import load_models
 

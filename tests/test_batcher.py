@@ -36,7 +36,7 @@ def test_concurrent_batched_faces_are_identical_to_sequential_ones(model):
     requests += [FaceRequest(model, 7, ("Male", "Smiling")), FaceRequest(model, 7, (), 0.5),
                  FaceRequest(model, 9, None, 1.0, 64)]
     sequential = [render_png(r) for r in requests]  # one generator call per face, no batcher
-    from app.batcher import encode_face
+    from app.faces import encode_face
     batcher = MicroBatcher(model, max_batch=16, wait_ms=20, queue_size=256, finish=encode_face)
     renderer = FaceRenderer.__new__(FaceRenderer)
     renderer.cache = PngCache(0)  # no caching: every face goes through a batch
