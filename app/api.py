@@ -222,10 +222,11 @@ def encoding_model(values):
     return model
 
 
-def encoded_upload(model) -> edits.EncodedPhoto:
+def encoded_upload(model, deadline: edits.Deadline) -> edits.EncodedPhoto:
     """The request's photo, read in memory, decoded, its largest face framed and encoded (app/edits.py)."""
     pixels = uploads.decode_image(uploads.read_upload(request))
-    return edits.encode_photo(pixels, model, current_app.extensions["facegen_renderer"].encoders[model.name])
+    return edits.encode_photo(pixels, model, current_app.extensions["facegen_renderer"].encoders[model.name],
+                              deadline)
 
 
 def no_store(response):
@@ -239,13 +240,14 @@ def no_store(response):
 def encode():
     values = query_values(ENCODE_PARAMS)
     model = encoding_model(values)
-    photo = encoded_upload(model)
+    photo = encoded_upload(model, edits.Deadline())
     return no_store(jsonify(edits.encode_listing(photo)))
 
 
 @api.post("/edit")
 @admission.admitted("upload")
 def edit():
+    deadline = edits.Deadline()  # from admission on: reading the upload counts (its own timeout bounds it too)
     values = query_values(EDIT_PARAMS)
     model = encoding_model(values)
     constraints = attrs_value(values, model)
@@ -256,11 +258,11 @@ def edit():
     view = parse_choice(values.get("view"), "view", list(edits.VIEWS))
     method = parse_choice(values.get("method"), "method", list(edits.METHODS)) if "method" in values \
         else edits.DEFAULT_METHOD
-    photo = encoded_upload(model)
+    photo = encoded_upload(model, deadline)
     edited = edits.edited_vector(photo, constraints)
     wanted = edits.JSON_VIEWS if output == "json" else edits.STRIP if view == "strip" else (view,)
     views = edits.render_views(photo, edited, wanted, size, current_app.extensions["facegen_renderer"].batchers[
-        model.name], method)
+        model.name], method, deadline)
     if output == "json":
         listing = edits.encode_listing(photo)
         listing.update(size=size, attrs=attributes.explicit(edited, model.attributes), method=method,

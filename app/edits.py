@@ -7,10 +7,10 @@
       -> found vector: each attribute on where its probability is at least THRESHOLD (0.5)
       -> edited vector: the query's constraints (``Smiling`` on, ``-Eyeglasses`` off) over the found vector
       -> generator (the model's MicroBatcher, raw pixels): rebuilt = G(noise, found), generated = G(noise, edited)
-      -> edited face, by ``method``: ``photo`` (the default) applies the edit as a change to the framed photo,
-         framed + mask * (generated - rebuilt), the mask being where the generator's two faces differ, so the rest
-         of the face stays the person's own; ``generator`` is the generated face itself (the encoder's rebuild,
-         edited: another person more often than not, see docs/SERVICE.md's identity figures)
+      -> edited face, by ``method``: ``photo`` (the default, facegen/photo_edit.py) applies the edit as a change
+         to the framed photo, framed + mask * (generated - rebuilt), the mask being where the generator's two faces
+         differ, so the rest of the face stays the person's own; ``generator`` is the generated face itself (the
+         encoder's rebuild, edited: another person more often than not, see docs/SERVICE.md's identity figures)
       -> the whole photo (view=photo): the change (edited - framed, feathered at the framed square's edge) warped
          back through the inverse of the framing similarity and added to the upright photo, downscaled first to
          at most PHOTO_MAX_SIDE (facegen.framing.unframe_change)
@@ -24,16 +24,18 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
+from app.batcher import Overloaded
 from app.errors import ApiError
 from app.faces import FaceInputs, encode_png, to_image
 from app.models import Model
-from facegen import attributes, framing, provenance
+from facegen import attributes, framing, photo_edit, provenance
 
 THRESHOLD = attributes.ON_THRESHOLD  # an attribute the encoder gives at least this probability is "on" as found
 # The encoder's latent is rounded to this many decimals before it reaches the generator: a photo encoded in a batch
@@ -49,15 +51,50 @@ DEFAULT_METHOD = "photo"  # chosen by the identity and edit figures in docs/SERV
 # The whole-photo view is returned at the upright photo's own size, downscaled (Lanczos) so that its longer side is
 # at most this: a 12 MP phone photo would be a 20 MB PNG, and the edited face is 64-128 px of detail anyway.
 PHOTO_MAX_SIDE = 1024
-# The change mask of method=photo, in fractions of the framed side (so the same at 64 and 128 px) and pixel levels:
-# the generator's two faces are compared after a blur of CHANGE_BLUR (their pixel noise is not an edit), the mask
-# rises from 0 at CHANGE_LOW levels of mean absolute difference to 1 at CHANGE_HIGH, and is blurred again by
-# CHANGE_FEATHER so its edge is soft. The whole-photo view fades the change out over FRAME_FEATHER of the side at
-# the framed square's edge, so no seam shows where the square ends in the photo.
-CHANGE_BLUR = 1 / 48
-CHANGE_LOW, CHANGE_HIGH = 4.0, 16.0
-CHANGE_FEATHER = 1 / 32
+# The whole-photo view fades the change out over this fraction of the framed side at the framed square's edge, so no
+# seam shows where the square ends in the photo.
 FRAME_FEATHER = 1 / 8
+
+
+# Longest an edit (or an encode) may take once admitted (app/admission.py's upload gate): past it the request is
+# answered 503 with Retry-After instead of holding its thread and upload slot on. An edit takes 0.1-0.5 s on two
+# cores (bench/edit_time.py): a request still running after 20 s is stuck behind an overload, and a retry (perhaps
+# on another worker) serves the user sooner.
+DEFAULT_DEADLINE_S = 20.0
+DEADLINE_ENV = "FACEGEN_EDIT_DEADLINE_S"
+
+
+class DeadlinePassed(Overloaded):
+    """503 with Retry-After: the edit ran past its deadline (DEADLINE_ENV)."""
+
+
+class Deadline:
+    """The time an upload's request has left: started when the route starts (after admission), checked between the
+    stages (detection, encoder, generator, the whole photo) and handed to the batchers as their wait."""
+
+    def __init__(self, seconds: float | None = None):
+        if seconds is None:
+            raw = os.environ.get(DEADLINE_ENV, "").strip()
+            try:
+                seconds = float(raw) if raw else DEFAULT_DEADLINE_S
+            except ValueError:
+                seconds = DEFAULT_DEADLINE_S
+            if not seconds > 0:
+                seconds = DEFAULT_DEADLINE_S
+        self.seconds = float(seconds)
+        self.end = time.monotonic() + self.seconds
+
+    def remaining(self, stage: str) -> float:
+        """Seconds left before ``stage`` starts; DeadlinePassed (503) when none are."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise DeadlinePassed(f"the edit ran past its deadline of {self.seconds:g} s ({DEADLINE_ENV}) before "
+                                 f"{stage}: the server is busy, try again shortly")
+        return left
+
+    def wait_s(self, stage: str, batcher) -> float:
+        """How long to wait for ``batcher`` in ``stage``: what is left, or the batcher's own timeout if shorter."""
+        return min(self.remaining(stage), getattr(batcher, "timeout_s", None) or math.inf)
 
 
 class NoFace(ApiError):
@@ -133,10 +170,12 @@ def find_and_frame(pixels: np.ndarray, model: Model) -> tuple[framing.Face, int,
     return face, len(faces), framed
 
 
-def encode_photo(pixels: np.ndarray, model: Model, encoder) -> EncodedPhoto:
+def encode_photo(pixels: np.ndarray, model: Model, encoder, deadline: Deadline | None = None) -> EncodedPhoto:
     """Decoded upload -> EncodedPhoto; ``encoder`` is the model's EncodeBatcher (or anything with ``result``)."""
+    deadline = deadline or Deadline()
+    deadline.remaining("face detection")
     face, count, framed = find_and_frame(pixels, model)
-    noise, probabilities = encoder.result(framed)
+    noise, probabilities = encoder.result(framed, timeout_s=deadline.wait_s("encoding", encoder))
     noise = np.round(np.asarray(noise, np.float64), NOISE_DECIMALS).astype(np.float32)
     probabilities = np.clip(np.asarray(probabilities, np.float32), 0.0, 1.0)
     return EncodedPhoto(model, int(pixels.shape[1]), int(pixels.shape[0]), pixels, face, count, framed, noise,
@@ -147,31 +186,6 @@ def edited_vector(photo: EncodedPhoto, constraints: tuple[str, ...] | None) -> n
     """The found vector with the constraints over it: named attributes on, ``-named`` off, the rest as found."""
     fixed, values = attributes.constraint_arrays(constraints, photo.model.attributes)
     return np.where(fixed, values, photo.found).astype(np.float32)
-
-
-def _blur(values: np.ndarray, sigma: float) -> np.ndarray:
-    """A Gaussian blur of a float [S, S] array along both axes (edges reflected); sigma in pixels."""
-    radius = max(1, math.ceil(3 * sigma))
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / max(sigma, 1e-6)) ** 2)
-    taps /= taps.sum()
-    padded = np.pad(values, radius, mode="symmetric")
-    rows = np.apply_along_axis(np.convolve, 1, padded, taps, mode="valid")
-    return np.apply_along_axis(np.convolve, 0, rows, taps, mode="valid")
-
-
-def change_mask(generated: np.ndarray, rebuilt: np.ndarray) -> np.ndarray:
-    """float32 [S, S] in 0..1: where the generator's edited face differs from its rebuilt one (method=photo)."""
-    side = generated.shape[0]
-    difference = np.abs(generated.astype(np.float64) - rebuilt.astype(np.float64)).mean(axis=2)
-    difference = _blur(difference, CHANGE_BLUR * side)
-    mask = np.clip((difference - CHANGE_LOW) / (CHANGE_HIGH - CHANGE_LOW), 0.0, 1.0)
-    return np.clip(_blur(mask, CHANGE_FEATHER * side), 0.0, 1.0).astype(np.float32)
-
-
-def photo_edit(framed: np.ndarray, generated: np.ndarray, rebuilt: np.ndarray) -> np.ndarray:
-    """method=photo: the framed photo plus the generator's change, where it changes things; uint8 [S, S, 3]."""
-    change = change_mask(generated, rebuilt)[..., None] * (generated.astype(np.float32) - rebuilt.astype(np.float32))
-    return np.clip(np.round(framed.astype(np.float32) + change), 0, 255).astype(np.uint8)
 
 
 def whole_photo(photo: EncodedPhoto, edited_face: np.ndarray) -> np.ndarray:
@@ -192,7 +206,7 @@ def whole_photo(photo: EncodedPhoto, edited_face: np.ndarray) -> np.ndarray:
 
 
 def render_views(photo: EncodedPhoto, edited: np.ndarray, views, size: int, batcher,
-                 method: str = DEFAULT_METHOD) -> dict[str, np.ndarray]:
+                 method: str = DEFAULT_METHOD, deadline: Deadline | None = None) -> dict[str, np.ndarray]:
     """The requested views as uint8 RGB: ``framed`` (the encoder's input), ``rebuilt`` (G(noise, found)) and
     ``edited`` (by ``method``, see the module docstring) at [size, size, 3], and ``photo`` (the whole upright photo
     with the edit, see :func:`whole_photo`) at the photo's own size. The faces go through ``batcher`` (the model's
@@ -209,17 +223,20 @@ def render_views(photo: EncodedPhoto, edited: np.ndarray, views, size: int, batc
         same = next((other for other, f in futures.items() if np.array_equal(vectors[other], vector)), None)
         futures[name] = futures[same] if same else batcher.submit(
             PhotoFace(photo.model, FaceInputs(photo.noise, vector, None)), finish=None)
-    faces = {name: np.asarray(batcher.wait(future)) for name, future in futures.items()}
+    deadline = deadline or Deadline()
+    faces = {name: np.asarray(batcher.wait(future, deadline.wait_s("generating", batcher))) for name, future in
+             futures.items()}
     shown = {"framed": photo.framed} if "framed" in wanted else {}
     if "rebuilt" in wanted:
         shown["rebuilt"] = faces["rebuilt"]
     if needs_edit:
         edited_face = faces["generated"] if method == "generator" else \
-            photo_edit(photo.framed, faces["generated"], faces["rebuilt"])
+            photo_edit.photo_edit(photo.framed, faces["generated"], faces["rebuilt"])
         if "edited" in wanted:
             shown["edited"] = edited_face
     views = {name: np.asarray(to_image(pixels, size)) for name, pixels in shown.items()}
     if "photo" in wanted:
+        deadline.remaining("the whole photo")
         views["photo"] = whole_photo(photo, edited_face)
     return views
 

@@ -1,16 +1,24 @@
-"""Time per photo edit, in-process: POST /api/edit?attrs=Smiling&size=256 on CelebA-HQ portraits, one at a time.
+"""Time per photo edit, and served faces/s while edits run, in-process (create_app() without HTTP).
 
     python bench/edit_time.py --photos ../shared/data/celeba-hq-128/CelebA-HQ-img [--models models] [--count 30]
+        [--method photo|generator] [--view edited|photo] [--load-seconds 15]
 
-The photos are read in place (never copied). Each request is decode + face detection + framing + encoder + two
-generated faces (rebuilt and edited) + PNG, through create_app() without HTTP; the first one (warm-up) is not timed.
+Time per edit: POST /api/edit?attrs=Smiling&size=256 (plus method/view) on CelebA-HQ portraits, one at a time: decode
++ face detection + framing + encoder + the generated faces + the edit + PNG; the first one (warm-up) is not timed.
+The photos are read in place (never copied).
+
+With --load-seconds S: /api/face for S seconds from two threads (new seeds each time, so the PNG cache never
+answers), alone and then while two more threads edit photos in a loop; faces/s of the second run over the first
+is the share of face serving left while edits run, measured in the same run.
 """
 
 import argparse
 import io
+import itertools
 import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,12 +27,59 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def post_edit(client, path: Path, query: str):
+    body = {"image": (io.BytesIO(path.read_bytes()), path.name)}
+    return client.post(f"/api/edit?{query}", data=body, content_type="multipart/form-data")
+
+
+def faces_per_second(app, seconds: float, seeds, editing: list | None = None, photos=None, query: str = "") -> tuple:
+    """(faces/s from two /api/face threads over ``seconds``, edits done meanwhile by two edit threads if asked)."""
+    stop = threading.Event()
+    counts = {"faces": 0, "edits": 0}
+    lock = threading.Lock()
+
+    def faces():
+        client = app.test_client()
+        while not stop.is_set():
+            with lock:
+                seed = next(seeds)
+            assert client.get(f"/api/face?seed={seed}").status_code == 200
+            with lock:
+                counts["faces"] += 1
+
+    def edits():
+        client = app.test_client()
+        for path in itertools.cycle(photos):
+            if stop.is_set():
+                return
+            if post_edit(client, path, query).status_code == 200:
+                with lock:
+                    counts["edits"] += 1
+
+    threads = [threading.Thread(target=faces) for _ in range(2)]
+    if editing:
+        threads += [threading.Thread(target=edits) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return counts["faces"] / seconds, counts["edits"] / seconds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=Path, required=True, help="a folder of N.jpg portraits (CelebA-HQ-img)")
     parser.add_argument("--models", type=Path, default=ROOT / "models", help="models directory (default: models/)")
     parser.add_argument("--count", type=int, default=30, help="photos to edit (the first is the warm-up)")
+    parser.add_argument("--method", choices=("photo", "generator"), help="/api/edit's method (default: the server's)")
+    parser.add_argument("--view", default="edited", choices=("edited", "photo"), help="/api/edit's view (edited)")
+    parser.add_argument("--load-seconds", type=float, default=0.0,
+                        help="also measure /api/face faces/s alone and while edits run, this long each (0: no)")
     args = parser.parse_args()
+    if args.count < 2:
+        parser.error("--count: at least 2 (the first is the warm-up)")
     paths = [args.photos / f"{i}.jpg" for i in range(args.count)]
     missing = [p for p in paths if not p.is_file()]
     if missing:
@@ -32,18 +87,25 @@ def main() -> int:
 
     from app import create_app
 
-    client = create_app({"FACEGEN_MODELS_DIR": str(args.models), "TESTING": True}).test_client()
+    app = create_app({"FACEGEN_MODELS_DIR": str(args.models), "TESTING": True})
+    client = app.test_client()
+    query = f"attrs=Smiling&size=256&view={args.view}" + (f"&method={args.method}" if args.method else "")
     times, statuses = [], []
     for index, path in enumerate(paths):
-        body = {"image": (io.BytesIO(path.read_bytes()), path.name)}
         started = time.perf_counter()
-        response = client.post("/api/edit?attrs=Smiling&size=256", data=body, content_type="multipart/form-data")
+        response = post_edit(client, path, query)
         if index:
             times.append(time.perf_counter() - started)
             statuses.append(response.status_code)
     ordered = sorted(times)
-    print(f"{len(times)} edits ({statuses.count(200)} faces found, {statuses.count(422)} without a face): "
+    print(f"{query}: {len(times)} edits ({statuses.count(200)} faces found, {statuses.count(422)} without a face): "
           f"median {statistics.median(times) * 1000:.0f} ms, p90 {ordered[int(0.9 * len(ordered))] * 1000:.0f} ms")
+    if args.load_seconds > 0:
+        seeds = itertools.count(10_000_000)
+        alone, _ = faces_per_second(app, args.load_seconds, seeds)
+        loaded, edits = faces_per_second(app, args.load_seconds, seeds, editing=True, photos=paths, query=query)
+        print(f"/api/face from 2 threads: {alone:.1f} faces/s alone, {loaded:.1f} faces/s while 2 threads edit "
+              f"({edits:.2f} edits/s): {loaded / alone:.2f}x")
     return 0
 
 

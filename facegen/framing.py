@@ -307,8 +307,9 @@ def unframe_change(rgb, change, landmarks, template) -> np.ndarray:
 
     Only the change travels, not the framed face: the photo keeps its own resolution and detail everywhere, and
     where the change is zero (outside the framed square, or where the edit touched nothing) its pixels are exactly
-    the photo's. The change is sampled bilinearly (Pillow, per channel) at each photo pixel's centre; a change that does not fade to zero
-    at the square's edge would show a seam there (multiply by :func:`border_feather` first).
+    the photo's. The change is sampled bilinearly (Pillow, per channel) at each photo pixel's centre; a change
+    that does not fade to zero at the square's edge would show a seam there (multiply by :func:`border_feather`
+    first).
     """
     rgb = _check_rgb(rgb)
     change = np.asarray(change, dtype=np.float32)

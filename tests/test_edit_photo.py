@@ -5,6 +5,7 @@ the tiny exported model with an encoder (tests/conftest.py's 'tiny-enc') and rea
 
 import base64
 import io
+import time
 
 import numpy as np
 import pytest
@@ -88,7 +89,7 @@ def test_the_border_feather_fades_to_zero_at_the_edge():
 
 
 def test_method_photo_adds_the_generators_change_only_where_it_changes_things():
-    from app import edits
+    from facegen import photo_edit as edits
 
     rng = np.random.RandomState(1)
     framed = rng.randint(30, 180, (64, 64, 3)).astype(np.uint8)
@@ -200,7 +201,7 @@ def edits_methods():
 
 
 def test_method_photo_is_the_framed_photo_plus_the_generators_change(encoder_client, portrait):
-    from app import edits
+    from facegen import photo_edit as edits
 
     data = png_bytes(portrait)
     found = encoder_client.post("/api/encode", data=data, content_type="image/png").get_json()["found"].split(",")
@@ -233,3 +234,27 @@ def test_format_json_holds_the_whole_photo_and_the_method(encoder_client, portra
 def test_a_bad_method_is_a_400_naming_it(encoder_client, portrait, query, words):
     response = post(encoder_client, query, png_bytes(portrait))
     assert response.status_code == 400 and words in response.get_json()["error"]
+
+
+# --- the deadline --------------------------------------------------------------------------------------------------
+
+def test_an_edit_past_its_deadline_is_a_503_with_retry_after(encoder_client, portrait, monkeypatch):
+    from facegen import framing
+
+    data = png_bytes(portrait)
+    slow_detect = framing.detect_faces
+
+    def detect_slowly(*args, **kwargs):
+        time.sleep(0.5)
+        return slow_detect(*args, **kwargs)
+
+    monkeypatch.setenv("FACEGEN_EDIT_DEADLINE_S", "0.3")
+    monkeypatch.setattr(framing, "detect_faces", detect_slowly)
+    for path in ("/api/edit?view=photo", "/api/encode"):
+        response = encoder_client.post(path, data=data, content_type="image/png")
+        assert response.status_code == 503, (path, response.data[:200])
+        assert "deadline of 0.3 s (FACEGEN_EDIT_DEADLINE_S) before encoding" in response.get_json()["error"]
+        assert int(response.headers["Retry-After"]) >= 1
+    # Within the deadline the same slow detection is just slow.
+    monkeypatch.setenv("FACEGEN_EDIT_DEADLINE_S", "30")
+    assert encoder_client.post("/api/edit?view=photo", data=data, content_type="image/png").status_code == 200

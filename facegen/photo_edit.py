@@ -1,0 +1,50 @@
+"""An attribute edit applied as a change to the photo (/api/edit's method=photo; measured by training/identity.py).
+
+The encoder's rebuild of a photo, G(z, found), is usually another person: the inversion loses identity. The edit,
+though, is mostly a local change: G(z, edited) - G(z, found) is large where the attribute lives (the mouth for
+Smiling, the eyes for Eyeglasses) and small elsewhere. So the edited face is the framed photo itself plus that
+change, masked to where it is large: the person stays the person everywhere the edit does not touch. Serving and
+training's evaluation both import this module (app/ never imports training/), so the figures describe what is served.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# The change mask, in fractions of the framed side (so the same at 64 and 128 px) and pixel levels: the generator's
+# two faces are compared after a blur of CHANGE_BLUR (their pixel noise is not an edit), the mask rises from 0 at
+# CHANGE_LOW levels of mean absolute difference to 1 at CHANGE_HIGH, and is blurred again by CHANGE_FEATHER so that
+# its edge is soft.
+CHANGE_BLUR = 1 / 48
+CHANGE_LOW, CHANGE_HIGH = 4.0, 16.0
+CHANGE_FEATHER = 1 / 32
+STRENGTH = 1.0  # the change is added this many times over
+
+
+def blur(values: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of a float [S, S] array along both axes (edges reflected); ``sigma`` in pixels."""
+    radius = max(1, math.ceil(3 * sigma))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / max(sigma, 1e-6)) ** 2)
+    taps /= taps.sum()
+    padded = np.pad(values, radius, mode="symmetric")
+    rows = np.apply_along_axis(np.convolve, 1, padded, taps, mode="valid")
+    return np.apply_along_axis(np.convolve, 0, rows, taps, mode="valid")
+
+
+def change_mask(generated: np.ndarray, rebuilt: np.ndarray) -> np.ndarray:
+    """float32 [S, S] in 0..1: where the generator's edited face (uint8 [S, S, 3]) differs from its rebuilt one."""
+    side = generated.shape[0]
+    difference = np.abs(generated.astype(np.float64) - rebuilt.astype(np.float64)).mean(axis=2)
+    difference = blur(difference, CHANGE_BLUR * side)
+    mask = np.clip((difference - CHANGE_LOW) / (CHANGE_HIGH - CHANGE_LOW), 0.0, 1.0)
+    return np.clip(blur(mask, CHANGE_FEATHER * side), 0.0, 1.0).astype(np.float32)
+
+
+def photo_edit(framed: np.ndarray, generated: np.ndarray, rebuilt: np.ndarray) -> np.ndarray:
+    """The framed photo plus the generator's change, where it changes things: uint8 [S, S, 3] (all three inputs
+    uint8 [S, S, 3]: the photo as framed, G(z, edited), G(z, found))."""
+    change = STRENGTH * change_mask(generated, rebuilt)[..., None] * (generated.astype(np.float32)
+                                                                      - rebuilt.astype(np.float32))
+    return np.clip(np.round(framed.astype(np.float32) + change), 0, 255).astype(np.uint8)
