@@ -243,13 +243,14 @@ def test_evaluate_trains_a_classifier_beside_the_data(model_dir, tmp_path, capsy
 
 
 @pytest.mark.parametrize("case, message", [
-    ("missing_model", "no such model folder"),
+    ("missing_model", "argument --model: no such model folder"),
     ("not_a_model", "manifest.json is missing"),
-    ("missing_data", "no such file or folder"),
+    ("missing_data", "argument --data: no such file or folder"),
     ("attribute_not_in_data", "'Smiling'"),
     ("unknown_metric", "unknown metric"),
-    ("bad_samples", "--samples must be at least 2"),
-    ("missing_inception", "--inception-weights: no such file"),
+    ("bad_samples", "argument --samples: must be at least 2, got 1"),
+    ("missing_inception", "argument --inception-weights: no such file"),
+    ("classifier_not_keras", "argument --classifier: judge.h5 must end in .keras"),
 ])
 def test_evaluate_bad_input(case, message, model_dir, cache_path, classifier_path, tmp_path, capsys):
     args = ["evaluate", "--model", str(model_dir), "--data", str(cache_path), "--classifier", str(classifier_path),
@@ -266,6 +267,8 @@ def test_evaluate_bad_input(case, message, model_dir, cache_path, classifier_pat
         args += ["--metrics", "beauty"]
     elif case == "bad_samples":
         args += ["--samples", "1"]
+    elif case == "classifier_not_keras":
+        args[6] = "judge.h5"
     elif case == "missing_inception":
         args += ["--inception-weights", str(tmp_path / "inception.h5")]
     assert main(args) == 2

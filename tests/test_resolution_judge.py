@@ -87,6 +87,6 @@ def test_evaluate_judge_and_serve_size_flags_name_the_problem(tmp_path, capsys):
                        [f"{i}.jpg" for i in range(40)], {"dataset_name": "noise", "synthetic": True})
     base = ["evaluate", "--model", str(model), "--data", str(cache_path), "--no-write", "--no-progress"]
     assert main(base + ["--serve-size", "8"]) == 2
-    assert "--serve-size must be between 16 and 1024" in capsys.readouterr().err
+    assert "argument --serve-size: must be between 16 and 1024, got 8" in capsys.readouterr().err
     assert main(base + ["--judge-size", "128"]) == 2
     assert "needs a cache prepared with --size 128" in capsys.readouterr().err

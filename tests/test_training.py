@@ -94,6 +94,24 @@ def test_train_writes_run_and_export_loads_with_plain_tensorflow(synth_cache, co
     assert images.numpy().std() > 0
 
 
+@pytest.mark.slow
+def test_a_script_drives_the_loop_with_plain_values(synth_cache, tmp_path, capsys):
+    """Training takes values, not argparse's Namespace: the loop runs without the command line, as train's does."""
+    from training import checkpoint, run_folder
+    from training.config import TrainConfig
+    from training.loop import Training
+
+    run_dir = tmp_path / "run"
+    config = TrainConfig(**TINY_CONFIG).validate()
+    assert Training(config, run_dir, synth_cache, steps=4, sample_every=1000, progress=False).run() == 0
+    assert checkpoint.load_state(run_dir)[1]["step"] == 4
+    assert [run_folder.sample_step(path) for path in run_folder.sample_frames(run_dir)] == [4]  # the final grid
+    assert run_folder.read_run_info(run_dir)["dataset"]["images"] > 0
+    assert Training(config, run_dir, synth_cache, resume=True, steps=6, progress=False).run() == 0
+    assert checkpoint.load_state(run_dir)[1]["step"] == 6
+    assert f"resuming {run_dir} at step 4" in capsys.readouterr().out
+
+
 def test_resume_continues_where_the_checkpoint_left_off(synth_cache, config_file, tmp_path):
     run_dir = tmp_path / "run"
     assert _train(synth_cache, run_dir, config_file, "--steps", "4") == 0

@@ -23,9 +23,17 @@ COMMANDS = {
 }
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """A bad flag (argparse's error, or a training.arguments type's) answers as a UsageError does: one line naming
+    the flag, exit status 2, rather than the usage block."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
 def build_parser(argv) -> argparse.ArgumentParser:
     """The parser, with the full argument list of the chosen command only (only that module is imported)."""
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+    parser = OneLineErrors(prog="python -m training", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
     for name, (module_name, help_text, _) in COMMANDS.items():
@@ -39,7 +47,11 @@ def build_parser(argv) -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if COMMANDS[args.command][2]:
         require_avx()  # before the command imports TensorFlow, which would die with 'Illegal instruction'
     try:

@@ -23,6 +23,7 @@ import numpy as np
 from facegen import model_folder
 from facegen.model_folder import to_uint8
 from training import run_folder
+from training.arguments import at_least, between, existing_file, existing_folder, existing_path, keras_file
 from training.usage_error import UsageError
 from training.timestamps import utc_now
 
@@ -33,18 +34,20 @@ DEFAULT_ENCODER_SAMPLES = 500
 
 def add_arguments(parser):
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", type=Path, help="exported model folder (SavedModel + manifest.json)")
-    source.add_argument("--run", type=Path, help="training run folder: evaluate its latest checkpoint (EMA weights)")
-    parser.add_argument("--data", required=True, type=Path,
+    source.add_argument("--model", type=existing_folder("model"),
+                        help="exported model folder (SavedModel + manifest.json)")
+    source.add_argument("--run", type=existing_folder("run"),
+                        help="training run folder: evaluate its latest checkpoint (EMA weights)")
+    parser.add_argument("--data", required=True, type=existing_path,
                         help="data cache (.npz from `prepare`) or CelebA-layout folder: the real faces to compare "
                              "with and to train the attribute classifier on")
-    parser.add_argument("--classifier", type=Path, metavar="FILE.keras",
+    parser.add_argument("--classifier", type=keras_file, metavar="FILE.keras",
                         help="attribute classifier: loaded if it exists, else trained and saved there "
                              "(default: <cache>.classifier.keras beside the data cache)")
-    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+    parser.add_argument("--samples", type=at_least(2), default=DEFAULT_SAMPLES,
                         help=f"generated (and at most as many held-out real) images for the distribution metrics "
                              f"(default {DEFAULT_SAMPLES})")
-    parser.add_argument("--attribute-samples", type=int, metavar="N",
+    parser.add_argument("--attribute-samples", type=at_least(2), metavar="N",
                         help=f"images per attribute for attribute_accuracy, half with it on, half off "
                              f"(default: min(--samples, {DEFAULT_ATTRIBUTE_SAMPLES}))")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise and attribute draws (default 0)")
@@ -52,28 +55,29 @@ def add_arguments(parser):
                         help="metrics to compute (default: all): attribute_accuracy, attribute_accuracy_real_rows, "
                              "frechet_distance, diversity, fid_inception; with an encoder encoder_attributes, "
                              "encoder_reconstruction, encoder_edit")
-    parser.add_argument("--encoder-samples", type=int, metavar="N",
+    parser.add_argument("--encoder-samples", type=at_least(2), metavar="N",
                         help=f"held-out photos (test partition) the encoder figures use "
                              f"(default: min(--samples, {DEFAULT_ENCODER_SAMPLES}))")
     parser.add_argument("--edit-attributes", metavar="NAME,...",
                         help="attributes encoder_edit flips (default: all of the model's)")
-    parser.add_argument("--inception-weights", type=Path, metavar="FILE.h5",
+    parser.add_argument("--inception-weights", type=existing_file, metavar="FILE.h5",
                         help="InceptionV3 weights without the top, for the usual FID (never downloaded)")
     parser.add_argument("--judge-size", type=int, choices=(64, 128),
                         help="side the attribute classifier judges faces at (default: 128 for a model of 128 px or "
                              "more, else 64); 128 needs a 128 px data cache")
-    parser.add_argument("--serve-size", type=int, metavar="PX",
+    parser.add_argument("--serve-size", type=between(16, 1024), metavar="PX",
                         help="judge the model's faces enlarged (or reduced) to PX by the service's resize rule, as "
                              "/api/face?size=PX serves them: compare a 64 px model with a 128 px one")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the metrics to this file")
     parser.add_argument("--no-write", action="store_true", help="do not write the metrics into manifest.json")
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
-    parser.add_argument("--batch-size", type=int, default=128, help="generator batch size (default 128)")
+    parser.add_argument("--batch-size", type=at_least(2), default=128, help="generator batch size (default 128)")
     parser.add_argument("--cache-dir", type=Path,
                         help="where a CelebA folder given as --data is prepared (default: $FACEGEN_CACHE_DIR or "
                              "~/.cache/facegen, as `train` does)")
-    parser.add_argument("--classifier-epochs", type=int, default=3, help="epochs when training the classifier (3)")
-    parser.add_argument("--classifier-seconds", type=float, default=120.0,
+    parser.add_argument("--classifier-epochs", type=at_least(1), default=3,
+                        help="epochs when training the classifier (3)")
+    parser.add_argument("--classifier-seconds", type=at_least(0.0), default=120.0,
                         help="time budget of the classifier's training in seconds (120; 0 = none)")
 
 
@@ -122,10 +126,9 @@ def served_at(generate, size: int):
 
 
 def open_model(args) -> dict:
-    """What evaluate needs of the model: generate, latent size, resolution, attributes, marginals, description."""
+    """What evaluate needs of the model (--model's SavedModel, or --run's checkpoint): generate, latent size,
+    resolution, attributes, marginals, description."""
     if args.model is not None:
-        if not args.model.is_dir():
-            raise UsageError(f"--model: no such model folder: {args.model}")
         manifest = model_folder.read_manifest(args.model)
         attributes = list(manifest.get("attributes", []))
         generate, encode = saved_model_generate(args.model, with_encoder=bool(manifest.get("encoder")))
@@ -133,8 +136,6 @@ def open_model(args) -> dict:
                 "resolution": int(manifest["resolution"]), "attributes": attributes,
                 "frequencies": manifest.get("attribute_frequencies") or [0.5] * len(attributes),
                 "name": manifest.get("name", args.model.name), "manifest": manifest}
-    if not args.run.is_dir():
-        raise UsageError(f"--run: no such run folder: {args.run}")
     generator, config, run_info, meta, group = run_folder.load_run_generator(args.run)
     encoder = run_folder.load_run_encoder(args.run, config)
     attributes = list(config.attributes)
@@ -149,8 +150,6 @@ def open_model(args) -> dict:
 def open_data(args, resolution: int):
     from training.data import load_cache, open_dataset, user_cache_dir
 
-    if not args.data.exists():
-        raise UsageError(f"--data: no such file or folder: {args.data}")
     if args.data.is_file():
         return load_cache(args.data)  # any size: the classifier sees 64x64 whatever the cache holds
     cache_dir = args.cache_dir or user_cache_dir()
@@ -210,57 +209,21 @@ def encoder_inputs(args, model, cache, columns) -> dict:
 
 # -- the command -----------------------------------------------------------------------------------------------
 def run(args) -> int:
+    """evaluate: the model, the real photos and the judge, the metrics, then the report (printed, --json, manifest).
+    The flags were checked as they were read (training.arguments)."""
     start = time.monotonic()
-    for value, flag in ((args.samples, "--samples"), (args.attribute_samples, "--attribute-samples"),
-                        (args.batch_size, "--batch-size"), (args.encoder_samples, "--encoder-samples")):
-        if value is not None and value < 2:
-            raise UsageError(f"{flag} must be at least 2, got {value}")
-    if args.classifier_epochs < 1 or args.classifier_seconds < 0:
-        raise UsageError("--classifier-epochs must be at least 1 and --classifier-seconds at least 0")
-    if args.classifier is not None and args.classifier.suffix != ".keras":
-        raise UsageError(f"--classifier: {args.classifier} must end in .keras")
-    if args.inception_weights is not None and not args.inception_weights.is_file():
-        raise UsageError(f"--inception-weights: no such file: {args.inception_weights}")
-    names = [n.strip() for n in args.metrics.split(",") if n.strip()] if args.metrics else None
     from training import quality as registry
 
-    if names is not None:
-        unknown = [n for n in names if n not in registry.METRICS]
-        if unknown:
-            raise UsageError(f"--metrics: unknown metric(s) {unknown}; known: {sorted(registry.METRICS)}")
-    if args.model is not None and not args.model.is_dir():  # fail before any slow import
-        raise UsageError(f"--model: no such model folder: {args.model}")
-    if args.run is not None and not args.run.is_dir():
-        raise UsageError(f"--run: no such run folder: {args.run}")
-    if not args.data.exists():
-        raise UsageError(f"--data: no such file or folder: {args.data}")
-
-    progress = not args.no_progress
+    names = metric_names(args.metrics, registry.METRICS)
     model = open_model(args)
     if args.serve_size is not None:
-        if not 16 <= args.serve_size <= 1024:
-            raise UsageError(f"--serve-size must be between 16 and 1024 px, got {args.serve_size}")
         model["generate"] = served_at(model["generate"], args.serve_size)
         model["encode"] = None  # the encoder's figures belong to the model at its own size
     judge_size = args.judge_size or (128 if (args.serve_size or model["resolution"]) >= 128 else 64)
     cache = open_data(args, model["resolution"])
     columns = attribute_columns(model["attributes"], cache.attribute_names)
-
-    from training.classifier import obtain_classifier, split_indices
-
-    if cache.images.shape[1] < judge_size:
-        raise UsageError(f"--data: the cache holds {cache.images.shape[1]} px photos; judging at {judge_size} px "
-                         f"needs a cache prepared with --size {judge_size}")
-    classifier = obtain_classifier(cache, args.classifier, progress=progress, input_size=judge_size,
-                                   epochs=args.classifier_epochs,
-                                   max_seconds=args.classifier_seconds or None)
-    attribute_columns(model["attributes"], classifier.attribute_names, what="the model")
-    _, held = split_indices(cache.partition)  # the classifier's own split: these images it never trained on
-    rng = np.random.RandomState(args.seed)
-    if len(held) > args.samples:
-        held = np.sort(rng.choice(held, args.samples, replace=False))
-    if len(held) < 2:
-        raise UsageError(f"the data has {len(held)} held-out images: too few to compare with")
+    classifier = open_judge(args, cache, judge_size, model["attributes"])
+    held = real_rows(args, cache)
     attribute_samples = args.attribute_samples or min(args.samples, DEFAULT_ATTRIBUTE_SAMPLES)
     encoder = encoder_inputs(args, model, cache, columns) if model.get("encode") is not None else {}
     context = registry.Context(
@@ -268,16 +231,63 @@ def run(args) -> int:
         frequencies=np.asarray(model["frequencies"], np.float32), real_images=cache.images[held],
         real_attributes=np.asarray(cache.attributes[held][:, columns], np.float32), classifier=classifier,
         samples=args.samples, attribute_samples=attribute_samples, seed=args.seed, batch_size=args.batch_size,
-        inception_weights=args.inception_weights, progress=progress,
+        inception_weights=args.inception_weights, progress=not args.no_progress,
         **{k: v for k, v in encoder.items() if k != "source"})
-    if progress:
+    if not args.no_progress:
         print(f"evaluating {model['name']}: {args.samples} samples, {attribute_samples} per attribute, "
               f"{len(held)} held-out real images", flush=True)
     results = registry.compute_metrics(names, context)
+    report = build_report(args, results, model, cache, classifier, attribute_samples, held, encoder, start)
+    print(format_report(report, model["name"]), flush=True)
+    write_report(args, report)
+    return 0
 
+
+def metric_names(text: str | None, known: dict) -> list | None:
+    """--metrics as a list of registered metric names (None: all of them)."""
+    if not text:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"--metrics: unknown metric(s) {unknown}; known: {sorted(known)}")
+    return names
+
+
+def open_judge(args, cache, judge_size: int, attributes):
+    """The attribute classifier that judges at ``judge_size`` px: loaded from --classifier (or beside the cache), or
+    trained on the cache's training partition and saved there."""
+    from training.classifier import obtain_classifier
+
+    if cache.images.shape[1] < judge_size:
+        raise UsageError(f"--data: the cache holds {cache.images.shape[1]} px photos; judging at {judge_size} px "
+                         f"needs a cache prepared with --size {judge_size}")
+    classifier = obtain_classifier(cache, args.classifier, progress=not args.no_progress, input_size=judge_size,
+                                   epochs=args.classifier_epochs,
+                                   max_seconds=args.classifier_seconds or None)
+    attribute_columns(attributes, classifier.attribute_names, what="the model")
+    return classifier
+
+
+def real_rows(args, cache):
+    """The held-out real photos the generated faces are compared with: the classifier's own hold-out (photos it
+    never trained on), at most --samples of them, seeded."""
+    from training.classifier import split_indices
+
+    _, held = split_indices(cache.partition)
+    if len(held) > args.samples:
+        held = np.sort(np.random.RandomState(args.seed).choice(held, args.samples, replace=False))
+    if len(held) < 2:
+        raise UsageError(f"the data has {len(held)} held-out images: too few to compare with")
+    return held
+
+
+def build_report(args, results: dict, model: dict, cache, classifier, attribute_samples: int, held, encoder: dict,
+                 start: float) -> dict:
+    """The metrics with what they were measured on and how: the judge, the sample sizes, the data, the command."""
     meta = cache.meta or {}
     info = classifier.info
-    report = {
+    return {
         **results,
         "classifier": {"path": str(classifier.path) if classifier.path else None,
                        "ceiling": classifier.ceiling(model["attributes"]),
@@ -295,8 +305,10 @@ def run(args) -> int:
         "command": command_line(args),
         "seconds": round(time.monotonic() - start, 1),
     }
-    print(format_report(report, model["name"]), flush=True)
 
+
+def write_report(args, report: dict) -> None:
+    """--json, and the manifest's metrics (a --model unless --no-write; a --run has no manifest)."""
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -305,10 +317,9 @@ def run(args) -> int:
         manifest = model_folder.read_manifest(args.model)  # re-read: never write back a stale copy
         manifest["metrics"] = report
         model_folder.write_manifest(args.model, manifest)
-        print(f"wrote the metrics into {args.model / 'manifest.json'}")
-    elif args.run is not None and progress:
+        print(f"wrote the metrics into {args.model / model_folder.MANIFEST}")
+    elif args.run is not None and not args.no_progress:
         print("(--run: no manifest to write; export the run and evaluate --model to record the metrics)")
-    return 0
 
 
 def _f(value, digits=3):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from facegen import model_folder
 from training import run_folder
+from training.arguments import at_least
 from training.usage_error import UsageError
 from training.timestamps import utc_now
 
@@ -37,7 +38,7 @@ def add_arguments(parser):
     framing.add_argument("--data", type=Path, metavar="CACHE.npz",
                          help="the run's data cache, to measure the framing template on its training images "
                               "(default: the cache the run recorded in run.json)")
-    framing.add_argument("--framing-images", type=int, default=DEFAULT_FRAMING_IMAGES, metavar="N",
+    framing.add_argument("--framing-images", type=at_least(1), default=DEFAULT_FRAMING_IMAGES, metavar="N",
                          help=f"training images the template is measured on (default {DEFAULT_FRAMING_IMAGES})")
     framing.add_argument("--framing-from", type=Path, metavar="MODEL_DIR",
                          help="copy the framing template from another model's manifest instead of measuring it "
@@ -45,8 +46,6 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    if args.framing_images < 1:
-        raise UsageError(f"--framing-images must be at least 1, got {args.framing_images}")
     path = export_run(args.run, args.out, name=args.name, use_ema=not args.raw, data=args.data,
                       framing_images=args.framing_images, framing_from=args.framing_from)
     if args.default:
@@ -144,11 +143,34 @@ def _use_tensorflow_backend():
 def write_saved_model(generator, config, out_dir: Path, manifest_fields: dict, encoder=None, framing=None) -> Path:
     """Write ``generator`` (a built Keras model, TensorFlow backend) as a SavedModel plus its manifest; with
     ``encoder`` (a built Keras encoder) and its ``framing`` (see model_folder.encoder_field), the encode function
-    and signature too."""
-    import numpy as np
+    and signature too. Written beside ``out_dir``, checked as serving will use it, then swapped into place."""
     import tensorflow as tf
 
-    from training.networks import count_parameters
+    if encoder is not None and framing is None:
+        raise ValueError("an encoder is exported with its framing template")
+    module, signatures = serving_module(generator, config, encoder)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the target, then swap, so a failed export never leaves a half model where a good one was.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    # mkdtemp makes the folder private (0700); a model is read by other users (the image's non-root server).
+    os.chmod(staging, 0o755)
+    try:
+        tf.saved_model.save(module, str(staging), signatures=signatures)
+        model_folder.write_manifest(staging, export_manifest(generator, config, out_dir, manifest_fields, encoder,
+                                                             framing))
+        check_saved_model(staging, config, with_encoder=encoder is not None)
+        replace_model_folder(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def serving_module(generator, config, encoder=None):
+    """(the tf.Module export saves, its signatures): generate(noise, attrs) -> uint8 pixels by the contract's pixel
+    rule inside the graph, and with an encoder encode(uint8 images) -> noise and attribute probabilities."""
+    import tensorflow as tf
 
     latent, a, r = config.latent_size, config.num_attributes, config.resolution
 
@@ -181,48 +203,52 @@ def write_saved_model(generator, config, out_dir: Path, manifest_fields: dict, e
             z, logits = self.encoder(pixels, training=False)
             return {"noise": tf.cast(z, tf.float32), "attrs": tf.sigmoid(tf.cast(logits, tf.float32))}
 
-    if encoder is not None and framing is None:
-        raise ValueError("an encoder is exported with its framing template")
     module = FaceGenerator(generator) if encoder is None else FaceGeneratorEncoder(generator, encoder)
     signatures = {model_folder.GENERATE_SIGNATURE: module.serve}
     if encoder is not None:
         signatures[model_folder.ENCODE_SIGNATURE] = module.encode
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target, then swap, so a failed export never leaves a half model where a good one was.
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    # mkdtemp makes the folder private (0700); a model is read by other users (the image's non-root server).
-    os.chmod(staging, 0o755)
-    try:
-        tf.saved_model.save(module, str(staging), signatures=signatures)
-        manifest = model_folder.build_manifest(
-            name=manifest_fields.get("name") or out_dir.name, resolution=r, latent_size=latent,
-            attributes=config.attributes, architecture=config.architecture, parameters=count_parameters(generator),
-            attribute_frequencies=manifest_fields.get("attribute_frequencies"),
-            attribute_table=manifest_fields.get("attribute_table"),
-            dataset=manifest_fields.get("dataset"), training=manifest_fields.get("training"),
-            metrics=manifest_fields.get("metrics"), created=utc_now(),
-            encoder=None if encoder is None else model_folder.encoder_field(r, latent, a, framing))
-        model_folder.write_manifest(staging, manifest)
-        # Check the artefact the way serving will use it before it replaces anything.
-        loaded = tf.saved_model.load(str(staging))
-        probe = loaded.generate(np.zeros((1, latent), np.float32), np.zeros((1, a), np.float32)).numpy()
-        if probe.shape != (1, r, r, 3) or probe.dtype != np.uint8:
-            raise RuntimeError(f"exported model returned {probe.shape} {probe.dtype}")
-        if encoder is not None:
-            codes = loaded.encode(probe)
-            if codes["noise"].shape != (1, latent) or codes["attrs"].shape != (1, a):
-                raise RuntimeError(f"exported encoder returned {codes['noise'].shape}, {codes['attrs'].shape}")
-        for extra in (model_folder.CARD,):  # keep a hand-kept card across re-exports
-            if (out_dir / extra).is_file():
-                shutil.copy2(out_dir / extra, staging / extra)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
+    return module, signatures
+
+
+def export_manifest(generator, config, out_dir: Path, manifest_fields: dict, encoder=None, framing=None) -> dict:
+    """The manifest (model_folder.build_manifest) of the model written to ``out_dir``."""
+    from training.networks import count_parameters
+
+    r, latent, a = config.resolution, config.latent_size, config.num_attributes
+    return model_folder.build_manifest(
+        name=manifest_fields.get("name") or Path(out_dir).name, resolution=r, latent_size=latent,
+        attributes=config.attributes, architecture=config.architecture, parameters=count_parameters(generator),
+        attribute_frequencies=manifest_fields.get("attribute_frequencies"),
+        attribute_table=manifest_fields.get("attribute_table"),
+        dataset=manifest_fields.get("dataset"), training=manifest_fields.get("training"),
+        metrics=manifest_fields.get("metrics"), created=utc_now(),
+        encoder=None if encoder is None else model_folder.encoder_field(r, latent, a, framing))
+
+
+def check_saved_model(folder: Path, config, with_encoder: bool) -> None:
+    """Load the written SavedModel the way serving will and run one face (and one encode) through it."""
+    import numpy as np
+    import tensorflow as tf
+
+    latent, a, r = config.latent_size, config.num_attributes, config.resolution
+    loaded = tf.saved_model.load(str(folder))
+    probe = loaded.generate(np.zeros((1, latent), np.float32), np.zeros((1, a), np.float32)).numpy()
+    if probe.shape != (1, r, r, 3) or probe.dtype != np.uint8:
+        raise RuntimeError(f"exported model returned {probe.shape} {probe.dtype}")
+    if with_encoder:
+        codes = loaded.encode(probe)
+        if codes["noise"].shape != (1, latent) or codes["attrs"].shape != (1, a):
+            raise RuntimeError(f"exported encoder returned {codes['noise'].shape}, {codes['attrs'].shape}")
+
+
+def replace_model_folder(staging: Path, out_dir: Path) -> None:
+    """Put the checked model in ``staging`` where ``out_dir`` was, keeping a hand-kept card across re-exports."""
+    for extra in (model_folder.CARD,):
+        if (out_dir / extra).is_file():
+            shutil.copy2(out_dir / extra, staging / extra)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
 
 
 def export_run(run_dir: Path, out_dir: Path, name: str | None = None, use_ema: bool = True, data=None,

@@ -72,13 +72,30 @@ def run(args) -> int:
         config = load_config(args.config, batch_size=args.batch_size)
     if not args.data.exists():
         raise UsageError(f"--data: no such file or folder: {args.data}")
-    return Training(config, args).run()
+    return Training(config, run_dir, args.data, resume=args.resume, steps=args.steps, epochs=args.epochs,
+                    max_seconds=args.max_seconds, max_cpu_seconds=args.max_cpu_seconds, sample_every=args.sample_every,
+                    distribute=args.distribute, cache_dir=args.cache_dir, progress=not args.no_progress).run()
 
 
 class Training:
-    def __init__(self, config, args):
-        self.config, self.args = config, args
-        self.run_dir: Path = args.out
+    """One training session of the run in ``run_dir``, from plain values (as StyleGAN3's ``training_loop(**kwargs)``),
+    so a script or a test drives the loop as ``train`` does; ``run(args)`` above translates the flags.
+
+    data: a cache file or a face-data folder (prepared into ``cache_dir``, default data.user_cache_dir()); resume:
+    continue from the run's checkpoint; steps, epochs: train until this many in all; max_seconds, max_cpu_seconds:
+    stop with a checkpoint after this much wall-clock or CPU time in this session (None: no limit); sample_every:
+    epochs between sample grids; distribute: data-parallel over every visible device (JAX); progress: a progress bar
+    rather than log lines.
+    """
+
+    def __init__(self, config, run_dir, data, *, resume: bool = False, steps: int | None = None,
+                 epochs: float | None = None, max_seconds: float | None = None, max_cpu_seconds: float | None = None,
+                 sample_every: int = 1, distribute: bool = False, cache_dir=None, progress: bool = True):
+        self.config, self.run_dir, self.data = config, Path(run_dir), Path(data)
+        self.resume, self.steps, self.epochs = resume, steps, epochs
+        self.max_seconds, self.max_cpu_seconds = max_seconds, max_cpu_seconds
+        self.sample_every, self.distribute = sample_every, distribute
+        self.cache_dir, self.progress = cache_dir, progress
         self.stop_requested = False
         self.runlog = None
 
@@ -87,8 +104,8 @@ class Training:
         from training.data import dataset_licence, open_dataset, training_rows, user_cache_dir
 
         config = self.config
-        cache_dir = self.args.cache_dir or user_cache_dir()
-        cache = open_dataset(self.args.data, config.resolution, cache_dir)
+        cache_dir = self.cache_dir or user_cache_dir()
+        cache = open_dataset(self.data, config.resolution, cache_dir)
         if cache.images.shape[1] != config.resolution:
             raise UsageError(f"--data: images are {cache.images.shape[1]}px but the config trains at "
                              f"{config.resolution}px; prepare the data with --size {config.resolution}")
@@ -105,9 +122,9 @@ class Training:
                              f"({config.batch_size} x d_steps {config.d_steps}); lower --batch-size")
         meta = cache.meta
         self.dataset_info = {
-            "name": meta.get("dataset_name", Path(str(self.args.data)).stem), "synthetic": bool(meta.get("synthetic")),
+            "name": meta.get("dataset_name", Path(str(self.data)).stem), "synthetic": bool(meta.get("synthetic")),
             "images": int(len(self.images)), "total_images": int(len(cache.images)),
-            "resolution": int(config.resolution), "source": str(meta.get("source", self.args.data)),
+            "resolution": int(config.resolution), "source": str(meta.get("source", self.data)),
             # The cache file trained on: export measures an encoder's framing template on its training images.
             "cache": str(Path(cache.path).resolve()) if cache.path is not None else None,
             "layout": meta.get("layout"), "crop": meta.get("crop"), "skipped": meta.get("skipped"),
@@ -129,7 +146,7 @@ class Training:
         self.device_line = describe_accelerator()
         print(self.device_line, flush=True)
         distribution = None
-        if self.args.distribute:
+        if self.distribute:
             if keras.backend.backend() != "jax":
                 raise UsageError("--distribute needs KERAS_BACKEND=jax (keras.distribution's data parallelism)")
             devices = keras.distribution.list_devices()
@@ -140,7 +157,7 @@ class Training:
             print(f"data-parallel over {len(devices)} devices", flush=True)
         self.models = build_models(config)
         self.start_step, self.seconds_before, self.cpu_seconds_before = 0, 0.0, 0.0
-        if self.args.resume:
+        if self.resume:
             from training import checkpoint
 
             groups, meta = checkpoint.load_state(self.run_dir)
@@ -169,7 +186,7 @@ class Training:
     def write_run_files(self):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / run_folder.SAMPLES).mkdir(exist_ok=True)
-        if not self.args.resume:
+        if not self.resume:
             self.config.save(self.run_dir / run_folder.CONFIG)
         from training.networks import count_parameters
 
@@ -199,16 +216,16 @@ class Training:
         self.schedule = BatchSchedule(self.config, len(self.images))
         self.steps_per_epoch = self.schedule.steps_per_epoch
         self.sample_z, self.sample_a = self.sample_inputs()  # before anything that may draw the sample grid
-        total = self.schedule.total_steps(self.args.steps, self.args.epochs)
+        total = self.schedule.total_steps(self.steps, self.epochs)
         if self.start_step >= total:
             print(f"the run is already at step {self.start_step} of {total}: nothing to do")
             self.finish(self.start_step)
             return 0
-        if self.args.resume:
+        if self.resume:
             self.forget_after(self.start_step)
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         step = self.start_step
-        self.runlog = RunLog(self.run_dir, self.start_step, self.args.resume)
+        self.runlog = RunLog(self.run_dir, self.start_step, self.resume)
         try:
             step = self.train(total)
         finally:
@@ -235,16 +252,16 @@ class Training:
                 seconds = self.seconds_before + time.monotonic() - started
                 if step % config.log_every == 0 or step == total:
                     self.log_scalars(step, metrics, seconds, progress)
-                if step % self.steps_per_epoch == 0 and (step // self.steps_per_epoch) % self.args.sample_every == 0:
+                if step % self.steps_per_epoch == 0 and (step // self.steps_per_epoch) % self.sample_every == 0:
                     self.save_samples(step)
                 if step % config.checkpoint_every == 0:
                     self.save_checkpoint(step, seconds)
-                if self.args.max_seconds is not None and time.monotonic() - started >= self.args.max_seconds:
-                    print(f"\n--max-seconds {self.args.max_seconds:g} reached at step {step}", flush=True)
+                if self.max_seconds is not None and time.monotonic() - started >= self.max_seconds:
+                    print(f"\n--max-seconds {self.max_seconds:g} reached at step {step}", flush=True)
                     break
-                if (self.args.max_cpu_seconds is not None
-                        and time.process_time() - self.cpu_started >= self.args.max_cpu_seconds):
-                    print(f"\n--max-cpu-seconds {self.args.max_cpu_seconds:g} reached at step {step}", flush=True)
+                if (self.max_cpu_seconds is not None
+                        and time.process_time() - self.cpu_started >= self.max_cpu_seconds):
+                    print(f"\n--max-cpu-seconds {self.max_cpu_seconds:g} reached at step {step}", flush=True)
                     break
         except KeyboardInterrupt:
             print(f"\ninterrupted at step {step}: saving a checkpoint", flush=True)
@@ -256,7 +273,7 @@ class Training:
         return step
 
     def _progress_bar(self, total: int):
-        if self.args.no_progress or total >= 2**62:
+        if not self.progress or total >= 2**62:
             return None
         from tqdm import tqdm
 
