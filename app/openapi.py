@@ -71,8 +71,9 @@ def error(description: str) -> dict:
 PHOTO_BODY = {
     "required": True,
     "description": f"A portrait, JPEG, PNG (APNG: its first frame) or WebP (animated: its first frame), at most "
-                   f"{uploads.MAX_UPLOAD_BYTES} bytes, {uploads.MAX_PIXELS} pixels and {uploads.MAX_SIDE} px a "
-                   f"side, at least {uploads.MIN_SIDE} px a side; the type is judged by the bytes. Either the raw "
+                   f"{uploads.MAX_UPLOAD_BYTES} bytes, {uploads.MAX_PIXELS} pixels (a JPEG "
+                   f"{uploads.MAX_JPEG_PIXELS}: it is decoded reduced) and {uploads.MAX_SIDE} px a side, at least "
+                   f"{uploads.MIN_SIDE} px a side; the type is judged by the bytes. Either the raw "
                    "body with its image type, or multipart/form-data with the photo in the field `image`. EXIF "
                    "orientation is applied; greyscale, palette, CMYK and 16-bit images are converted to 8-bit RGB, "
                    "transparency is composited on white. The largest face found is used. The photo is never "

@@ -11,12 +11,21 @@ What is accepted, and why:
   colours, which is too poor for a portrait, and is mostly animation; BMP is uncompressed (a 10 MB BMP is a 3 MP
   photo) and no phone or browser produces one. HEIC/AVIF/TIFF are refused too (Pillow has no decoder for the
   first two; browsers send JPEG when a page asks for it).
-- Bytes: at most :data:`MAX_UPLOAD_BYTES` (413). Pixels: at most :data:`MAX_PIXELS` and :data:`MAX_SIDE` on either
-  side (413), checked from the header before any pixel is decoded, which stops decompression bombs (a PNG of a few
-  kB can claim gigapixels); at least :data:`MIN_SIDE` on each side (400). Pillow's process-wide
-  ``Image.MAX_IMAGE_PIXELS`` is left as it is, so the limits here can be arguments: Pillow's own bomb error
-  (above 179 MP) is answered 413 too, and from 89 to 179 MP Pillow also issues its DecompressionBombWarning, whose
-  text holds only the pixel count.
+- Bytes: at most :data:`MAX_UPLOAD_BYTES` (413). Pixels: at most :data:`MAX_PIXELS` (PNG and WebP, decoded whole)
+  or :data:`MAX_JPEG_PIXELS` (JPEG, decoded reduced) and :data:`MAX_SIDE` on either side (413), checked from the
+  header before any pixel is decoded, which stops decompression bombs (a PNG of a few kB can claim gigapixels); at
+  least :data:`MIN_SIDE` on each side (400). Pillow's process-wide ``Image.MAX_IMAGE_PIXELS`` is left as it is, so
+  the limits here can be arguments: Pillow's own bomb error (above 179 MP) is answered 413 too, and from 89 to 179
+  MP Pillow also issues its DecompressionBombWarning, whose text holds only the pixel count. A PNG text or profile
+  chunk that inflates past Pillow's 1 MB per chunk is a bomb too (413, said so).
+- Memory: the face detector looks at a copy at most 640 px on a side and the framing at the face's own box, scaled
+  down to the model's resolution, so nothing needs the photo beyond :data:`WORK_MAX_SIDE` on its long side. A JPEG
+  is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, Pillow's ``draft``) when that still leaves that
+  much; anything larger afterwards is reduced by box averaging (``Image.reduce``) before it is converted to RGB, and
+  the freed decoding buffers are handed back to the system (``malloc_trim``). Measured peaks while decoding, at the
+  limits: a 16 MP WebP 265 MB (Pillow's WebP decoder holds RGBA copies), a 16 MP PNG with alpha 164 MB, a 40 MP
+  progressive JPEG 151 MB (libjpeg keeps every coefficient), a baseline one 80 MB; about 10 MB stay, the result.
+  app/admission.py decodes one upload at a time per worker; docs/DEPLOY.md sums it per pod.
 - Truncated or corrupt data: 400. ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays False (Pillow's default), so a cut
   file fails to decode instead of coming back half grey.
 - Time: the whole body must arrive within :data:`UPLOAD_TIMEOUT_S` (``FACEGEN_UPLOAD_TIMEOUT_S``), else 408. Under
@@ -26,20 +35,30 @@ What is accepted, and why:
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
+import math
 import os
 import struct
 import time
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
 from app.errors import ApiError
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # 10 MiB: a 12 MP phone JPEG is 2-5 MB
-MAX_PIXELS = 40_000_000  # 40 MP, 120 MB once decoded to RGB
+# PNG and WebP have no reduced decoding, so every pixel is decoded: 16 MP (4000 x 4000, above a 12 MP phone photo)
+# is 48 MB in RGB, 64 MB with alpha, while it is reduced to the working size.
+MAX_PIXELS = 16_000_000
+# JPEG (what phones and browsers send) is decoded at a reduced scale: 40 MP comes out at most 10 MP, 30 MB.
+MAX_JPEG_PIXELS = 40_000_000
+# The long side the decoded photo is reduced to: the detector uses at most 640 px and the framing a face's box, so a
+# face a quarter of the photo's width still keeps 512 px, more than the 128 px the models are framed at.
+WORK_MAX_SIDE = 2048
 MAX_SIDE = 10_000  # long panoramas under MAX_PIXELS still pass; a 100,000 x 10 strip does not
 MIN_SIDE = 32  # smaller holds no face worth framing
 # Longest a client may take to send its photo: 10 MiB in 30 s is 2.8 Mbit/s, slower than a phone on poor 4G.
@@ -137,6 +156,10 @@ def read_upload(request, field: str = "image", max_bytes: int = MAX_UPLOAD_BYTES
         raise UploadError(400, "the upload was cut off: the body ended before the length it announced") from None
     if len(body) > limit:
         raise too_large
+    if request.content_length is not None and len(body) < request.content_length:
+        # The client closed its side early: gunicorn hands over what came, which is not the announced body.
+        raise UploadError(400, f"the upload was cut off: {len(body)} of the {request.content_length} bytes announced "
+                               "arrived")
     if mimetype != "multipart/form-data":
         return body
 
@@ -160,7 +183,33 @@ def read_upload(request, field: str = "image", max_bytes: int = MAX_UPLOAD_BYTES
 
 def _bomb() -> UploadError:
     # Pillow's own decompression-bomb error: the image claims more than twice Image.MAX_IMAGE_PIXELS.
-    return UploadError(413, f"image has more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels (a decompression bomb?)")
+    return UploadError(413, f"a decompression bomb: the image claims more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} "
+                            "pixels")
+
+
+# What Pillow's PNG reader raises when a compressed text or colour-profile chunk inflates past its limits.
+_CHUNK_BOMB_MESSAGES = ("Decompressed data too large", "Too much memory used in text chunks")
+
+
+def _chunk_bomb(error: Exception) -> UploadError | None:
+    if isinstance(error, ValueError) and str(error).startswith(_CHUNK_BOMB_MESSAGES):
+        return UploadError(413, "a decompression bomb: a compressed text or colour-profile chunk of this PNG "
+                                f"inflates past {PngImagePlugin.MAX_TEXT_CHUNK} bytes")
+    return None
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the system. glibc keeps large freed blocks (Pillow's decoding buffers) for
+    reuse, so a worker that decoded a few big photos would otherwise keep their size for good."""
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+try:
+    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    _libc.malloc_trim  # noqa: B018 (glibc only; musl and macOS have none)
+except (OSError, AttributeError):
+    _libc = None
 
 
 def _read_at_most(stream, count: int, deadline: float | None = None, sock=None) -> bytes:
@@ -194,8 +243,10 @@ def _read_at_most(stream, count: int, deadline: float | None = None, sock=None) 
 
 
 def decode_image(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS,
-                 max_side: int = MAX_SIDE, min_side: int = MIN_SIDE) -> np.ndarray:
-    """Upload bytes -> uint8 RGB pixels [H, W, 3], upright. Raises :class:`UploadError` (400, 413, 415).
+                 max_side: int = MAX_SIDE, min_side: int = MIN_SIDE, max_jpeg_pixels: int = MAX_JPEG_PIXELS,
+                 work_max_side: int = WORK_MAX_SIDE) -> np.ndarray:
+    """Upload bytes -> uint8 RGB pixels [H, W, 3], upright, at most ``work_max_side`` on the long side (reduced by
+    an integer factor, so the pixel grid stays aligned). Raises :class:`UploadError` (400, 413, 415).
 
     - An animated image (APNG, animated WebP) gives its first frame.
     - EXIF orientation is applied (a phone's portrait shot comes out upright); an unreadable EXIF block is ignored
@@ -217,25 +268,53 @@ def decode_image(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int
         image = Image.open(io.BytesIO(data), formats=[ACCEPTED_TYPES[declared]])  # reads the header only
     except Image.DecompressionBombError:
         raise _bomb() from None
-    except _DECODE_ERRORS:  # UnidentifiedImageError included: the signature matched, the header did not parse
-        raise UploadError(400, f"corrupt {ACCEPTED_TYPES[declared]} image: its header cannot be read") from None
-    with image:
-        width, height = image.size
-        if width * height > max_pixels:
-            raise UploadError(413, f"image is {width}x{height} pixels, more than {max_pixels} in all")
-        if max(width, height) > max_side:
-            raise UploadError(413, f"image is {width}x{height} pixels, more than {max_side} on a side")
-        if min(width, height) < min_side:
-            raise UploadError(400, f"image is {width}x{height} pixels, less than {min_side} on a side")
-        try:
-            image.load()  # the first frame only, for animations
-            pixels = _to_rgb(image)
-        except Image.DecompressionBombError:
-            raise _bomb() from None
-        except _DECODE_ERRORS:
-            raise UploadError(400, f"corrupt or truncated {image.format} image: its pixels cannot be "
-                                   "decoded") from None
+    except _DECODE_ERRORS as error:  # UnidentifiedImageError included: the signature matched, the header did not parse
+        raise (_chunk_bomb(error) or UploadError(400, f"corrupt {ACCEPTED_TYPES[declared]} image: its header "
+                                                      "cannot be read")) from None
+    try:
+        with image:
+            width, height = image.size
+            limit = max_jpeg_pixels if image.format == "JPEG" else max_pixels
+            if width * height > limit:
+                why = "" if image.format == "JPEG" else f" ({image.format} is decoded whole; JPEG may be larger)"
+                raise UploadError(413, f"image is {width}x{height} pixels, more than {limit} in all{why}")
+            if max(width, height) > max_side:
+                raise UploadError(413, f"image is {width}x{height} pixels, more than {max_side} on a side")
+            if min(width, height) < min_side:
+                raise UploadError(400, f"image is {width}x{height} pixels, less than {min_side} on a side")
+            try:
+                if image.format == "JPEG" and max(width, height) > work_max_side:
+                    # Decode at the smallest DCT scale that still covers the working size.
+                    scale = work_max_side / max(width, height)
+                    image.draft(None, (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
+                image.load()  # the first frame only, for animations
+                pixels = _to_rgb(_reduced(image, work_max_side))
+            except Image.DecompressionBombError:
+                raise _bomb() from None
+            except _DECODE_ERRORS as error:
+                raise (_chunk_bomb(error) or UploadError(400, f"corrupt or truncated {image.format} image: its "
+                                                              "pixels cannot be decoded")) from None
+    finally:
+        del image
+        release_memory()
     return pixels
+
+
+def _reduced(image: Image.Image, max_side: int) -> Image.Image:
+    """The image reduced by the smallest integer factor that brings its long side to ``max_side`` or less (box
+    averaging, before any conversion to RGB, so no full-size RGB copy is made); its info (EXIF) is kept."""
+    factor = math.ceil(max(image.size) / max_side)
+    if factor <= 1:
+        return image
+    if image.mode in ("P", "1"):  # Image.reduce takes neither: expand first (transparency becomes alpha)
+        image = image.convert("RGBA" if image.mode == "P" and "transparency" in image.info else
+                              "RGB" if image.mode == "P" else "L")
+    elif image.mode == "I;16" or image.mode.startswith("I;16"):
+        image = image.convert("I")
+    info = dict(image.info)
+    reduced = image.reduce(factor)
+    reduced.info.update(info)
+    return reduced
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
