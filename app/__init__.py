@@ -12,6 +12,21 @@ REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # Longer query strings are refused before any parsing (every valid query is far shorter; 64 seeds fit in 800 bytes).
 MAX_QUERY_BYTES = 2048
 
+# Browser security headers on every answer (docs/DEPLOY.md). The service is HTTPS only, so browsers may keep to HTTPS
+# for a year; nothing is to be sniffed, framed or told where the user came from. The gallery's CSP allows exactly
+# what the page uses: its own script, stylesheet and API, its own images plus the data: URLs the edit panel shows
+# (and its data: favicon) and blob: ones for downloads; no inline script or style, no plug-ins, no framing.
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=31536000",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",  # frame-ancestors' predecessor, for older browsers
+}
+GALLERY_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+               "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+# Images, JSON and errors load nothing themselves.
+RESOURCE_CSP = "default-src 'none'; frame-ancestors 'none'"
+
 __all__ = ["create_app", "ModelError"]
 
 
@@ -44,6 +59,14 @@ def create_app(config: dict | None = None) -> Flask:
     from app.errors import ApiError
 
     register_error_handlers(app)
+
+    @app.after_request
+    def security_headers(response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("Content-Security-Policy",
+                                    GALLERY_CSP if response.mimetype == "text/html" else RESOURCE_CSP)
+        return response
 
     @app.before_request
     def reject_oversized_query():

@@ -502,6 +502,8 @@ async function start() {
   $("psi").addEventListener("input", () => { $("psi-value").textContent = Number($("psi").value).toFixed(2); });
   $("psi").addEventListener("change", () => { state.psi = Number($("psi").value); refreshFaces(); });
   $("attrs-reset").addEventListener("click", resetAttributes);
+  // Enter in the seed box must not submit the form and reload the page (a listener: the CSP forbids inline handlers).
+  $("controls").addEventListener("submit", (event) => event.preventDefault());
   $("more").addEventListener("click", () => addFaces(PAGE));
   $("lightbox").addEventListener("click", (event) => {
     if (event.target === $("lightbox")) $("lightbox").close();   // a click on the backdrop closes it
