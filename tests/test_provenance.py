@@ -406,3 +406,19 @@ def test_generate_writes_files_that_carry_the_marks(tiny_models_dir, tmp_path, f
         assert report["metadata"]["digital_source_type"] == GENERATED, path
         assert report["metadata"]["model"] == TINY_MODEL and len(report["metadata"]["seeds"]) == 1
         assert report["watermark"]["detected"], (path, report["watermark"])
+
+
+@pytest.mark.slow
+def test_fuzzed_uploads_to_verify_never_get_a_5xx(app):
+    """schemathesis draws bodies (raw and multipart) and queries for /api/verify from /openapi.json."""
+    import schemathesis
+
+    from tests.conftest import fuzz_for_server_errors
+
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [op for op in operations if op.path == "/api/verify"]
+    assert len(operations) == 1
+    cases, server_errors = fuzz_for_server_errors(operations, max_examples=60)
+    assert not server_errors, server_errors[:10]
+    assert cases >= 20
