@@ -167,6 +167,7 @@ CROSS_PROCESS_URLS = ["/api/face?seed=42", "/api/face?seed=42&attrs=Male,Eyeglas
                       "/api/interpolate?from=1&to=2&steps=4"]
 
 
+@pytest.mark.slow
 def test_same_query_same_bytes_across_processes(client, tiny_models_dir):
     here = {}
     for url in CROSS_PROCESS_URLS:
@@ -844,6 +845,7 @@ CHILD_WITH_HEADERS = CHILD.replace(
     "('X-Attributes', 'X-Attributes-Explicit', 'X-Attributes-Matched')]")
 
 
+@pytest.mark.slow
 def test_table_sampling_gives_the_same_bytes_and_attributes_in_another_process(table_client, table_models_dir):
     assert CHILD_WITH_HEADERS != CHILD
     here = {}

@@ -325,6 +325,7 @@ def served(smoke_venv, image_root, tiny_models_dir, tls_ca, verified_context, tm
         yield server
 
 
+@pytest.mark.slow
 def test_smoke_ready_and_serves_a_png_over_verified_tls(served, verified_context):
     with urllib.request.urlopen(served.url("/readyz"), context=verified_context, timeout=10) as response:
         assert json.load(response)["status"] == "ready"
@@ -339,6 +340,7 @@ def test_smoke_ready_and_serves_a_png_over_verified_tls(served, verified_context
     assert "SELF-SIGNED" not in log
 
 
+@pytest.mark.slow
 def test_smoke_no_clear_text_http(served):
     with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
@@ -351,6 +353,7 @@ def test_smoke_no_clear_text_http(served):
     assert b"200 OK" not in received and b'"status"' not in received
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
 def test_smoke_tls_1_2_and_1_3_accepted(served, tls_ca, version):
     context = ssl.create_default_context()
@@ -361,6 +364,7 @@ def test_smoke_tls_1_2_and_1_3_accepted(served, tls_ca, version):
             assert tls.version() == version.replace("_", ".")
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
 def test_smoke_tls_1_1_refused(served, tls_ca):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -375,6 +379,7 @@ def test_smoke_tls_1_1_refused(served, tls_ca):
     assert "NO_PROTOCOLS_AVAILABLE" not in str(refused.value), "this client could not offer TLS 1.1: nothing tested"
 
 
+@pytest.mark.slow
 def test_smoke_sigterm_shuts_down_gracefully(served):
     """Last on the shared server: SIGTERM (what docker stop and Kubernetes send) -> exit 0 well within 30 s."""
     started = time.monotonic()
@@ -386,6 +391,7 @@ def test_smoke_sigterm_shuts_down_gracefully(served):
     assert "Handling signal: term" in log and "Shutting down: Master" in log and "facegen: shut down" in log
 
 
+@pytest.mark.slow
 def test_smoke_self_signed_when_no_certificate_given(smoke_venv, image_root, tiny_models_dir, tmp_path):
     tls_dir = tmp_path / "tls"
     server = Server(smoke_venv, image_root, tmp_path / "gunicorn.log",
@@ -408,6 +414,7 @@ def test_smoke_self_signed_when_no_certificate_given(smoke_venv, image_root, tin
         server.stop()
 
 
+@pytest.mark.slow
 def test_cpu_without_avx_exits_with_host_passthrough_advice(smoke_venv, image_root, tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu vme de pse tsc msr sse sse2\n")

@@ -255,6 +255,7 @@ BACKEND_ENCODER = {"d_steps": 2, "label_flip": 0.2, "instance_noise": 0.1, "spec
                    "flip_images": True}
 
 
+@pytest.mark.slow
 def test_tensorflow_and_jax_steps_agree_with_the_encoder(tmp_path):
     """One step from the same weights and draws on both backends, every encoder term on (the feature loss too)."""
     from training.gan_state import build_models
@@ -285,6 +286,7 @@ LEARN_ENCODER = {"attributes": ["Male"], "batch_size": 16, "latent_size": 8, "g_
 LEARN_STEPS = 200
 
 
+@pytest.mark.slow
 def test_encoder_learns_the_attribute_and_reconstructions_get_closer():
     """Colour data (the colour set by the attribute, a brightness of each image's own): after a short training E
     reads the colour attribute off unseen images, and G(E_z(x), the attributes E found) rebuilds them far closer
@@ -442,6 +444,7 @@ def test_export_of_a_run_with_an_encoder_copies_or_demands_its_framing(tmp_path,
     np.testing.assert_allclose(loaded.encode(images)["noise"].numpy(), np.asarray(z), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_train_then_export_measures_the_framing_on_the_runs_training_photos(tmp_path, capsys):
     """Real CelebA-HQ portraits (read at test time from the shared folder, never copied into the repo), shrunk to
     32 px into a cache; `train` with the encoder for two steps records the cache, and `export` finds the photos'

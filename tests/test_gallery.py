@@ -14,6 +14,7 @@ from werkzeug.serving import make_server
 from tests.conftest import TABLE_ATTRIBUTES, TABLE_MODEL, TINY_MODEL
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.slow  # headless Chromium: about 25 s a test on a 2-core machine
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

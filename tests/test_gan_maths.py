@@ -245,6 +245,7 @@ def _initial_weights(seed):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_same_seed_same_initial_weights_in_two_processes():
     first, second, other = _initial_weights(3), _initial_weights(3), _initial_weights(4)
     assert first == second
@@ -259,6 +260,7 @@ BACKEND_CONFIG = {"d_steps": 2, "label_flip": 0.2, "instance_noise": 0.1, "d_acc
                   "spectral_norm": True, "conditioning": "both", "ema_start": 0, "ema_decay": 0.5}
 
 
+@pytest.mark.slow
 def test_tensorflow_and_jax_steps_agree(tmp_path):
     config = config_of(**BACKEND_CONFIG)
     from training.gan_state import build_models
@@ -285,6 +287,7 @@ LEARN_CONFIG = {"attributes": ["Male"], "batch_size": 16, "latent_size": 8, "g_w
 LEARN_STEPS = 250
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_generator_learns_to_follow_an_attribute(backend):
     """Images whose colour is set by one attribute: after a few hundred steps G's faces follow it (red when on,

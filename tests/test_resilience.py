@@ -145,6 +145,7 @@ def load(base, ca_file, total, concurrency, seed_of=lambda i: i, on_progress=Non
     return outcome
 
 
+@pytest.mark.slow
 def test_5000_requests_at_concurrency_64_without_a_failure(server):
     started = time.monotonic()
     outcome = load(server.base, server.ca_file, 5000, 64, seed_of=lambda i: i % 2500)
@@ -160,6 +161,7 @@ def test_5000_requests_at_concurrency_64_without_a_failure(server):
     assert "facegen_batch_size_count" in metrics and "facegen_png_cache_hits_total" in metrics
 
 
+@pytest.mark.slow
 def test_oversized_query_is_refused_by_the_app_with_414_json(server):
     response = requests.get(server.base + "/api/face", params={"seed": "1", "attrs": "x" * 3000},
                             verify=server.ca_file, timeout=10)
@@ -167,11 +169,13 @@ def test_oversized_query_is_refused_by_the_app_with_414_json(server):
     assert "too long" in response.json()["error"]
 
 
+@pytest.mark.slow
 def test_request_line_past_gunicorns_limit_is_refused(server):
     response = requests.get(server.base + "/api/face?seed=1&attrs=" + "x" * 6000, verify=server.ca_file, timeout=10)
     assert response.status_code in (400, 414)
 
 
+@pytest.mark.slow
 def test_long_header_is_refused_by_gunicorn(server):
     response = requests.get(server.base + "/api/face?seed=1", headers={"X-Long": "y" * 10000},
                             verify=server.ca_file, timeout=10)
@@ -179,6 +183,7 @@ def test_long_header_is_refused_by_gunicorn(server):
     assert server.readyz() == 200
 
 
+@pytest.mark.slow
 def test_killed_worker_is_replaced_and_few_requests_fail(server):
     total = 3000 if LONG else 1500
     before = server.worker_pids()
@@ -221,11 +226,13 @@ def _start_broken(models_dir, tls, tmp_path):
     return broken.log()
 
 
+@pytest.mark.slow
 def test_missing_models_directory_never_becomes_ready(tls, tmp_path):
     log = _start_broken(tmp_path / "no-such-models", tls, tmp_path)
     assert "ModelError" in log and "does not exist" in log, log[-3000:]
 
 
+@pytest.mark.slow
 def test_corrupt_model_never_becomes_ready(tiny_models_dir, tls, tmp_path):
     models = tmp_path / "models"
     shutil.copytree(tiny_models_dir, models)

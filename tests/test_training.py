@@ -57,6 +57,7 @@ def _log_steps(run_dir):
         return [int(row["step"]) for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_train_writes_run_and_export_loads_with_plain_tensorflow(synth_cache, config_file, tmp_path):
     run_dir = tmp_path / "run"
     assert _train(synth_cache, run_dir, config_file, "--steps", "6") == 0
@@ -112,6 +113,7 @@ def test_a_script_drives_the_loop_with_plain_values(synth_cache, tmp_path, capsy
     assert f"resuming {run_dir} at step 4" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_resume_continues_where_the_checkpoint_left_off(synth_cache, config_file, tmp_path):
     run_dir = tmp_path / "run"
     assert _train(synth_cache, run_dir, config_file, "--steps", "4") == 0
@@ -122,6 +124,7 @@ def test_resume_continues_where_the_checkpoint_left_off(synth_cache, config_file
     assert load_state(run_dir)[1]["step"] == 8
 
 
+@pytest.mark.slow
 def test_resume_after_a_killed_run_loses_at_most_checkpoint_every(synth_cache, config_file, tmp_path):
     """SIGKILL (no chance to save) mid-run, then --resume: the run restarts from the last periodic checkpoint."""
     run_dir = tmp_path / "run"
@@ -154,6 +157,7 @@ def _checkpoint_arrays(run_dir):
     return load_state(run_dir)[0]
 
 
+@pytest.mark.slow
 def test_resume_is_exact(synth_cache, config_file, tmp_path):
     """3 steps + resume to 6 ends in exactly the state of 6 steps in one go: weights, optimiser slots, EMA and D's
     running accuracy (the accuracy schedule's state) alike."""
@@ -169,6 +173,7 @@ def test_resume_is_exact(synth_cache, config_file, tmp_path):
     assert 0.0 < float(a["schedule"][0]) < 1.0 and float(a["schedule"][0]) != 0.5
 
 
+@pytest.mark.slow
 def test_log_forgets_steps_lost_to_a_kill(synth_cache, config_file, tmp_path):
     """A run killed after logging past its last checkpoint: resume drops those rows, grids and events, so the log
     says each step once."""
@@ -201,6 +206,7 @@ def _tensorboard_scalars(run_dir, tag):
     return sorted(values.items())
 
 
+@pytest.mark.slow
 def test_tensorboard_gets_scalars_and_the_sample_grid(synth_cache, config_file, tmp_path):
     import tensorflow as tf
 
@@ -234,6 +240,7 @@ def test_resume_rewrites_a_log_with_older_columns(tmp_path):
     assert rows[-1]["d_loss"] == "0.25" and rows[-1]["e_cycle"] == "0.75"
 
 
+@pytest.mark.slow
 def test_resume_of_a_run_killed_before_its_last_grid(synth_cache, config_file, tmp_path):
     """Killed after its final checkpoint but before the closing pictures: resuming with the same --steps draws
     them (it used to crash in finish(), which ran before the sample inputs existed)."""
@@ -245,6 +252,7 @@ def test_resume_of_a_run_killed_before_its_last_grid(synth_cache, config_file, t
     assert last.is_file()
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_batch_size(synth_cache, config_file, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert _train(synth_cache, run_dir, config_file, "--steps", "2") == 0
@@ -254,6 +262,7 @@ def test_resume_refuses_another_batch_size(synth_cache, config_file, tmp_path, c
     assert _train(synth_cache, run_dir, config_file, "--steps", "4", "--resume", "--batch-size", batch) == 0
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_with_a_checkpoint(synth_cache, config_file, tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "training", "train", "--data", str(synth_cache), "--out", str(run_dir),
@@ -272,6 +281,7 @@ def test_sigterm_stops_cleanly_with_a_checkpoint(synth_cache, config_file, tmp_p
     assert (run_dir / "training.gif").is_file()
 
 
+@pytest.mark.slow
 def test_data_parallel_over_virtual_devices_with_keras_distribution(synth_cache, config_file, tmp_path):
     """--distribute on the JAX backend with 4 virtual CPU devices (keras.distribution.DataParallel)."""
     env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
@@ -314,6 +324,7 @@ def test_train_refuses_missing_data_and_bad_config(tmp_path, config_file, synth_
     assert "--size 128" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_never_overwrites_a_run(synth_cache, config_file, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert _train(synth_cache, run_dir, config_file, "--steps", "3") == 0
@@ -357,6 +368,7 @@ def test_every_tensorflow_command_refuses_a_cpu_without_avx(tmp_path, argv):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_a_model_trained_on_celeba_hq_names_its_data_terms_and_split(tmp_path):
     """Prepare a tiny CelebAMask-HQ folder, train two steps, export, card: the manifest and the card say which data,
     that CelebA's non-commercial terms apply and that the split is CelebA's identity-disjoint one."""
