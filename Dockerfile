@@ -24,7 +24,7 @@ RUN groupadd --system --gid 10001 facegen \
        --shell /usr/sbin/nologin facegen
 
 # Code: the service and the core it shares with training (serving never imports the training package).
-COPY gunicorn.conf.py /app/
+COPY gunicorn.conf.py gunicorn_worker.py /app/
 COPY facegen/ /app/facegen/
 COPY app/ /app/app/
 # The bundled model(s) last, so swapping a model rebuilds one small layer (or mount another models folder instead).

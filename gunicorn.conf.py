@@ -5,14 +5,21 @@ HTTPS only (TLS 1.2 or newer), no clear-text listener. Environment:
   PORT (8443), BIND_HOST (0.0.0.0)             where to listen
   TLS_CERT_FILE, TLS_KEY_FILE                  PEM certificate chain and key; when both are unset a self-signed
                                                certificate is made at start (local use only: a WARNING says so)
-  TLS_SELF_SIGNED_DIR                          where that certificate goes (default: a new folder under /tmp)
+  TLS_SELF_SIGNED_DIR                          where that certificate goes (default: a new folder under /tmp);
+                                               its key and certificate are deleted when the server stops
   WEB_CONCURRENCY                              worker processes (default: CPU count, at least 1, at most 4)
-  GUNICORN_THREADS                             threads per worker (default 4)
+  GUNICORN_THREADS                             request threads per worker (default 16; app/admission.py keeps two
+                                               of them free of heavy work)
+  FACEGEN_HEADER_TIMEOUT_S, FACEGEN_IO_TIMEOUT_S
+                                               deadline for a connection's TLS handshake and request head (10 s),
+                                               and for each read and write while serving it (30 s): gunicorn_worker.py
+  FACEGEN_ADMIT_*                              bounds on concurrent heavy requests per worker: app/admission.py
   TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS
                                                TensorFlow's thread pools in each worker (default: the CPU count
                                                shared out among the workers, at least 1)
   LOG_LEVEL                                    gunicorn's log level (default info)
-  PROMETHEUS_MULTIPROC_DIR                     per-worker metric files (default: a new folder under /tmp)
+  PROMETHEUS_MULTIPROC_DIR                     per-worker metric files (default: a new folder under /tmp, removed
+                                               when the server stops)
   FACEGEN_MODELS_DIR, FACEGEN_MODEL            read by app.create_app()
   FACEGEN_SKIP_AVX_CHECK=1, FACEGEN_CPUINFO    see facegen/hardware.py
 
@@ -37,6 +44,7 @@ from facegen.hardware import require_avx  # noqa: E402  (cheap: imports no Tenso
 require_avx()
 
 _notes = []  # logged by on_starting, once gunicorn's logger exists
+_made_at_start = []  # files and folders this start created, removed by on_exit: a private key is not left in /tmp
 
 
 def _env_int(name, default, low=1, high=None):
@@ -100,8 +108,12 @@ def _tls_files():
             if not os.path.isfile(path):
                 sys.exit(f"facegen: {name}={path} is not a readable file")
         return cert, key
-    directory = os.environ.get("TLS_SELF_SIGNED_DIR", "").strip() or tempfile.mkdtemp(prefix="facegen-tls-")
+    directory = os.environ.get("TLS_SELF_SIGNED_DIR", "").strip()
+    if not directory:
+        directory = tempfile.mkdtemp(prefix="facegen-tls-")
+        _made_at_start.append(directory)
     cert, key = _self_signed(directory)
+    _made_at_start.extend([key, cert])
     _notes.append(f"TLS_CERT_FILE/TLS_KEY_FILE are not set: serving a SELF-SIGNED certificate made at start "
                   f"({cert}). For local use only: clients cannot verify it. Mount a real certificate for "
                   f"anything else (docs/DEPLOY.md).")
@@ -113,17 +125,35 @@ bind = [f"{os.environ.get('BIND_HOST', '').strip() or '0.0.0.0'}:{_env_int('PORT
 certfile, keyfile = _tls_files()
 
 
-def ssl_context(config, default_ssl_context_factory):
-    """gunicorn's own context (certificate, key, ciphers) with TLS 1.0 and 1.1 refused."""
-    context = default_ssl_context_factory()
+def _tls_context(cert, key):
+    # What gunicorn's default context holds (its verify_mode and ciphers are left at their defaults here), TLS 1.0
+    # and 1.1 refused.
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile=cert, keyfile=key)
+    except (ssl.SSLError, OSError) as error:
+        sys.exit(f"facegen: cannot load the TLS certificate {cert} with the key {key}: {error}")
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 
 
+# Made once, here in the master: every worker forked from it serves this context, so the key and certificate are
+# read from disk once per start (gunicorn's own factory read both files again for every connection). A renewed
+# certificate takes a restart, or SIGHUP, which reads this file again and replaces the workers.
+_TLS_CONTEXT = _tls_context(certfile, keyfile)
+
+
+def ssl_context(config, default_ssl_context_factory):
+    return _TLS_CONTEXT
+
+
 # --- workers: the generator is CPU-bound, so one process per core, a few threads to overlap I/O and batching -----
 workers = _env_int("WEB_CONCURRENCY", max(1, min(_cpu_count(), 4)))
-worker_class = "gthread"
-threads = _env_int("GUNICORN_THREADS", 4)
+# gthread, with the TLS handshake and the request head read in its event loop on deadlines (gunicorn_worker.py):
+# stalled connections hold no thread. Threads serve complete requests only; heavy ones are bounded by
+# app/admission.py (at most 14 of 16 threads), so health probes and single faces always find one.
+worker_class = "gunicorn_worker.DeadlineThreadWorker"
+threads = _env_int("GUNICORN_THREADS", 16)
 # Each worker's TensorFlow would otherwise size its pools to every core, so W workers run W x cores compute threads
 # that spin against each other: with 2 workers on 2 cores, one thread each served 1.08x the faces/s at 16 clients
 # for 3.55 instead of 3.95 ms of server CPU per face (BENCHMARKS.md, measured in one run). Set here, in the master,
@@ -160,6 +190,7 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 # Set here, in the master, before any worker imports prometheus_client (it picks its storage at import).
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="facegen-prometheus-")
+    _made_at_start.append(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 
@@ -190,4 +221,11 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
+    import shutil
+
+    for path in reversed(_made_at_start):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.remove(path)
     server.log.info("facegen: shut down")

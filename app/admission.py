@@ -8,7 +8,7 @@ its own limits, counted per worker process:
 =========== ====================================================== ===== ===== =======================================
 class       what                                                   limit queue environment
 =========== ====================================================== ===== ===== =======================================
-``upload``  uploaded photos: reading, decoding, detecting, encoding   2     6   ``FACEGEN_ADMIT_UPLOAD``, ``..._QUEUE``
+``upload``  uploaded photos: reading, decoding, detecting, encoding   1     7   ``FACEGEN_ADMIT_UPLOAD``, ``..._QUEUE``
             and editing (``/api/encode``, ``/api/edit``)
 ``grid``    grids (``/api/faces``) larger than :data:`HEAVY_PIXELS`    1     2   ``FACEGEN_ADMIT_GRID``, ``..._QUEUE``
 ``animation`` GIF/WebP morphs (``/api/interpolate``) larger than      1     2   ``FACEGEN_ADMIT_ANIMATION``, ...
@@ -53,7 +53,9 @@ DEFAULT_WAIT_S = 10.0
 RETRY_AFTER_S = 2
 
 # class -> (limit, queue): how many run at once and how many more may wait, per worker process.
-WORK_CLASSES = {"upload": (2, 6), "grid": (1, 2), "animation": (1, 2)}
+# One upload at a time: decoding the largest allowed PNG or WebP takes up to 265 MB for a moment (app/uploads.py),
+# and two workers of a 2 GiB pod must fit it beside their models (docs/DEPLOY.md).
+WORK_CLASSES = {"upload": (1, 7), "grid": (1, 2), "animation": (1, 2)}
 
 
 class Busy(Overloaded):
