@@ -93,3 +93,23 @@ def test_grow_from_refuses_a_model_of_the_wrong_size(small_model):
         grown_models(small_model, resolution=128, g_width=2, d_width=2)
     with pytest.raises(UsageError, match="grow_from.*not a model folder"):
         grown_models(small_model.parent / "missing")
+
+
+def test_d_warmup_holds_g_while_d_and_the_encoder_learn(small_model):
+    config, _, _ = grown_models(small_model, d_warmup_steps=2)
+    images, attributes = tiny_data(config)
+    trainer, models = trainer_for(config, images, attributes)
+    real, cond = indices(config, len(images))
+
+    def weights(model):
+        return [np.array(v.numpy()) for v in model.trainable_variables]
+
+    g0, d0, e0 = weights(models.generator), weights(models.discriminator), weights(models.encoder)
+    trainer.train_step(real, cond, 1)  # inside the warm-up: D and E move, G does not, the fade has not begun
+    assert all(np.array_equal(a, b) for a, b in zip(g0, weights(models.generator)))
+    assert not all(np.array_equal(a, b) for a, b in zip(d0, weights(models.discriminator)))
+    assert not all(np.array_equal(a, b) for a, b in zip(e0, weights(models.encoder)))
+    assert float(models.generator.fade.numpy()) == 0.0
+    trainer.train_step(real, cond, 4)  # after it: G moves, and the fade is (4 - 2) / 4 of the way
+    assert not all(np.array_equal(a, b) for a, b in zip(g0, weights(models.generator)))
+    assert float(models.generator.fade.numpy()) == pytest.approx(0.5)

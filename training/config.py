@@ -42,6 +42,10 @@ class TrainConfig:
     # new top block in over fade_in_steps, so the CPU hours already spent on the smaller model are kept.
     grow_from: str = ""  # a model folder (SavedModel + manifest) at resolution / 2; "" trains from scratch
     fade_in_steps: int = 0  # > 0: G's output and D's real images blend from the upsampled half-size image over this
+    # A grown G meets a D that starts afresh: G's update is held (zero gradients; the encoder still learns) for
+    # this many steps while D learns to judge, so G's first gradients come from a D that knows faces. The fade
+    # starts after it.
+    d_warmup_steps: int = 0
 
     # Optimisation.
     batch_size: int = 128
@@ -125,6 +129,7 @@ class TrainConfig:
         need(math.log2(self.resolution).is_integer(), "resolution must be a power of two")
         need(min(self.g_min_width, self.d_min_width) >= 1, "g_min_width and d_min_width must be >= 1")
         need(self.fade_in_steps >= 0, "fade_in_steps must be >= 0")
+        need(self.d_warmup_steps >= 0, "d_warmup_steps must be >= 0")
         need(self.fade_in_steps == 0 or self.architecture == "facegen", "fade_in_steps needs the facegen architecture")
         need(not self.grow_from or self.architecture == "facegen", "grow_from needs the facegen architecture")
         need(isinstance(self.encoder, bool), "encoder must be true or false")

@@ -21,8 +21,10 @@ from training.usage_error import UsageError
 
 
 def fade_alpha(step, config):
-    """The fade's blend weight at ``step`` (a tensor or int): 0 at the start, 1 from fade_in_steps on."""
-    return ops.minimum(ops.cast(step, "float32") / float(config.fade_in_steps), 1.0)
+    """The fade's blend weight at ``step`` (a tensor or int): 0 until d_warmup_steps, then rising to 1 over
+    fade_in_steps."""
+    rising = (ops.cast(step, "float32") - float(config.d_warmup_steps)) / float(config.fade_in_steps)
+    return ops.clip(rising, 0.0, 1.0)
 
 
 def fade_real(images, step, config):

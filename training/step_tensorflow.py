@@ -107,6 +107,9 @@ class Trainer:
             all_grads = tape.gradient(value, G.trainable_variables + E.trainable_variables)
             grads, e_grads = all_grads[:n_g], all_grads[n_g:]
             m.e_optimizer.apply_gradients(zip(e_grads, E.trainable_variables))
+        if config.d_warmup_steps:  # zero gradients leave Adam's fresh moments, so G's weights, unmoved
+            held = tf.cast(step < config.d_warmup_steps, tf.float32)
+            grads = [g * (1.0 - held) for g in grads]
         m.g_optimizer.apply_gradients(zip(grads, G.trainable_variables))
         decay = stabilisers.ema_decay(self.config, step)
         for ema_variable, variable in zip(ema_variables(m.ema_generator), ema_variables(G)):
