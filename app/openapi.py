@@ -164,16 +164,19 @@ def build_document() -> dict:
                  **UPLOAD_ERRORS}, "encodePhoto", PHOTO_BODY)},
             "/api/edit": {"post": operation(
                 "An uploaded portrait edited: its largest face is framed, encoded (latent and attributes) and "
-                "generated again with the attributes named in attrs changed, the rest as found. The same photo and "
-                "query give the same bytes.", EDIT_PARAMS,
+                "generated again with the attributes named in attrs changed, the rest as found; by default "
+                "(method=photo) the generator's change is applied to the photo itself, and view=photo puts it back "
+                "in the whole photo. The same photo and query give the same bytes. Past its deadline "
+                "(FACEGEN_EDIT_DEADLINE_S), 503 with Retry-After.", EDIT_PARAMS,
                 {"200": {"description": "The view asked for (PNG), or everything as JSON.", "headers": EDIT_HEADERS,
                          "content": {"image/png": {"schema": {"type": "string", "format": "binary"}},
                                      "application/json": {"schema": {"allOf": [ENCODED, {
                                          "type": "object", "properties": {
                                              "size": {"type": "integer"},
                                              "attrs": {"type": "string", "description": "The edited vector."},
-                                             "images": {"type": "object", "description": "framed, rebuilt and "
-                                                        "edited as data:image/png;base64 URLs."}}}]}}}},
+                                             "method": {"type": "string", "enum": list(edits.METHODS)},
+                                             "images": {"type": "object", "description": "framed, rebuilt, "
+                                                        "edited and photo as data:image/png;base64 URLs."}}}]}}}},
                  **UPLOAD_ERRORS}, "editPhoto", PHOTO_BODY)},
             "/api/verify": {"post": operation(
                 "The provenance marks an uploaded image carries (docs/SERVICE.md, \"Provenance marks\"): its XMP "
