@@ -1,11 +1,12 @@
 """Time per photo edit, and served faces/s while edits run, in-process (create_app() without HTTP).
 
     python bench/edit_time.py --photos ../shared/data/celeba-hq-128/CelebA-HQ-img [--models models] [--count 30]
-        [--method photo|generator] [--view edited|photo] [--load-seconds 15]
+        [--method photo,generator] [--view edited|photo] [--load-seconds 15]
 
 Time per edit: POST /api/edit?attrs=Smiling&size=256 (plus method/view) on CelebA-HQ portraits, one at a time: decode
 + face detection + framing + encoder + the generated faces + the edit + PNG; the first one (warm-up) is not timed.
-The photos are read in place (never copied).
+The photos are read in place (never copied). Several methods (--method photo,generator) take turns on each photo,
+so a machine shared with other work slows them alike and their ratio holds.
 
 With --load-seconds S: /api/face for S seconds from two threads (new seeds each time, so the PNG cache never
 answers), alone and then while two more threads edit photos in a loop; faces/s of the second run over the first
@@ -73,7 +74,8 @@ def main() -> int:
     parser.add_argument("--photos", type=Path, required=True, help="a folder of N.jpg portraits (CelebA-HQ-img)")
     parser.add_argument("--models", type=Path, default=ROOT / "models", help="models directory (default: models/)")
     parser.add_argument("--count", type=int, default=30, help="photos to edit (the first is the warm-up)")
-    parser.add_argument("--method", choices=("photo", "generator"), help="/api/edit's method (default: the server's)")
+    parser.add_argument("--method", default="",
+                        help="/api/edit's method, or several comma-separated, timed in turn (default: the server's)")
     parser.add_argument("--view", default="edited", choices=("edited", "photo"), help="/api/edit's view (edited)")
     parser.add_argument("--load-seconds", type=float, default=0.0,
                         help="also measure /api/face faces/s alone and while edits run, this long each (0: no)")
@@ -89,17 +91,28 @@ def main() -> int:
 
     app = create_app({"FACEGEN_MODELS_DIR": str(args.models), "TESTING": True})
     client = app.test_client()
-    query = f"attrs=Smiling&size=256&view={args.view}" + (f"&method={args.method}" if args.method else "")
-    times, statuses = [], []
+    methods = [m.strip() for m in args.method.split(",") if m.strip()] or [""]
+    unknown = [m for m in methods if m and m not in ("photo", "generator")]
+    if unknown:
+        parser.error(f"--method: {unknown[0]!r} is not photo or generator")
+    queries = [f"attrs=Smiling&size=256&view={args.view}" + (f"&method={m}" if m else "") for m in methods]
+    query = queries[0]
+    times = {q: [] for q in queries}
+    statuses = {q: [] for q in queries}
     for index, path in enumerate(paths):
-        started = time.perf_counter()
-        response = post_edit(client, path, query)
-        if index:
-            times.append(time.perf_counter() - started)
-            statuses.append(response.status_code)
-    ordered = sorted(times)
-    print(f"{query}: {len(times)} edits ({statuses.count(200)} faces found, {statuses.count(422)} without a face): "
-          f"median {statistics.median(times) * 1000:.0f} ms, p90 {ordered[int(0.9 * len(ordered))] * 1000:.0f} ms")
+        for q in queries:
+            started = time.perf_counter()
+            response = post_edit(client, path, q)
+            if index:
+                times[q].append(time.perf_counter() - started)
+                statuses[q].append(response.status_code)
+    for q in queries:
+        ordered = sorted(times[q])
+        print(f"{q}: {len(ordered)} edits ({statuses[q].count(200)} faces found, {statuses[q].count(422)} without a "
+              f"face): median {statistics.median(ordered) * 1000:.0f} ms, p90 "
+              f"{ordered[int(0.9 * len(ordered))] * 1000:.0f} ms"
+              + (f", {statistics.median(ordered) / statistics.median(times[queries[-1]]):.2f}x the last"
+                 if len(queries) > 1 else ""))
     if args.load_seconds > 0:
         seeds = itertools.count(10_000_000)
         alone, _ = faces_per_second(app, args.load_seconds, seeds)

@@ -1,0 +1,79 @@
+"""training/identity.py: identity as dlib's face-recognition network measures it, on the tiny exported model with an
+encoder (tests/conftest.py's 'tiny-enc', untrained: its rebuilds are nobody) and real CelebA-HQ photos read in place.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import CELEBA_HQ, ENCODER_MODEL
+
+pytest.importorskip("dlib")
+pytest.importorskip("face_recognition_models")
+
+
+@pytest.fixture(scope="module")
+def photo_paths(celeba_photo):
+    celeba_photo()  # skips, with the reason, where the shared photos are absent
+    return [CELEBA_HQ / f"{n}.jpg" for n in range(8)]
+
+
+@pytest.fixture(scope="module")
+def net():
+    from training.identity import IdentityNet
+
+    return IdentityNet()
+
+
+def test_the_network_tells_the_same_photo_from_strangers(net, photo_paths):
+    from PIL import Image
+
+    from training.export import UNTRAINED_FRAMING
+    from training.identity import SAME_PERSON
+
+    photos = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in photo_paths])
+    template = UNTRAINED_FRAMING  # CelebA-HQ's measured template, rounded
+    reference = net.descriptors(photos, template)
+    assert reference.shape == (len(photos), 128)
+    # The same photo at 64 px is the same person; other photos are strangers.
+    small = np.stack([np.asarray(Image.fromarray(p).resize((64, 64), Image.Resampling.LANCZOS)) for p in photos])
+    assert np.all(np.linalg.norm(net.descriptors(small, template) - reference, axis=1) < SAME_PERSON)
+    between = np.linalg.norm(reference[:, None] - reference[None], axis=2)[~np.eye(len(photos), dtype=bool)]
+    assert between.min() > SAME_PERSON - 0.05 and between.mean() > 0.7
+
+
+@pytest.mark.slow
+def test_the_photo_method_keeps_the_person_where_the_encoder_alone_does_not(celeba_photo):
+    """The shipped default (models/DEFAULT, trained on CelebA-HQ) on held-out photos of CelebA's test split: Smiling
+    edits by method=photo are the same person, the encoder's rebuild and the generator's edit are not. (The tiny
+    untrained test models cannot show this: there an attribute flip changes the whole face.)"""
+    from facegen import model_folder
+    from training.identity import measure
+
+    celeba_photo()  # skips, with the reason, where the shared photos are absent
+    models = Path(__file__).resolve().parents[1] / "models"
+    default = models / model_folder.read_default(models)
+    # The first six photos of the test partition (CelebA's identity-disjoint split, through CelebA-HQ's mapping).
+    paths = [CELEBA_HQ / f"{n}.jpg" for n in (2, 4, 26, 44, 59, 84)]
+    report = measure(default, paths, ("Smiling",), progress=False)
+    assert report["photos"] == 6 and report["no_face"] == 0
+    assert report["framed"]["same_person"] == 1.0  # the ceiling: the framed input is the person
+    assert report["stranger"]["same_person"] == 0.0  # the floor
+    assert report["rebuilt"]["same_person"] <= 0.34
+    generator, photo = report["edits"]["Smiling"]["generator"], report["edits"]["Smiling"]["photo"]
+    assert photo["same_person"] >= 0.83 and generator["same_person"] <= 0.34
+    assert photo["mean_distance"] < generator["mean_distance"] - 0.15
+
+
+def test_the_command_line_refuses_bad_flags_in_one_line(tmp_path, encoder_models_dir, capsys):
+    from training.identity import main
+
+    cache = tmp_path / "missing.npz"
+    assert main(["--model", str(encoder_models_dir / ENCODER_MODEL), "--data", str(cache), "--photos",
+                 str(tmp_path), "--count", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --count must be at least 2 (the stranger floor pairs photos)"
+    assert main(["--model", str(encoder_models_dir / ENCODER_MODEL), "--data", str(cache), "--photos",
+                 str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: no such cache file") and "\n" not in error
