@@ -197,6 +197,7 @@ def test_attributes_reach_the_generator_and_no_change_is_the_photo_itself(encode
     assert len(faces) == len(ENCODER_ATTRIBUTES) + 1
 
 
+@pytest.mark.slow
 def test_views_sizes_and_the_strip(encoder_client, celeba_photo):
     from facegen import framing
 
@@ -381,6 +382,7 @@ def test_an_animated_image_is_edited_from_its_first_frame(encoder_client, celeba
     refused(post(encoder_client, "/api/edit", last_is_face, f"image/{fmt.lower()}"), 422, "no face found")
 
 
+@pytest.mark.slow
 def test_cmyk_greyscale_16_bit_and_alpha_are_converted(encoder_client, celeba_photo):
     face = photo_image(celeba_photo, 1)
     grey = face.convert("L")

@@ -407,6 +407,7 @@ def test_export_gives_runs_from_before_the_terms_were_recorded_their_licence_and
     assert kept["licence"] == "custom" and kept["split"] == {"kind": "seeded"}
 
 
+@pytest.mark.slow
 def test_card_redraws_a_training_gif_too_big_for_git_narrower(tmp_path, monkeypatch):
     from PIL import Image
 
