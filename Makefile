@@ -22,6 +22,7 @@ $(VENV)/.dev: requirements.txt requirements-train.txt requirements-dev.txt | $(B
 install: $(VENV)/.serving
 install-dev: $(VENV)/.dev
 
+# Ctrl-C stops it and deletes the self-signed certificate and the metrics folder it made at start.
 run: $(VENV)/.serving
 	$(BIN)/gunicorn -c gunicorn.conf.py
 

@@ -85,8 +85,13 @@ class DeadlineThreadWorker(gthread.ThreadWorker):
         conn = gthread.TConn(self.cfg, client, address, listener.getsockname())  # non-blocking from here
         conn.handshaken = self.tls_context is None
         if self.tls_context is not None:
-            conn.sock = self.tls_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False,
-                                                     suppress_ragged_eofs=self.cfg.suppress_ragged_eofs)
+            try:
+                conn.sock = self.tls_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False,
+                                                         suppress_ragged_eofs=self.cfg.suppress_ragged_eofs)
+            except OSError:  # the client is already gone (ENOTCONN): nothing to serve
+                self.nr_conns -= 1
+                util.close(client)
+                return
         self._read_head(conn, b"")
 
     def on_client_socket_readable(self, conn, client):

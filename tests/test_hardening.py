@@ -321,7 +321,9 @@ HEADER_TIMEOUT_S = 4  # short, so the test sees stalled connections closed (prod
 def hardened(encoder_models_dir, tls, tmp_path_factory):
     """The entrypoint on the encoder models (it takes photos) with the production worker and thread settings."""
     running = Gunicorn(encoder_models_dir, tls, tmp_path_factory.mktemp("hardened") / "server.log", threads=16,
-                       env={"FACEGEN_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S)})
+                       # A shared 2-CPU test machine: an upload can wait longer than production's 10 s behind
+                       # others' work; the bound on waiting itself is checked in-process above.
+                       env={"FACEGEN_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S), "FACEGEN_ADMIT_WAIT_S": "60"})
     try:
         running.wait_ready(180)
         yield running
@@ -424,9 +426,12 @@ def test_100_stalled_connections_do_not_stop_health_checks_or_faces(hardened):
     held = _stall(hardened, 100)
     try:
         # Each must answer within 2 s (the client's timeout), while all 100 stay connected.
+        took = {}
         for path in ("/healthz", "/readyz", "/api/face?seed=5", "/healthz"):
             response = requests.get(hardened.base + path, verify=hardened.ca_file, timeout=2)
             assert response.status_code == 200, path
+            took[path] = response.elapsed.total_seconds()
+        print(f"\nwith 100 stalled connections: {', '.join(f'{p} {t * 1000:.0f} ms' for p, t in took.items())}")
         assert not any(_closed_by_server(conn) for conn in held[:10])  # still open: the check above was real
         # Past the head deadline the server closes every one of them.
         deadline = time.monotonic() + HEADER_TIMEOUT_S + 10
@@ -469,24 +474,32 @@ def test_eight_concurrent_large_uploads_stay_within_the_pod_memory(hardened):
             peak.append(_workers_rss(hardened))
             time.sleep(0.05)
 
+    def burst():
+        return call_together(lambda i: requests.post(hardened.base + "/api/edit", data=uploads[i % 3][0],
+                                                     headers={"Content-Type": uploads[i % 3][1]},
+                                                     verify=hardened.ca_file, timeout=120), list(range(8)))
+
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        answers = call_together(lambda i: requests.post(hardened.base + "/api/edit", data=uploads[i % 3][0],
-                                                        headers={"Content-Type": uploads[i % 3][1]},
-                                                        verify=hardened.ca_file, timeout=120), list(range(8)))
+        answers = burst()
+        after_one = _workers_rss(hardened)
+        answers += burst()  # the same again: what the first left is reused or given back, not added to
     finally:
         sampling.set()
         sampler.join()
+    after = _workers_rss(hardened)
     statuses = [answer.status_code for answer in answers]
     assert all(status < 500 for status in statuses), [(a.status_code, a.text[:200]) for a in answers]
-    assert {statuses[i] for i in range(0, 8, 3)} == {413}  # 36 MP PNG: refused from its header
-    assert {statuses[i] for i in (1, 2, 4, 5, 7)} == {422}  # decoded (reduced), no face in flat colours
-    after = _workers_rss(hardened)
-    print(f"\nworkers' RSS: {before / 2**20:.0f} MiB before, peak {max(peak) / 2**20:.0f} MiB, "
-          f"{after / 2**20:.0f} MiB after eight concurrent large uploads")
+    for offset in (0, 8):
+        assert {statuses[offset + i] for i in range(0, 8, 3)} == {413}  # 36 MP PNG: refused from its header
+        assert {statuses[offset + i] for i in (1, 2, 4, 5, 7)} == {422}  # decoded (reduced): no face in flat colours
+    print(f"\nworkers' RSS (shared pages counted in each): {before / 2**20:.0f} MiB before, peak "
+          f"{max(peak) / 2**20:.0f} MiB, {after_one / 2**20:.0f} MiB after eight concurrent large uploads, "
+          f"{after / 2**20:.0f} MiB after eight more")
     assert max(peak) < POD_MEMORY_LIMIT
-    assert after - before < 256 * 2**20  # the decoding buffers were given back
+    assert after_one - before < 256 * 2**20  # the decoding buffers were given back (the rest: the detector's caches)
+    assert after - after_one < 64 * 2**20
     assert requests.get(hardened.base + "/healthz", verify=hardened.ca_file, timeout=2).status_code == 200
 
 
@@ -506,6 +519,9 @@ def test_the_heavy_work_bound_answers_503_while_probes_answer(hardened):
 
     answers = call_together(ask, list(range(16)))
     grids, light = answers[:12], answers[12:]
+    print(f"\ntwelve heavy grids at once: {sum(a.status_code == 200 for a in grids)} answered 200, "
+          f"{sum(a.status_code == 503 for a in grids)} 503; light requests: "
+          f"{', '.join(f'{a.status_code} in {a.elapsed.total_seconds() * 1000:.0f} ms' for a in light)}")
     assert all(answer.status_code == 200 for answer in light)
     refused = [answer for answer in grids if answer.status_code == 503]
     assert refused and all(a.headers["Retry-After"] == "2" and "in progress" in a.json()["error"] for a in refused)
