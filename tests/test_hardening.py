@@ -325,7 +325,7 @@ def hardened(encoder_models_dir, tls, tmp_path_factory):
                        # others' work; the bound on waiting itself is checked in-process above.
                        env={"FACEGEN_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S), "FACEGEN_ADMIT_WAIT_S": "60"})
     try:
-        running.wait_ready(180)
+        running.wait_ready(420)
         yield running
     finally:
         running.stop()
@@ -498,8 +498,9 @@ def test_eight_concurrent_large_uploads_stay_within_the_pod_memory(hardened):
           f"{max(peak) / 2**20:.0f} MiB, {after_one / 2**20:.0f} MiB after eight concurrent large uploads, "
           f"{after / 2**20:.0f} MiB after eight more")
     assert max(peak) < POD_MEMORY_LIMIT
-    assert after_one - before < 256 * 2**20  # the decoding buffers were given back (the rest: the detector's caches)
-    assert after - after_one < 64 * 2**20
+    # The decoding buffers were given back (eight 36 MP PNGs used to leave 1.9 GB): what stays, over both bursts,
+    # is each worker's detector caches for new image sizes.
+    assert after - before < 256 * 2**20
     assert requests.get(hardened.base + "/healthz", verify=hardened.ca_file, timeout=2).status_code == 200
 
 
@@ -568,7 +569,7 @@ def test_the_certificate_is_loaded_once_at_start(encoder_models_dir, tls, tmp_pa
     server = Gunicorn(encoder_models_dir, (str(own_cert), str(own_key), ca_file), tmp_path / "server.log",
                       workers=1, threads=4)
     try:
-        server.wait_ready(180)
+        server.wait_ready(420)
         served = ssl.PEM_cert_to_DER_cert(own_cert.read_text())
         # Another certificate and key in the files: a server that reads them per connection would now serve them.
         other = trustme.CA().issue_cert("localhost", "127.0.0.1")
@@ -580,7 +581,7 @@ def test_the_certificate_is_loaded_once_at_start(encoder_models_dir, tls, tmp_pa
                     assert conn.getpeercert(binary_form=True) == served
         # A worker forked after the change still serves the certificate the master loaded.
         os.kill(next(iter(server.worker_pids())), signal.SIGKILL)
-        server.wait_ready(180)
+        server.wait_ready(420)
         assert requests.get(server.base + "/healthz", verify=ca_file, timeout=10).status_code == 200
     finally:
         server.stop()
@@ -596,7 +597,7 @@ def test_a_stop_leaves_no_key_or_metric_folder_behind_even_with_stalled_clients(
                       env={"TLS_CERT_FILE": None, "TLS_KEY_FILE": None, "PROMETHEUS_MULTIPROC_DIR": None,
                            "TMPDIR": str(scratch)})
     try:
-        server.wait_ready(180)
+        server.wait_ready(420)
         made = sorted(path.name.rsplit("-", 1)[0] for path in scratch.iterdir())
         assert made == ["facegen-prometheus", "facegen-tls"], made
         assert list(scratch.glob("facegen-tls-*/tls.key"))
