@@ -143,7 +143,7 @@ def _sampling_ways(model_dir: Path):
 def _judge(classifier_file: Path, names: list):
     """(the classifier, the model's attribute indices it knows, its columns for them, their names)."""
     from training.classifier import load_classifier
-    from training.errors import UsageError
+    from training.usage_error import UsageError
 
     try:
         classifier = load_classifier(classifier_file)
