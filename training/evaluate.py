@@ -259,7 +259,7 @@ def open_judge(args, cache, judge_size: int, attributes):
     trained on the cache's training partition and saved there."""
     from training.classifier import obtain_classifier
 
-    if cache.images.shape[1] < judge_size:
+    if judge_size > 64 and cache.images.shape[1] < judge_size:  # the 64 px judge has always taken any size
         raise UsageError(f"--data: the cache holds {cache.images.shape[1]} px photos; judging at {judge_size} px "
                          f"needs a cache prepared with --size {judge_size}")
     classifier = obtain_classifier(cache, args.classifier, progress=not args.no_progress, input_size=judge_size,
