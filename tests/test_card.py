@@ -9,7 +9,8 @@ from training import card
 
 REPO = Path(__file__).resolve().parents[1]
 # An absolute path: a '/' that starts a word (not one inside a URL or a relative path) followed by a name and '/'.
-ABSOLUTE_PATH = re.compile(r"(?<![\w.:/<~-])/[\w.-]+/")
+# A path from a machine's root; the service's own URL paths (/api/...) are not places on a disk.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/<~-])/(?!api/)[\w.-]+/")
 
 
 def _manifest(dataset: dict, metrics: dict) -> dict:

@@ -47,13 +47,15 @@ def build_parser(argv) -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    if chosen in COMMANDS and COMMANDS[chosen][2] and not {"-h", "--help"} & set(argv):
+        # Before anything else, flag checks included: TensorFlow would die with 'Illegal instruction'.
+        require_avx()
     try:
         args = build_parser(argv).parse_args(argv)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if COMMANDS[args.command][2]:
-        require_avx()  # before the command imports TensorFlow, which would die with 'Illegal instruction'
     try:
         return int(args._run(args) or 0)
     except (UsageError, ManifestError) as error:
