@@ -65,7 +65,9 @@ def test_half_resolution_reference_separates_sharp_from_enlarged(blurred_generat
     context.classifier = type("Judge", (), {"features": staticmethod(features)})()
     generated = features(context.generate_all(np.random.RandomState(0).standard_normal((200, 4)), np.zeros((200, 0))))
     order = np.random.RandomState(2).permutation(200)
-    reference = quality.half_resolution_reference(context, generated, features(real), order)
+    real_features = features(real)
+    floor = quality.frechet_distance_of(real_features[order[:100]], real_features[order[100:200]])
+    reference = quality.half_resolution_reference(context, generated, real_features, order, floor)
     assert reference["size"] == 100 and reference["resolution"] == 64
     # the enlarged half-resolution photos are far from the sharp ones; real halves are close to each other
     assert reference["real_half_resolution_enlarged"] > 10 * reference["real"]

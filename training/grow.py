@@ -40,20 +40,20 @@ def fade_real(images, step, config):
 
 def _kernel(layer):
     # Keras 3's Dense keeps its kernel as `_kernel` (LoRA support); the convolutions as `kernel`.
-    return getattr(layer, "kernel", None) if hasattr(layer, "kernel") else getattr(layer, "_kernel", None)
+    return layer.kernel if hasattr(layer, "kernel") else getattr(layer, "_kernel", None)
 
 
-def _saved_layers(saved_model, attribute: str, down_names) -> dict:
+def _saved_layers(saved_model, attribute: str, block_names) -> dict:
     """{layer name: (kernel, bias) numpy} of a restored SavedModel's generator or encoder."""
     net = getattr(saved_model, attribute)
     found = {}
     if attribute == "model":
         found["base"] = net.base
-        for block, name in zip(net.blocks, down_names):
+        for block, name in zip(net.blocks, block_names):
             found[name] = block
         found["to_rgb"] = net.to_rgb
     else:
-        for layer, name in zip(net.downs, down_names):
+        for layer, name in zip(net.downs, block_names):
             found[name] = layer
         found.update(conv4=net.conv4, features=net.features, z=net.to_z, attributes=net.to_attributes)
     return {name: (np.asarray(_kernel(layer)), np.asarray(layer.bias)) for name, layer in found.items()}

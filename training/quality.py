@@ -291,13 +291,14 @@ def frechet_distance_metric(ctx: Context) -> dict:
     floor = frechet_distance_of(real[order[:half]], real[order[half:2 * half]]) if half >= 2 else None
     return {"value": _r(value), "real_split_half": _r(floor), "feature_space": "attribute classifier (256-d)",
             "generated": int(len(generated)), "real": int(len(real)),
-            "half_sample": half_resolution_reference(ctx, generated, real, order) if half >= 2 else None}
+            "half_sample": half_resolution_reference(ctx, generated, real, order, floor) if half >= 2 else None}
 
 
-def half_resolution_reference(ctx: Context, generated, real, order) -> dict:
+def half_resolution_reference(ctx: Context, generated, real, order, real_floor) -> dict:
     """Equal-size figures (half the real set each) against the same real half B: the generated faces, the other
-    real half A (the floor), and A downsized to half its side and enlarged again by the service's resize rule (the
-    best any model of half the resolution, served enlarged, could reach)."""
+    real half A (the floor: ``real_floor``, the split-half distance frechet_distance has measured already), and A
+    downsized to half its side and enlarged again by the service's resize rule (the best any model of half the
+    resolution, served enlarged, could reach)."""
     from facegen.model_folder import resize_face
 
     half = len(real) // 2
@@ -307,7 +308,7 @@ def half_resolution_reference(ctx: Context, generated, real, order) -> dict:
     blurred_features = ctx.classifier.features(blurred)
     return {"size": int(half), "resolution": int(side),
             "generated": _r(frechet_distance_of(generated[:half], real[part_b])),
-            "real": _r(frechet_distance_of(real[part_a], real[part_b])),
+            "real": _r(real_floor),
             "real_half_resolution_enlarged": _r(frechet_distance_of(blurred_features, real[part_b]))}
 
 
