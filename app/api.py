@@ -3,7 +3,7 @@ the attribute headers (X-Attributes, X-Attributes-Explicit, X-Attributes-Matched
 
 POST /api/encode and /api/edit take an uploaded photo (app/uploads.py) and work through app/edits.py; their answers
 are never cached (``no-store``), and the photo is read before anything could touch ``request.form``/``files``.
-POST /api/verify reads an uploaded image's provenance marks the same way (app/verify.py)."""
+POST /api/verify reads an uploaded image's provenance marks the same way (app/verify_upload.py)."""
 
 import hashlib
 import secrets
@@ -18,7 +18,7 @@ from app.params import (EDIT_PARAMS, ENCODE_PARAMS, FACE_PARAMS, GRID_PARAMS, IN
                         parse_attrs, parse_choice, parse_int, parse_model, parse_psi, parse_seed, parse_seed_list,
                         parse_size,
                         single_values)
-from app.verify import verify_upload
+from app.verify_upload import verify_upload
 from facegen import attributes
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -283,6 +283,6 @@ def edit():
 @api.post("/verify")
 @admission.admitted("upload")  # an upload like an edit's: the same slots, limits and in-memory reading
 def verify():
-    """What provenance marks an uploaded image carries: metadata, credentials, watermark (app/verify.py)."""
+    """What provenance marks an uploaded image carries: metadata, credentials, watermark (app/verify_upload.py)."""
     query_values(())  # no parameters: an unknown one is a 400 naming it
     return no_store(jsonify(verify_upload(uploads.read_upload(request))))
