@@ -6,6 +6,8 @@ TensorFlow is imported by the one function that loads a SavedModel, so a JAX mac
 
 MODEL_DIR/
   saved_model.pb, variables/   TensorFlow SavedModel; GENERATE_SIGNATURE(noise, attrs) -> {"images": uint8};
+                               PIXELS_SIGNATURE(noise, attrs) -> {"pixels": float32 [-1, 1]} where the manifest's
+                               signature.pixels says so (the same faces before the pixel rule: differentiable);
                                models with an encoder also ENCODE_SIGNATURE(images uint8) -> {"noise", "attrs"}
   manifest.json                MANIFEST_KEYS below; evaluate adds "metrics"
   MODEL_CARD.md, *.png, *.gif  optional: the card and its pictures (the loader ignores them)
@@ -28,6 +30,10 @@ SAVED_MODEL = "saved_model.pb"
 DEFAULT_FILE = "DEFAULT"  # in a models folder: the default model's folder name on its first line
 CARD = "MODEL_CARD.md"
 GENERATE_SIGNATURE = "serving_default"  # noise float32 [N, latent_size], attrs float32 [N, A] -> images uint8
+# The same inputs -> pixels float32 [N, R, R, 3] in [-1, 1]: the generator's output before the pixel rule, so that
+# gradients reach the noise, the attributes and the weights (facegen/inversion.py). pixels_to_uint8 of it is exactly
+# GENERATE_SIGNATURE's images. Models exported before it lack it (their manifest's signature has no "pixels").
+PIXELS_SIGNATURE = "generate_pixels"
 # images uint8 [N, R, R, 3], framed as the manifest's encoder.framing says -> noise float32 [N, latent_size],
 # attrs float32 [N, A] (probabilities). Only models whose manifest has an "encoder" object.
 ENCODE_SIGNATURE = "encode"
@@ -133,9 +139,7 @@ def build_manifest(*, name: str, resolution: int, latent_size: int, attributes, 
         "conditional": a > 0,
         "architecture": architecture,
         "parameters": int(parameters),
-        "signature": {"name": GENERATE_SIGNATURE,
-                      "inputs": {"noise": [None, int(latent_size)], "attrs": [None, a]},
-                      "output": {"images": [None, int(resolution), int(resolution), 3], "dtype": "uint8"}},
+        "signature": generate_signature_field(resolution, latent_size, a),
         # null (or absent, in exports from before the encoder): the model cannot encode a photo.
         "encoder": encoder,
         "dataset": dict(dataset or {}),
@@ -143,6 +147,24 @@ def build_manifest(*, name: str, resolution: int, latent_size: int, attributes, 
         "metrics": dict(metrics or {}),
         "created": created,
     }
+
+
+def generate_signature_field(resolution: int, latent_size: int, num_attributes: int) -> dict:
+    """The manifest's "signature" object: GENERATE_SIGNATURE (uint8 images) and, under "pixels", PIXELS_SIGNATURE
+    (the same faces as float32 in [-1, 1])."""
+    r, latent, a = int(resolution), int(latent_size), int(num_attributes)
+    return {"name": GENERATE_SIGNATURE,
+            "inputs": {"noise": [None, latent], "attrs": [None, a]},
+            "output": {"images": [None, r, r, 3], "dtype": "uint8"},
+            "pixels": {"name": PIXELS_SIGNATURE, "output": {"pixels": [None, r, r, 3], "dtype": "float32",
+                                                            "range": [-1.0, 1.0]}}}
+
+
+def has_pixels(manifest: dict) -> bool:
+    """Whether the model's SavedModel has PIXELS_SIGNATURE (its manifest's signature says so)."""
+    signature = manifest.get("signature")
+    return isinstance(signature, dict) and isinstance(signature.get("pixels"), dict) and \
+        signature["pixels"].get("name") == PIXELS_SIGNATURE
 
 
 def _is_count(value) -> bool:
@@ -294,6 +316,17 @@ def generate_function(loaded):
         return np.asarray(images.numpy(), dtype=np.uint8)
 
     return generate
+
+
+def pixels_function(loaded):
+    """pixels(noise, attrs) -> float32 [N, H, W, 3] tensor in [-1, 1], from a loaded SavedModel with
+    PIXELS_SIGNATURE: a TensorFlow function (tensors in, a tensor out), so a GradientTape sees through it to the
+    inputs and to the SavedModel's variables. Imports TensorFlow."""
+    if not hasattr(loaded, PIXELS_SIGNATURE):
+        raise ValueError(f"the SavedModel has no {PIXELS_SIGNATURE!r} function (exported before it: upgrade it with "
+                         "python -m training export --upgrade MODEL_DIR)")
+    function = getattr(loaded, PIXELS_SIGNATURE).get_concrete_function()
+    return lambda noise, attrs: function(noise, attrs)
 
 
 def load_generate(model_dir):

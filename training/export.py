@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from facegen import model_folder
 from training import run_folder
 from training.arguments import at_least
@@ -24,12 +26,18 @@ DEFAULT_FRAMING_IMAGES = 500
 FRAMING_DETECT_SIZE = 128
 # The framing template of the untrained models export_random_model writes (demos and serving tests): the mean
 # landmarks mtcnn 1.0.0 found on 499 of 500 training images of CelebA-HQ at 64 px (enlarged to 128 for detection).
+# --upgrade checks the re-saved model against the old one on this many seeds' faces (and their encodings).
+UPGRADE_SEEDS = 64
 UNTRAINED_FRAMING = [[0.3774, 0.4755], [0.6243, 0.4753], [0.5007, 0.6301], [0.3911, 0.7346], [0.6104, 0.7341]]
 
 
 def add_arguments(parser):
-    parser.add_argument("--run", required=True, type=Path, help="training run folder (written by `train --out`)")
-    parser.add_argument("--out", required=True, type=Path, help="model folder to write (replaced if it exists)")
+    parser.add_argument("--run", type=Path, help="training run folder (written by `train --out`)")
+    parser.add_argument("--out", type=Path, help="model folder to write (replaced if it exists)")
+    parser.add_argument("--upgrade", type=Path, metavar="MODEL_DIR",
+                        help="instead of exporting a run: re-save a model folder's SavedModel with today's "
+                             "signatures (generate_pixels), rebuilt from its own variables; its uint8 faces and "
+                             f"encodings are checked identical on {UPGRADE_SEEDS} seeds before anything is replaced")
     parser.add_argument("--name", help="model name for the manifest (default: the --out folder's name)")
     parser.add_argument("--raw", action="store_true", help="export the raw generator instead of its EMA copy")
     parser.add_argument("--default", action="store_true",
@@ -46,6 +54,15 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    if args.upgrade is not None:
+        if args.run is not None or args.out is not None:
+            raise UsageError("--upgrade rewrites a model folder in place: it takes no --run or --out")
+        checked = upgrade_model(args.upgrade)
+        print(f"upgraded {args.upgrade}: {model_folder.PIXELS_SIGNATURE} added; uint8 faces identical on "
+              f"{checked['seeds']} seeds{', encodings identical' if checked['encoder'] else ''}")
+        return 0
+    if args.run is None or args.out is None:
+        raise UsageError("export needs --run RUN_DIR and --out MODEL_DIR (or --upgrade MODEL_DIR)")
     path = export_run(args.run, args.out, name=args.name, use_ema=not args.raw, data=args.data,
                       framing_images=args.framing_images, framing_from=args.framing_from)
     if args.default:
@@ -169,7 +186,8 @@ def write_saved_model(generator, config, out_dir: Path, manifest_fields: dict, e
 
 def serving_module(generator, config, encoder=None):
     """(the tf.Module export saves, its signatures): generate(noise, attrs) -> uint8 pixels by the contract's pixel
-    rule inside the graph, and with an encoder encode(uint8 images) -> noise and attribute probabilities."""
+    rule inside the graph, generate_pixels(noise, attrs) -> the same faces as float32 in [-1, 1] (the contract's
+    PIXELS_SIGNATURE), and with an encoder encode(uint8 images) -> noise and attribute probabilities."""
     import tensorflow as tf
 
     latent, a, r = config.latent_size, config.num_attributes, config.resolution
@@ -178,6 +196,12 @@ def serving_module(generator, config, encoder=None):
         def __init__(self, model):
             super().__init__(name="facegen")
             self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec([None, latent], tf.float32, name="noise"),
+                                      tf.TensorSpec([None, a], tf.float32, name="attrs")])
+        def generate_pixels(self, noise, attrs):
+            # The generator's float32 output in [-1, 1], before the pixel rule: differentiable (facegen/inversion.py).
+            return tf.cast(self.model([noise, attrs], training=False), tf.float32)
 
         @tf.function(input_signature=[tf.TensorSpec([None, latent], tf.float32, name="noise"),
                                       tf.TensorSpec([None, a], tf.float32, name="attrs")])
@@ -190,6 +214,11 @@ def serving_module(generator, config, encoder=None):
                                       tf.TensorSpec([None, a], tf.float32, name="attrs")])
         def serve(self, noise, attrs):
             return {"images": self.generate(noise, attrs)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, latent], tf.float32, name="noise"),
+                                      tf.TensorSpec([None, a], tf.float32, name="attrs")])
+        def serve_pixels(self, noise, attrs):
+            return {"pixels": self.generate_pixels(noise, attrs)}
 
     class FaceGeneratorEncoder(FaceGenerator):
         def __init__(self, model, encoder_model):
@@ -204,7 +233,7 @@ def serving_module(generator, config, encoder=None):
             return {"noise": tf.cast(z, tf.float32), "attrs": tf.sigmoid(tf.cast(logits, tf.float32))}
 
     module = FaceGenerator(generator) if encoder is None else FaceGeneratorEncoder(generator, encoder)
-    signatures = {model_folder.GENERATE_SIGNATURE: module.serve}
+    signatures = {model_folder.GENERATE_SIGNATURE: module.serve, model_folder.PIXELS_SIGNATURE: module.serve_pixels}
     if encoder is not None:
         signatures[model_folder.ENCODE_SIGNATURE] = module.encode
     return module, signatures
@@ -235,6 +264,13 @@ def check_saved_model(folder: Path, config, with_encoder: bool) -> None:
     probe = loaded.generate(np.zeros((1, latent), np.float32), np.zeros((1, a), np.float32)).numpy()
     if probe.shape != (1, r, r, 3) or probe.dtype != np.uint8:
         raise RuntimeError(f"exported model returned {probe.shape} {probe.dtype}")
+    pixels = model_folder.pixels_function(loaded)(tf.zeros((1, latent)), tf.zeros((1, a))).numpy()
+    if pixels.shape != (1, r, r, 3) or pixels.dtype != np.float32:
+        raise RuntimeError(f"exported {model_folder.PIXELS_SIGNATURE} returned {pixels.shape} {pixels.dtype}")
+    if not np.array_equal(model_folder.to_uint8(pixels), probe):
+        raise RuntimeError(f"exported {model_folder.PIXELS_SIGNATURE} disagrees with the uint8 faces under the pixel rule")
+    if set(loaded.signatures) < {model_folder.GENERATE_SIGNATURE, model_folder.PIXELS_SIGNATURE}:
+        raise RuntimeError(f"exported model lacks a signature: it has {sorted(loaded.signatures)}")
     if with_encoder:
         codes = loaded.encode(probe)
         if codes["noise"].shape != (1, latent) or codes["attrs"].shape != (1, a):
@@ -330,3 +366,127 @@ def export_random_model(out_dir, name="tiny", resolution=32, latent_size=16,
                          "detector": detector_name(),
                          "source": "fixed template for untrained test models (export_random_model)"}
     return write_saved_model(generator, config, Path(out_dir), fields, encoder_model, framing_field)
+
+
+# -- upgrading a model folder made before a signature existed -------------------------------------------------------
+def _copy_layer(target, source) -> None:
+    """A restored SavedModel layer's kernel and bias into a built Keras layer of the same shape."""
+    from training.grow import _kernel
+
+    kernel, bias = np.asarray(_kernel(source)), np.asarray(source.bias)
+    if tuple(_kernel(target).shape) != kernel.shape or tuple(target.bias.shape) != bias.shape:
+        raise UsageError(f"--upgrade: layer {target.name} is {tuple(_kernel(target).shape)} in the manifest's config "
+                         f"but {kernel.shape} in the SavedModel")
+    _kernel(target).assign(kernel)
+    target.bias.assign(bias)
+
+
+def rebuild_networks(model_dir):
+    """(generator, encoder or None, config): a model folder's networks rebuilt as Keras models from the config in
+    its manifest (training.config) and its SavedModel's variables, as grow.warm_start reads them."""
+    import keras
+    import tensorflow as tf
+
+    from training.config import load_config
+    from training.networks import build_encoder, build_generator
+
+    manifest = model_folder.read_manifest(model_dir)
+    values = dict((manifest.get("training") or {}).get("config") or {})
+    if not values:
+        raise UsageError(f"--upgrade: {model_dir}'s manifest records no training config to rebuild the networks from")
+    values["grow_from"] = None  # training only: the weights come from this folder
+    config = load_config(None, **values).validate()
+    if config.architecture != "facegen":
+        raise UsageError(f"--upgrade: only the facegen architecture is rebuilt, not {config.architecture!r}")
+    keras.config.set_dtype_policy("float32")  # as export on the CPU: the exported graph computes in float32
+    saved = tf.saved_model.load(str(model_dir))
+    generator = build_generator(config)
+    restored = saved.model
+    if len(restored.blocks) != len(generator.blocks):
+        raise UsageError(f"--upgrade: the SavedModel has {len(restored.blocks)} generator blocks, the config "
+                         f"{len(generator.blocks)}")
+    for target, source in [(generator.base, restored.base), (generator.to_rgb, restored.to_rgb),
+                           *zip(generator.blocks, restored.blocks)]:
+        _copy_layer(target, source)
+    if generator.fades_in:
+        _copy_layer(generator.to_rgb_prev, restored.to_rgb_prev)
+        generator.fade.assign(np.asarray(restored.fade))
+    encoder = None
+    if manifest.get("encoder") and hasattr(saved, "encoder"):
+        encoder = build_encoder(config)
+        source = saved.encoder
+        pairs = [*zip(encoder.downs, source.downs), (encoder.conv4, source.conv4),
+                 (encoder.features, source.features), (encoder.to_z, source.to_z)]
+        if encoder.to_attributes is not None:
+            pairs.append((encoder.to_attributes, source.to_attributes))
+        for target, source_layer in pairs:
+            _copy_layer(target, source_layer)
+    return generator, encoder, config
+
+
+def _same_outputs(old_dir, new_dir, manifest, seeds: int) -> dict:
+    """Check the re-saved model gives the old one's uint8 faces (and encodings) byte for byte on ``seeds`` seeds,
+    and that its PIXELS_SIGNATURE agrees with them under the pixel rule; RuntimeError naming the first difference."""
+    import tensorflow as tf
+
+    from facegen.attributes import seed_face
+
+    latent, frequencies = int(manifest["latent_size"]), manifest["attribute_frequencies"]
+    drawn = [seed_face(seed, latent, 1.0, frequencies, None) for seed in range(seeds)]
+    noise = np.stack([d[0] for d in drawn]).astype(np.float32)
+    attrs = np.stack([d[1] for d in drawn]).astype(np.float32)
+    old, new = tf.saved_model.load(str(old_dir)), tf.saved_model.load(str(new_dir))
+    before = model_folder.generate_function(old)(noise, attrs)
+    after = model_folder.generate_function(new)(noise, attrs)
+    if not np.array_equal(before, after):
+        differs = np.flatnonzero((before != after).reshape(seeds, -1).any(axis=1))
+        raise RuntimeError(f"the re-saved generator differs from the old one on seeds {differs[:8].tolist()} "
+                           f"(largest difference {np.abs(before.astype(int) - after).max()} levels)")
+    pixels = model_folder.pixels_function(new)(tf.constant(noise), tf.constant(attrs)).numpy()
+    if not np.array_equal(model_folder.to_uint8(pixels), after):
+        raise RuntimeError(f"the re-saved {model_folder.PIXELS_SIGNATURE} disagrees with its uint8 faces")
+    encoder = bool(manifest.get("encoder"))
+    if encoder:
+        old_codes = model_folder.load_encode(old_dir, old)(before)
+        new_codes = model_folder.load_encode(new_dir, new)(before)
+        if not all(np.array_equal(a, b) for a, b in zip(old_codes, new_codes)):
+            raise RuntimeError("the re-saved encoder's outputs differ from the old one's")
+    return {"seeds": seeds, "encoder": encoder}
+
+
+SAVED_MODEL_FILES = (model_folder.SAVED_MODEL, "variables", "fingerprint.pb", "assets")
+
+
+def upgrade_model(model_dir, seeds: int = UPGRADE_SEEDS) -> dict:
+    """Re-save ``model_dir``'s SavedModel with today's serving_module (so with PIXELS_SIGNATURE), rebuilt from its
+    own variables; only once the new one gives identical uint8 faces (and encodings) on ``seeds`` seeds are the
+    SavedModel's files replaced and the manifest's "signature" rewritten. Everything else in the folder (the
+    manifest's other fields, the card, its pictures) is left as it is. -> {"seeds", "encoder"} as checked."""
+    import tensorflow as tf
+
+    _use_tensorflow_backend()
+    model_dir = Path(model_dir)
+    manifest = model_folder.read_manifest(model_dir)
+    generator, encoder, config = rebuild_networks(model_dir)
+    module, signatures = serving_module(generator, config, encoder)
+    staging = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.upgrade.", dir=model_dir.parent))
+    os.chmod(staging, 0o755)
+    try:
+        tf.saved_model.save(module, str(staging), signatures=signatures)
+        model_folder.write_manifest(staging, manifest)
+        check_saved_model(staging, config, with_encoder=encoder is not None)
+        checked = _same_outputs(model_dir, staging, manifest, seeds)
+        for name in SAVED_MODEL_FILES:
+            old, new = model_dir / name, staging / name
+            if old.is_dir():
+                shutil.rmtree(old)
+            elif old.exists():
+                old.unlink()
+            if new.exists():
+                os.replace(new, old)
+        manifest["signature"] = model_folder.generate_signature_field(config.resolution, config.latent_size,
+                                                                      config.num_attributes)
+        model_folder.write_manifest(model_dir, manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return checked
