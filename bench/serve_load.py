@@ -2,6 +2,7 @@
 
     python bench/serve_load.py                      # c = 1, 16, 64 for 20 s each, both servers
     python bench/serve_load.py --duration 30 --concurrency 1,16,64 --out bench/results
+    python bench/serve_load.py --model celeba-hq-128 --concurrency 16      # another model of models/
 
 Starts, one after the other (each timed from process start to ready while the other is not yet loading):
   (a) ours: ``gunicorn -c gunicorn.conf.py`` (gthread workers, TLS with a trustme certificate), serving the
@@ -464,6 +465,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="GUNICORN_THREADS for ours (default: gunicorn.conf.py's own default)")
     parser.add_argument("--only", choices=["ours", "baseline"], help="run one server only")
+    parser.add_argument("--model", metavar="NAME",
+                        help="serve this model of models/ (FACEGEN_MODEL) instead of the default, e.g. celeba-hq-128")
     parser.add_argument("--variant-env", action="append", default=[], metavar="KEY=VALUE", type=environment_setting,
                         help="also load a third server, ours with these environment settings (repeatable), level by "
                              "level beside the others, e.g. to compare a thread setting within one run")
@@ -482,6 +485,10 @@ def main(argv=None) -> int:
     try:
         cert, key, ca_file = make_certificates(work)
         models_dir, model_note = prepare_models(work)
+        if args.model:
+            if not (models_dir / args.model / model_folder.MANIFEST).is_file():
+                parser.error(f"--model: no model {args.model!r} in {models_dir}")
+            model_note = f"models/{args.model} (--model; not the default)"
         print(f"model: {model_note}", flush=True)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
         ours_port, base_port = free_port(), free_port()
@@ -490,6 +497,8 @@ def main(argv=None) -> int:
                         PROMETHEUS_MULTIPROC_DIR=str(work / "prometheus"), LOG_LEVEL="info")
         if args.threads:
             ours_env["GUNICORN_THREADS"] = str(args.threads)
+        if args.model:
+            ours_env["FACEGEN_MODEL"] = args.model
         gunicorn = str(args.venv / "bin" / "gunicorn") if args.venv else GUNICORN
         ours = Server("ours", [gunicorn, "-c", "gunicorn.conf.py", "--access-logfile", "/dev/null"], ours_env,
                       ours_port, ca_file, work / "ours.log", "facegen: worker", args.workers)

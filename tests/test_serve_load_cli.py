@@ -24,3 +24,11 @@ def test_variant_settings_keep_everything_after_the_first_equals():
         sys.path.remove(str(ROOT / "bench"))
     assert environment_setting("EXTRA_OPTS=a=b") == ("EXTRA_OPTS", "a=b")
     assert environment_setting("EMPTY=") == ("EMPTY", "")
+
+
+def test_an_unknown_model_is_a_usage_error_naming_the_flag(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "serve_load.py"), "--model", "no-such-model",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--model" in done.stderr and "no-such-model" in done.stderr and "Traceback" not in done.stderr
+    assert not any(tmp_path.iterdir())
