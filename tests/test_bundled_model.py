@@ -66,6 +66,7 @@ def bundled_client():
     return create_app({"FACEGEN_MODELS_DIR": str(MODELS), "TESTING": True}).test_client()
 
 
+@pytest.mark.slow
 def test_the_service_serves_the_default_model_by_default(bundled_client):
     listing = bundled_client.get("/api/models").get_json()
     assert listing["default"] == default_model().name
@@ -83,6 +84,7 @@ def _post_photo(client, path, number):
                        content_type="multipart/form-data")
 
 
+@pytest.mark.slow
 def test_the_default_model_reads_and_edits_real_photos(bundled_client):
     """CelebA-HQ portraits read in place from the shared folder (never copied into the repository): the encoder finds
     their labelled sex most of the time, and an edit comes back with the asked attribute on."""

@@ -470,6 +470,7 @@ def test_open_dataset_on_celebahq_when_the_data_folder_is_read_only(tmp_path, mo
 REAL_HQ = Path("/work/shared/data/celeba-hq-128")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (REAL_HQ / "CelebAMask-HQ-attribute-anno.txt").is_file(), reason=f"no {REAL_HQ}")
 def test_real_celebahq_64_images_take_the_official_split(tmp_path):
     out = tmp_path / "real.npz"

@@ -125,6 +125,7 @@ def test_a_broken_encoder_stops_the_service_at_startup(encoder_models_dir, tmp_p
 
 # --- /api/encode ---------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_encode_finds_the_face_and_its_attributes(encoder_client, celeba_photo):
     response = ok(post(encoder_client, "/api/encode", celeba_photo()), "application/json")
     body = response.get_json()
@@ -165,6 +166,7 @@ def test_edit_returns_the_edited_face_with_what_the_encoder_found(encoder_client
     assert "ETag" not in response.headers
 
 
+@pytest.mark.slow
 def test_same_photo_and_query_same_bytes(encoder_client, celeba_photo):
     photo = celeba_photo(1)
     first = ok(post(encoder_client, "/api/edit?attrs=Male&view=strip&size=64", photo)).data
@@ -174,6 +176,7 @@ def test_same_photo_and_query_same_bytes(encoder_client, celeba_photo):
     assert ok(post(encoder_client, "/api/edit?attrs=Male&view=strip&size=64", celeba_photo(2))).data != first
 
 
+@pytest.mark.slow
 def test_attributes_reach_the_generator_and_no_change_is_the_photo_itself(encoder_client, celeba_photo):
     photo = celeba_photo(3)
     rebuilt = ok(post(encoder_client, "/api/edit?view=rebuilt", photo))
@@ -288,6 +291,7 @@ def test_uploads_go_through_the_batchers_and_nothing_is_cached(encoder_app, enco
     assert 'facegen_http_requests_total{endpoint="/api/edit",method="POST",status="200"}' in metrics
 
 
+@pytest.mark.slow
 def test_concurrent_photos_share_encoder_calls_and_keep_their_results(encoder_app, celeba_photo):
     """The EncodeBatcher batches concurrent framed photos; each photo's result is what it gets alone."""
     from app.batcher import EncodeBatcher
@@ -450,6 +454,7 @@ def test_several_faces_the_largest_is_edited(encoder_client, celeba_photo):
     assert np.abs(np.subtract([x0, y0, x1, y1], np.add(alone["face"]["box"], [140, 10, 140, 10]))).max() < 6
 
 
+@pytest.mark.slow
 def test_fuzzed_uploads_never_get_a_5xx(encoder_app):
     """schemathesis draws queries and bodies (raw and multipart) for both upload operations from /openapi.json."""
     import schemathesis

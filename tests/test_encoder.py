@@ -191,6 +191,7 @@ def _one_step(config, groups=None):
     return before, models.checkpoint_groups(), metrics
 
 
+@pytest.mark.slow
 def test_one_step_trains_e_at_its_learning_rate_ratio():
     config = config_of(**ENCODER, encoder_lr_ratio=0.25)
     before, after, metrics = _one_step(config)
@@ -201,6 +202,7 @@ def test_one_step_trains_e_at_its_learning_rate_ratio():
     assert largest_change(before, after, "e_opt") > 0
 
 
+@pytest.mark.slow
 def test_encoder_terms_reach_g_through_reconstruction_only():
     """From the same weights: G's update with the encoder and reconstruction off is exactly the GAN's own; with
     reconstruction on it differs. E moves on the cycle term alone, and not at all with every term off."""
@@ -224,6 +226,7 @@ def test_encoder_terms_reach_g_through_reconstruction_only():
     assert largest_change(before, after, "e") == 0.0
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_restores_the_encoder(tmp_path):
     from training import checkpoint
     from training.usage_error import UsageError
@@ -310,6 +313,7 @@ def _random_weights(model, seed):
         variable.assign((0.1 * rng.standard_normal(tuple(variable.shape))).astype(variable.dtype))
 
 
+@pytest.mark.slow
 def test_exported_encode_is_the_encoder_behind_the_inverse_pixel_rule(tmp_path):
     import tensorflow as tf
 
@@ -346,6 +350,7 @@ def test_exported_encode_is_the_encoder_behind_the_inverse_pixel_rule(tmp_path):
                     "size": 32, "detector": "mtcnn 1.0.0", "source": "test"}}
 
 
+@pytest.mark.slow
 def test_random_models_encode_only_when_asked_and_keep_their_generator(tmp_path):
     import tensorflow as tf
 
@@ -417,6 +422,7 @@ def _fake_run(run_dir, cache=None):
     return encoder
 
 
+@pytest.mark.slow
 def test_export_of_a_run_with_an_encoder_copies_or_demands_its_framing(tmp_path, capsys):
     import tensorflow as tf
 
@@ -573,6 +579,7 @@ def test_card_finds_held_out_photos_through_the_runs_cache_or_says_why_not(tmp_p
     assert "no data cache was given" in held_out_photos(None, None)[1]
 
 
+@pytest.mark.slow
 def test_card_never_copies_real_peoples_photos_into_the_model_folder(tmp_path):
     """A cache of real photographs (CelebA's terms forbid copying them, and models/ is shipped): edits.png starts
     from the faces the service shows for seeds 0.., not from the photos, and the card says why."""
@@ -608,6 +615,7 @@ def export_random_model_with_encoder(path):
     return export_random_model(path, name="m", resolution=32, latent_size=8, encoder=True, seed=3)
 
 
+@pytest.mark.slow
 def test_card_draws_edits_png_with_the_savedmodels_encode_and_generate(tmp_path):
     """edits.png: rows of held-out photos; columns photo, rebuild G(E_z(x), found), one flip per attribute. Each tile
     is compared with the SavedModel's own outputs, so a rebuild from random noise (or a wrong flip) fails here."""

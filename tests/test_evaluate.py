@@ -125,6 +125,7 @@ def classifier_path(cache_path, tmp_path_factory):
     return classifier.save(tmp_path_factory.mktemp("classifier") / "marks.classifier.keras")
 
 
+@pytest.mark.slow
 def test_classifier_round_trip(cache_path, classifier_path):
     from training.classifier import load_classifier, sidecar_path
     from training.data import load_cache
@@ -170,6 +171,7 @@ def model_dir(tmp_path_factory):
 FAST = ["--samples", "64", "--attribute-samples", "32", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_evaluate_model_writes_manifest_and_json(model_dir, cache_path, classifier_path, tmp_path, capsys):
     out = tmp_path / "metrics.json"
     code = main(["evaluate", "--model", str(model_dir), "--data", str(cache_path), "--classifier",
@@ -205,6 +207,7 @@ def test_evaluate_model_writes_manifest_and_json(model_dir, cache_path, classifi
     assert again["frechet_distance"]["value"] == written["frechet_distance"]["value"]
 
 
+@pytest.mark.slow
 def test_evaluate_run_checkpoint(cache_path, classifier_path, tmp_path, capsys):
     """--run rebuilds the generator from the checkpoint (the path a JAX machine takes); no manifest is written."""
     from training import checkpoint
@@ -228,6 +231,7 @@ def test_evaluate_run_checkpoint(cache_path, classifier_path, tmp_path, capsys):
     assert "frechet_distance" not in written and "diversity" in written
 
 
+@pytest.mark.slow
 def test_evaluate_trains_a_classifier_beside_the_data(model_dir, tmp_path, capsys):
     cache = write_cache(tmp_path / "small-32.npz", n=64, seed=4)
     code = main(["evaluate", "--model", str(model_dir), "--data", str(cache), "--no-write",
@@ -388,6 +392,7 @@ def encoder_model_dir(tmp_path_factory):
 ENCODER_METRICS = "encoder_attributes,encoder_reconstruction,encoder_edit"
 
 
+@pytest.mark.slow
 def test_evaluate_writes_the_encoder_figures(encoder_model_dir, model_dir, cache_path, classifier_path, tmp_path,
                                              capsys):
     code = main(["evaluate", "--model", str(encoder_model_dir), "--data", str(cache_path), "--classifier",
@@ -417,6 +422,7 @@ def test_evaluate_writes_the_encoder_figures(encoder_model_dir, model_dir, cache
     assert "--edit-attributes: ['Bald']" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_run_with_an_encoder_uses_its_checkpoint(cache_path, classifier_path, tmp_path, capsys):
     from training import checkpoint
     from training.config import TrainConfig

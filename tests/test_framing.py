@@ -126,6 +126,7 @@ def test_no_face_in_a_flat_or_noise_image(kind):
     assert framing.detect_faces(np.zeros((8, 8, 3), np.uint8)) == []  # smaller than any face
 
 
+@pytest.mark.slow
 def test_two_faces_side_by_side_the_larger_is_chosen(photo):
     big = np.asarray(Image.fromarray(photo(1)).resize((300, 300), Image.Resampling.LANCZOS))
     small = photo(2)
@@ -206,6 +207,7 @@ def test_frame_face_output_size_follows_the_argument(photo):
 
 # --- the template and the shared detector -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_mean_landmarks_averages_faces_and_counts_the_skipped(photo):
     images = [photo(number) for number in range(6)] + [np.full((128, 128, 3), 90, np.uint8)]
     result = framing.mean_landmarks(images)

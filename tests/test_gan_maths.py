@@ -166,6 +166,7 @@ def test_ema_copies_g_before_ema_start():
         np.testing.assert_array_equal(ema_new, g_new)
 
 
+@pytest.mark.slow
 def test_accuracy_schedule_holds_d_while_it_wins_and_updates_it_otherwise():
     config = config_of(d_accuracy_threshold=0.6)
     held_before, held_after, models = _train_one_step(config, d_accuracy=0.9)
@@ -188,6 +189,7 @@ def _power_iteration(u, kernel):
     return u / np.linalg.norm(u)
 
 
+@pytest.mark.slow
 def test_spectral_norm_vectors_advance_in_d_step_only():
     """One step with d_steps=1: D sees the real and the fake batch (two power iterations per layer); G's step reads
     D with training=False and must add none (the same semantics on both backends)."""

@@ -34,6 +34,7 @@ def grown_models(small_model, **overrides):
     return config, models, warm_start(models, config)
 
 
+@pytest.mark.slow
 def test_grown_generator_starts_as_the_small_model_upsampled(small_model):
     import tensorflow as tf
     from keras import layers
@@ -58,6 +59,7 @@ def test_grown_generator_starts_as_the_small_model_upsampled(small_model):
     assert np.abs(np.asarray(models.generator([z, a], training=False)) - expected).mean() > 0.05
 
 
+@pytest.mark.slow
 def test_train_step_sets_the_fade_from_the_step(small_model):
     config, _, _ = grown_models(small_model)
     images, attributes = tiny_data(config)
@@ -86,6 +88,7 @@ def test_real_images_fade_from_blurred_to_sharp():
     assert np.asarray(fade_real(ops.convert_to_tensor(sharp), 0, config_of(resolution=32))).tolist() == sharp.tolist()
 
 
+@pytest.mark.slow
 def test_grow_from_refuses_a_model_of_the_wrong_size(small_model):
     from training.usage_error import UsageError
 
@@ -95,6 +98,7 @@ def test_grow_from_refuses_a_model_of_the_wrong_size(small_model):
         grown_models(small_model.parent / "missing")
 
 
+@pytest.mark.slow
 def test_d_warmup_holds_g_while_d_and_the_encoder_learn(small_model):
     config, _, _ = grown_models(small_model, d_warmup_steps=2)
     images, attributes = tiny_data(config)

@@ -121,6 +121,7 @@ def test_generated_images_say_trained_algorithmic_media(client, url, mimetype, k
         assert GENERATED in pillow_xmp(data)
 
 
+@pytest.mark.slow
 def test_every_edit_view_and_the_json_images_say_composite(encoder_client, celeba_photo):
     photo = celeba_photo(3)
     for view in ("edited", "rebuilt", "framed", "strip", "photo"):
@@ -288,6 +289,7 @@ def test_detection_on_a_large_image_reads_a_bounded_crop(monkeypatch):
     assert seen and max(max(shape) for shape in seen) <= watermark.MAX_DETECT_SIDE
 
 
+@pytest.mark.slow
 def test_no_watermark_found_in_real_photos(celeba_photo):
     """CelebA-HQ's test split (CelebA's identity-disjoint partition 2), read in place: as sent, and after the same
     transformations. bench/watermark_robustness.py runs the whole split; this is a sample."""

@@ -175,6 +175,7 @@ def test_corrupt_model_never_becomes_ready(tiny_models_dir, tls, tmp_path):
 FUZZ_EXAMPLES = 600 if LONG else 80  # per operation; hypothesis stops early where an operation has few inputs
 
 
+@pytest.mark.slow
 def test_fuzzed_requests_never_get_a_5xx(app):
     import schemathesis
 

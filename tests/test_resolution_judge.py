@@ -77,6 +77,7 @@ def test_half_resolution_reference_separates_sharp_from_enlarged(blurred_generat
         assert reference["generated"] < reference["real_half_resolution_enlarged"] / 5
 
 
+@pytest.mark.slow
 def test_evaluate_judge_and_serve_size_flags_name_the_problem(tmp_path, capsys):
     from training.__main__ import main
     from training.data import save_cache

@@ -430,6 +430,7 @@ def test_card_redraws_a_training_gif_too_big_for_git_narrower(tmp_path, monkeypa
     assert not card.small_training_gif(tmp_path, tmp_path / "none.gif") and not (tmp_path / "none.gif").exists()
 
 
+@pytest.mark.slow
 def test_card_renders_pictures_and_figures_from_the_manifest(tmp_path, capsys):
     """`card` on an exported model with evaluate-style metrics and a baseline: pictures and tables from the manifest."""
     from PIL import Image
