@@ -359,7 +359,7 @@ def export_random_model(out_dir, name="tiny", resolution=32, latent_size=16,
     fields = {"name": name, "attribute_frequencies": frequencies, "attribute_table": attribute_table,
               "dataset": {"name": "none", "synthetic": True, "images": 0,
                           "note": "untrained random weights, made by training.export.export_random_model"},
-              "training": {"steps": 0, "note": "untrained"}}
+              "training": {"steps": 0, "note": "untrained", "config": config.to_dict()}}
     framing_field = None
     if encoder_model is not None:
         framing_field = {"landmarks": UNTRAINED_FRAMING if framing is None else np.asarray(framing).tolist(),
