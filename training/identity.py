@@ -2,6 +2,10 @@
 
     python -m training.identity --model models/celeba-hq-64 --data data/celeba-hq-64.npz \
         --photos ../shared/data/celeba-hq-128/CelebA-HQ-img [--count 200] [--edit-attributes Male,Smiling,Eyeglasses]
+        [--partition test|validation] [--methods generator,photo,latent,pti,pti-photo]
+        [--latent-steps N] [--tune-steps N] [--latent-rate R] [--tune-rate R] [--low-pass-weight W]
+
+Choose settings on --partition validation, report on test (the default).
 
 Held-out photos (the cache's test partition, read in place from --photos) go through what /api/edit does, with the
 same code: MTCNN finds and frames the face (facegen.framing), the SavedModel's encoder and generator give the
@@ -11,13 +15,18 @@ framed photo (facegen.photo_edit). Each image is then compared with the photo by
 :data:`SAME_PERSON` are the same person):
 
 - ``framed``: the framed input itself, the ceiling (what the model's resolution leaves of the person);
-- ``rebuilt``: the encoder's rebuild; ``edit_generator`` / ``edit_photo``: edits by method=generator / photo;
+- ``rebuilt``: the encoder's rebuild; ``rebuilt_by_inversion``: the rebuild after a per-photo inversion
+  (facegen/inversion.py: ``latent``, the noise and attribute logits optimised; ``pti``, then pivotal tuning);
+- ``edits``: each one-attribute edit by every method asked for: ``generator`` (the encoder's noise through G),
+  ``photo`` (G's change applied to the framed photo), ``latent`` / ``pti`` (the inversion's G output) and
+  ``pti-photo`` (the tuned G's change applied to the framed photo);
 - ``stranger``: another held-out photo, the floor (test photos of one person may repeat: a slight overestimate).
 
 For each: the share called the same person and the mean distance. With an attribute classifier (--classifier, or
 trained beside the cache as evaluate does) each edit also gets ``changed`` (the classifier reads the flipped
-attribute in its new state) and ``kept`` (its other decisions equal those on the unedited face: the rebuild for
-method=generator, the framed photo for method=photo). The network is an evaluation judge only: nothing here or in
+attribute in its new state) and ``kept`` (its other decisions equal those on the unedited face: the method's own
+rebuild for generator / latent / pti, the framed photo for photo / pti-photo). Each method's time per photo is
+measured in the same run (the median, from detection to its edited faces). The network is an evaluation judge only: nothing here or in
 training optimises against it, or the figure would stop meaning anything.
 """
 
@@ -82,28 +91,66 @@ def same_person(photo: np.ndarray, other: np.ndarray) -> dict:
             "mean_distance": round(float(distance.mean()), 4)}
 
 
-def held_out(cache, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` indices of the cache's test partition (else validation), drawn with ``seed``, sorted."""
-    partition = np.asarray(cache.partition)
-    photos = np.flatnonzero(partition == 2)
+PARTITIONS = {"test": 2, "validation": 1}  # training.data's TEST / VALIDATION (checked in held_out)
+# How an edit is made (see the module doc): the encoder's noise through G (generator), that edit as a change to the
+# framed photo (photo), or after a per-photo inversion (facegen/inversion.py): latent optimisation only (latent),
+# pivotal tuning's generator output (pti), or pivotal tuning's change applied to the framed photo (pti-photo).
+METHODS = ("generator", "photo", "latent", "pti", "pti-photo")
+DEFAULT_METHODS = ("generator", "photo")
+INVERSIONS = {"latent": "latent", "pti": "pti", "pti-photo": "pti"}  # method -> the inversion it needs
+
+
+def served_methods(model_dir) -> tuple:
+    """The edit methods a model folder's service offers: the pti ones only with its float signature."""
+    from facegen import model_folder
+
+    has_pixels = model_folder.has_pixels(model_folder.read_manifest(model_dir))
+    return tuple(m for m in METHODS if m != "latent" and (has_pixels or m not in INVERSIONS))
+
+
+def held_out(cache, count: int, seed: int = 0, partition: str = "test") -> np.ndarray:
+    """``count`` indices of the cache's ``partition`` (test: else validation), drawn with ``seed``, sorted."""
+    from training.data import TEST, VALIDATION
+
+    assert PARTITIONS == {"test": TEST, "validation": VALIDATION}
+    rows = np.asarray(cache.partition)
+    photos = np.flatnonzero(rows == PARTITIONS[partition])
+    if len(photos) == 0 and partition == "test":
+        photos = np.flatnonzero(rows == VALIDATION)
     if len(photos) == 0:
-        photos = np.flatnonzero(partition == 1)
-    if len(photos) == 0:
-        raise UsageError("--data: the cache has no test or validation partition to measure held-out photos on")
+        raise UsageError(f"--data: the cache has no {partition} partition to measure held-out photos on")
     if len(photos) > count:
         photos = np.sort(np.random.RandomState(seed).choice(photos, count, replace=False))
     return photos
 
 
-def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=None, progress: bool = True) -> dict:
-    """Identity (and, with ``classifier``, edit success) over the photos at ``photo_paths``; see the module doc."""
+def inverters(model_dir, methods, settings=None) -> dict:
+    """{inversion name: facegen.inversion.Inverter} for the inversions ``methods`` need; ``settings``: the pti
+    recipe (facegen.inversion.Settings; its defaults otherwise); latent is the same without the tuning."""
+    from dataclasses import replace
+
+    from facegen import inversion
+
+    settings = settings or inversion.Settings()
+    recipes = {"latent": replace(settings, tune_steps=0), "pti": settings}
+    return {name: inversion.Inverter(model_dir, recipes[name]) for name in sorted({INVERSIONS[m] for m in methods
+                                                                                  if m in INVERSIONS})}
+
+
+def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=None, progress: bool = True,
+            methods=DEFAULT_METHODS, settings=None) -> dict:
+    """Identity (and, with ``classifier``, edit success) over the photos at ``photo_paths`` for each of ``methods``
+    (METHODS); see the module doc. ``settings``: the inversion recipe (facegen.inversion.Settings)."""
     from PIL import Image
 
-    from facegen import framing, model_folder, photo_edit
+    from facegen import framing, inversion, model_folder, photo_edit
 
     manifest = model_folder.read_manifest(model_dir)
     if not manifest.get("encoder"):
         raise UsageError(f"--model: {model_dir} has no encoder, so its edits cannot be measured")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UsageError(f"--methods: {unknown} are not among {list(METHODS)}")
     names = list(manifest["attributes"])
     lowered = [n.lower() for n in names]
     unknown = [a for a in edit_attributes if a.lower() not in lowered]
@@ -114,15 +161,18 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
     size = int(manifest["resolution"])
     generate, loaded = model_folder.load_generate(model_dir)
     encode = model_folder.load_encode(model_dir, loaded)
+    inverting = inverters(model_dir, methods, settings)
 
-    photos, framed, rebuilt, seconds = [], [], [], []
-    generated = {name: [] for name in edit_attributes}
-    edited = {name: [] for name in edit_attributes}
+    photos, framed, skipped = [], [], 0
+    rebuilt = {"encoder": [], **{name: [] for name in inverting}}  # by inversion
+    edited = {method: {name: [] for name in edit_attributes} for method in methods}
+    seconds = {method: [] for method in methods}
     targets = {name: [] for name in edit_attributes}
-    skipped = 0
     for number, path in enumerate(photo_paths):
         with Image.open(path) as opened:
             pixels = np.asarray(opened.convert("RGB"))
+        if pixels.shape[0] != pixels.shape[1]:
+            raise UsageError(f"{path}: not a square photo; the held-out photos are the data set's aligned squares")
         started = time.perf_counter()
         faces = framing.detect_faces(pixels)
         if not faces:
@@ -137,18 +187,33 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
             flipped[j] = 1.0 - flipped[j]
             vectors.append(flipped)
         faces_out = generate(np.repeat(noise, len(vectors), axis=0), np.stack(vectors))
+        encoded_s = time.perf_counter() - started
         for k, name in enumerate(edit_attributes):
-            generated[name].append(faces_out[k + 1])
-            edited[name].append(photo_edit.photo_edit(face, faces_out[k + 1], faces_out[0]))
             targets[name].append(vectors[k + 1][columns[k]])
-        seconds.append(time.perf_counter() - started)
-        if pixels.shape[0] != pixels.shape[1]:
-            raise UsageError(f"{path}: not a square photo; the held-out photos are the data set's aligned squares")
+        rebuilt["encoder"].append(faces_out[0])
+        outputs = {}
+        for name, inverter in inverting.items():
+            began = time.perf_counter()
+            result = inverter.invert(face, noise[0], found,
+                                     np.concatenate([inversion.edit_vectors(found, v) for v in vectors[1:]]))
+            outputs[name] = (result, time.perf_counter() - began)
+            rebuilt[name].append(result.rebuilt)
+        for method in methods:
+            began = time.perf_counter()
+            if method in ("generator", "photo"):
+                made, rebuild, spent = faces_out[1:], faces_out[0], encoded_s
+            else:
+                result, inverted_s = outputs[INVERSIONS[method]]
+                made, rebuild, spent = result.edits, result.rebuilt, encoded_s + inverted_s
+            if method.endswith("photo"):
+                made = [photo_edit.photo_edit(face, image, rebuild) for image in made]
+            for name, image in zip(edit_attributes, made):
+                edited[method][name].append(image)
+            seconds[method].append(spent + time.perf_counter() - began)
         photos.append(np.asarray(Image.fromarray(pixels).resize((DESCRIPTOR_SIDE, DESCRIPTOR_SIDE),
                                                                 Image.Resampling.LANCZOS)))
         framed.append(face)
-        rebuilt.append(faces_out[0])
-        if progress and (number + 1) % 25 == 0:
+        if progress and (number + 1) % 10 == 0:
             print(f"  {number + 1} photos", file=sys.stderr, flush=True)
     if not framed:
         raise UsageError("no face found in any of the photos")
@@ -156,45 +221,68 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
     net = IdentityNet()
     # The photos are CelebA-HQ's aligned squares: the same template places their faces (the framing's source).
     reference = net.descriptors(np.stack(photos), template)
+    judged_rebuilds = {name: same_person(reference, net.descriptors(np.stack(images), template))
+                       for name, images in rebuilt.items()}
     figures = {"framed": same_person(reference, net.descriptors(np.stack(framed), template)),
-               "rebuilt": same_person(reference, net.descriptors(np.stack(rebuilt), template)),
+               "rebuilt": judged_rebuilds.pop("encoder"),
                "stranger": same_person(reference, np.roll(reference, 1, axis=0))}
+    if judged_rebuilds:
+        figures["rebuilt_by_inversion"] = judged_rebuilds
     edits = {}
     if classifier is not None:
-        framed_on = classifier.probabilities(np.stack(framed)) > 0.5
-        rebuilt_on = classifier.probabilities(np.stack(rebuilt)) > 0.5
         judged = [classifier.column(n) for n in names]
+        on = lambda images: classifier.probabilities(np.stack(images)) > 0.5  # noqa: E731
+        bases = {"framed": on(framed), **{name: on(images) for name, images in rebuilt.items()}}
     for name in edit_attributes:
         entry = {}
-        for method, images in (("generator", generated[name]), ("photo", edited[name])):
+        for method in methods:
+            images = edited[method][name]
             result = same_person(reference, net.descriptors(np.stack(images), template))
             if classifier is not None:
-                on = classifier.probabilities(np.stack(images)) > 0.5
-                j = [n.lower() for n in names].index(name.lower())
-                base = rebuilt_on if method == "generator" else framed_on
+                decisions = on(images)
+                j = lowered.index(name.lower())
+                # The unedited face the other decisions are compared with: the framed photo for the methods that
+                # edit it, else the method's own rebuild.
+                base = bases["framed" if method.endswith("photo") else
+                             "encoder" if method == "generator" else INVERSIONS[method]]
                 others = [judged[k] for k in range(len(names)) if k != j]
-                result["changed"] = round(float(np.mean(on[:, judged[j]] == (np.asarray(targets[name]) > 0.5))), 4)
-                result["kept"] = round(float(np.mean(on[:, others] == base[:, others])), 4)
+                result["changed"] = round(float(np.mean(decisions[:, judged[j]] == (np.asarray(targets[name]) > 0.5))),
+                                          4)
+                result["kept"] = round(float(np.mean(decisions[:, others] == base[:, others])), 4)
             entry[method] = result
         edits[name] = entry
-    return {"photos": len(framed), "no_face": skipped, "same_person_below": SAME_PERSON,
-            "network": "dlib face-recognition ResNet (face_recognition_models 0.3.0), template-placed 5-point chip",
-            **figures, "edits": edits,
-            "seconds_per_photo_median": round(float(np.median(seconds)), 4),
-            "seconds_note": f"detect + frame + encode + generate {1 + len(edit_attributes)} faces + the photo "
-                            "edits, in-process, no HTTP"}
+    timing = {method: round(float(np.median(values)), 4) for method, values in seconds.items()}
+    report = {"photos": len(framed), "no_face": skipped, "same_person_below": SAME_PERSON,
+              "network": "dlib face-recognition ResNet (face_recognition_models 0.3.0), template-placed 5-point chip",
+              **figures, "edits": edits, "methods": list(methods),
+              "seconds_per_photo_median": timing.get("photo", max(timing.values())),
+              "seconds_per_photo_median_by_method": timing,
+              "seconds_note": f"detect + frame + encode + generate {1 + len(edit_attributes)} faces (+ the method's "
+                              "inversion, its edits rendered in one call) + the photo edits, in-process, no HTTP"}
+    if inverting:
+        pti = next(iter(inverting.values())).settings if "pti" not in inverting else inverting["pti"].settings
+        report["inversion"] = {"latent_steps": pti.latent_steps, "tune_steps": pti.tune_steps,
+                               "latent_rate": pti.latent_rate, "tune_rate": pti.tune_rate,
+                               "low_pass_weight": pti.low_pass_weight}
+    return report
 
 
 def format_report(report: dict) -> str:
     lines = [f"identity on {report['photos']} held-out photos (same person: dlib distance < {SAME_PERSON}):"]
-    for key in ("framed", "rebuilt", "stranger"):
-        lines.append(f"  {key:<10} same person {report[key]['same_person']:.3f}, mean distance "
-                     f"{report[key]['mean_distance']:.3f}")
+    rows = [(key, report[key]) for key in ("framed", "rebuilt", "stranger")]
+    rows += [(f"rebuilt ({name})", figures) for name, figures in report.get("rebuilt_by_inversion", {}).items()]
+    for key, figures in rows:
+        lines.append(f"  {key:<17} same person {figures['same_person']:.3f}, mean distance "
+                     f"{figures['mean_distance']:.3f}")
     for name, entry in report["edits"].items():
         for method, r in entry.items():
             extra = f", changed {r['changed']:.3f}, kept {r['kept']:.3f}" if "changed" in r else ""
             lines.append(f"  {name} edit, method={method:<9} same person {r['same_person']:.3f}, mean distance "
                          f"{r['mean_distance']:.3f}{extra}")
+    timing = report.get("seconds_per_photo_median_by_method", {})
+    lines.append("  median seconds per photo: " + ", ".join(f"{m} {t:.3f}" for m, t in timing.items()))
+    if "inversion" in report:
+        lines.append(f"  inversion: {report['inversion']}")
     return "\n".join(lines)
 
 
@@ -206,6 +294,15 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", type=Path, required=True,
                         help="the folder of the cache's photos (its filenames), read in place")
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT, help=f"held-out photos ({DEFAULT_COUNT})")
+    parser.add_argument("--partition", choices=sorted(PARTITIONS), default="test",
+                        help="the held-out partition measured: choose settings on validation, report on test (test)")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help=f"edit methods compared in one run, of {','.join(METHODS)} ({','.join(DEFAULT_METHODS)})")
+    inversion = parser.add_argument_group("inversion (methods latent, pti, pti-photo; facegen/inversion.py)")
+    for flag, kind, key in (("--latent-steps", int, "latent_steps"), ("--tune-steps", int, "tune_steps"),
+                            ("--latent-rate", float, "latent_rate"), ("--tune-rate", float, "tune_rate"),
+                            ("--low-pass-weight", float, "low_pass_weight")):
+        inversion.add_argument(flag, type=kind, dest=key, help="(facegen.inversion's default)")
     parser.add_argument("--edit-attributes", default=",".join(DEFAULT_EDITS),
                         help=f"attributes flipped one at a time ({','.join(DEFAULT_EDITS)})")
     parser.add_argument("--classifier", type=Path, metavar="FILE.keras",
@@ -221,7 +318,7 @@ def main(argv=None) -> int:
         from training.data import load_cache
 
         cache = load_cache(args.data)
-        indices = held_out(cache, args.count)
+        indices = held_out(cache, args.count, partition=args.partition)
         paths = [args.photos / str(cache.filenames[i]) for i in indices]
         missing = [p for p in paths if not p.is_file()]
         if missing:
@@ -231,8 +328,16 @@ def main(argv=None) -> int:
             from training.classifier import obtain_classifier
 
             classifier = obtain_classifier(cache, args.classifier)
+        from dataclasses import replace
+
+        from facegen.inversion import Settings
+
+        chosen = {key: getattr(args, key) for key in ("latent_steps", "tune_steps", "latent_rate", "tune_rate",
+                                                      "low_pass_weight") if getattr(args, key) is not None}
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         report = measure(args.model, paths, [a.strip() for a in args.edit_attributes.split(",") if a.strip()],
-                         classifier)
+                         classifier, methods=methods, settings=replace(Settings(), **chosen))
+        report["partition"] = args.partition
         report["command"] = " ".join(["python -m training.identity"] + (argv if argv is not None else sys.argv[1:]))
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
