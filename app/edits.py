@@ -10,7 +10,10 @@
       -> edited face, by ``method``: ``photo`` (the default, facegen/photo_edit.py) applies the edit as a change
          to the framed photo, framed + mask * (generated - rebuilt), the mask being where the generator's two faces
          differ, so the rest of the face stays the person's own; ``generator`` is the generated face itself (the
-         encoder's rebuild, edited: another person more often than not, see docs/SERVICE.md's identity figures)
+         encoder's rebuild, edited: another person more often than not, see docs/SERVICE.md's identity figures);
+         ``pti`` / ``pti-photo`` first refine the encoder's guess on the photo (facegen/inversion.py: the noise
+         and attributes optimised, then pivotal tuning of a copy of G) and then take that copy's rebuild and edit
+         (pti) or apply its change to the framed photo (pti-photo); the model needs its float signature
       -> the whole photo (view=photo): the change (edited - framed, feathered at the framed square's edge) warped
          back through the inverse of the framing similarity and added to the upright photo, downscaled first to
          at most PHOTO_MAX_SIDE (facegen.framing.unframe_change)
@@ -25,6 +28,7 @@ from __future__ import annotations
 import base64
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -35,7 +39,7 @@ from app.batcher import Overloaded
 from app.errors import ApiError
 from app.faces import FaceInputs, encode_png, to_image
 from app.models import Model
-from facegen import attributes, framing, photo_edit, provenance
+from facegen import attributes, framing, inversion, model_folder, photo_edit, provenance
 
 THRESHOLD = attributes.ON_THRESHOLD  # an attribute the encoder gives at least this probability is "on" as found
 # The encoder's latent is rounded to this many decimals before it reaches the generator: a photo encoded in a batch
@@ -46,8 +50,14 @@ PROBABILITY_DECIMALS = 3  # probabilities as reported (header and JSON)
 VIEWS = ("edited", "rebuilt", "framed", "strip", "photo")  # /api/edit?view=; strip = framed | rebuilt | edited
 STRIP = ("framed", "rebuilt", "edited")
 JSON_VIEWS = STRIP + ("photo",)  # format=json's images
-METHODS = ("photo", "generator")  # /api/edit?method=, how the edited face is made (module docstring)
-DEFAULT_METHOD = "photo"  # chosen by the identity and edit figures in docs/SERVICE.md
+# /api/edit?method=, how the edited face is made (module docstring); the pti ones need the model's float signature
+METHODS = ("photo", "generator", "pti", "pti-photo")
+INVERTED_METHODS = ("pti", "pti-photo")
+# Chosen by the identity and edit figures in docs/SERVICE.md (100 test photos): pti-photo's rebuild is the person
+# (1.00 against the encoder's 0.03) and its edits stay the person as often as photo's (1.00 / 1.00 / 0.99), but they
+# read as the new attribute less often for Male and Eyeglasses (0.37 / 0.78 against 0.45 / 0.81) at about three times
+# the CPU per edit, so photo stays the default and the pti methods are asked for by name.
+DEFAULT_METHOD = "photo"
 # The whole-photo view is returned at the upright photo's own size, downscaled (Lanczos) so that its longer side is
 # at most this: a 12 MP phone photo would be a 20 MB PNG, and the edited face is 64-128 px of detail anyway.
 PHOTO_MAX_SIDE = 1024
@@ -95,6 +105,23 @@ class Deadline:
     def wait_s(self, stage: str, batcher) -> float:
         """How long to wait for ``batcher`` in ``stage``: what is left, or the batcher's own timeout if shorter."""
         return min(self.remaining(stage), getattr(batcher, "timeout_s", None) or math.inf)
+
+
+_inverters: dict = {}  # Model -> facegen.inversion.Inverter, made on a model's first inverted edit
+_inverters_lock = threading.Lock()
+
+
+def inverter_for(model: Model) -> inversion.Inverter:
+    """The model's Inverter: its own SavedModel instance whose weights pivotal tuning changes (and resets), never the
+    one /api/face generates with. Loaded and traced on first use (seconds): one per model, per worker."""
+    with _inverters_lock:
+        if model not in _inverters:
+            if not model_folder.has_pixels(model.manifest):
+                raise ApiError(f"method={'/'.join(INVERTED_METHODS)} needs the model's {model_folder.PIXELS_SIGNATURE} "
+                               f"signature, which {model.name} was exported without: use method=photo",
+                               allowed=[m for m in METHODS if m not in INVERTED_METHODS])
+            _inverters[model] = inversion.Inverter(model.path)
+        return _inverters[model]
 
 
 class NoFace(ApiError):
@@ -207,12 +234,36 @@ def whole_photo(photo: EncodedPhoto, edited_face: np.ndarray) -> np.ndarray:
 
 def render_views(photo: EncodedPhoto, edited: np.ndarray, views, size: int, batcher,
                  method: str = DEFAULT_METHOD, deadline: Deadline | None = None) -> dict[str, np.ndarray]:
-    """The requested views as uint8 RGB: ``framed`` (the encoder's input), ``rebuilt`` (G(noise, found)) and
-    ``edited`` (by ``method``, see the module docstring) at [size, size, 3], and ``photo`` (the whole upright photo
-    with the edit, see :func:`whole_photo`) at the photo's own size. The faces go through ``batcher`` (the model's
-    MicroBatcher) as raw pixels, submitted together so they share a call; equal vectors are generated once."""
+    """The requested views as uint8 RGB: ``framed`` (the encoder's input), ``rebuilt`` (G(noise, found), or the
+    inversion's rebuild for the pti methods) and ``edited`` (by ``method``, see the module docstring) at
+    [size, size, 3], and ``photo`` (the whole upright photo with the edit, see :func:`whole_photo`) at the photo's
+    own size. The encoder's faces go through ``batcher`` (the model's MicroBatcher) as raw pixels, submitted
+    together so they share a call; equal vectors are generated once."""
     wanted = set(views)
     needs_edit = bool(wanted & {"edited", "photo"})
+    deadline = deadline or Deadline()
+    if method in INVERTED_METHODS:
+        faces = inverted_faces(photo, edited, needs_edit, deadline)
+    else:
+        faces = generated_faces(photo, edited, wanted, needs_edit, method, batcher, deadline)
+    shown = {"framed": photo.framed} if "framed" in wanted else {}
+    if "rebuilt" in wanted:
+        shown["rebuilt"] = faces["rebuilt"]
+    if needs_edit:
+        edited_face = faces["generated"] if method in ("generator", "pti") else \
+            photo_edit.photo_edit(photo.framed, faces["generated"], faces["rebuilt"])
+        if "edited" in wanted:
+            shown["edited"] = edited_face
+    views = {name: np.asarray(to_image(pixels, size)) for name, pixels in shown.items()}
+    if "photo" in wanted:
+        deadline.remaining("the whole photo")
+        views["photo"] = whole_photo(photo, edited_face)
+    return views
+
+
+def generated_faces(photo: EncodedPhoto, edited: np.ndarray, wanted: set, needs_edit: bool, method: str, batcher,
+                    deadline: Deadline) -> dict[str, np.ndarray]:
+    """{"rebuilt": G(noise, found), "generated": G(noise, edited)} (those needed) through the model's MicroBatcher."""
     vectors = {}
     if "rebuilt" in wanted or (needs_edit and method == "photo"):
         vectors["rebuilt"] = photo.found
@@ -223,22 +274,27 @@ def render_views(photo: EncodedPhoto, edited: np.ndarray, views, size: int, batc
         same = next((other for other, f in futures.items() if np.array_equal(vectors[other], vector)), None)
         futures[name] = futures[same] if same else batcher.submit(
             PhotoFace(photo.model, FaceInputs(photo.noise, vector, None)), finish=None)
-    deadline = deadline or Deadline()
-    faces = {name: np.asarray(batcher.wait(future, deadline.wait_s("generating", batcher))) for name, future in
-             futures.items()}
-    shown = {"framed": photo.framed} if "framed" in wanted else {}
-    if "rebuilt" in wanted:
-        shown["rebuilt"] = faces["rebuilt"]
+    return {name: np.asarray(batcher.wait(future, deadline.wait_s("generating", batcher))) for name, future in
+            futures.items()}
+
+
+def inverted_faces(photo: EncodedPhoto, edited: np.ndarray, needs_edit: bool,
+                   deadline: Deadline) -> dict[str, np.ndarray]:
+    """{"rebuilt", "generated"}: the per-photo inversion's rebuild and edit (facegen/inversion.py), waiting for the
+    model's tuning copy no longer than the deadline allows."""
+    inverter = inverter_for(photo.model)
+    edits = inversion.edit_vectors(photo.found, edited) if needs_edit else ()
+    try:
+        result = inverter.invert(photo.framed, photo.noise, photo.found, edits,
+                                 wait_s=deadline.remaining("the inversion"))
+    except TimeoutError:
+        deadline.remaining("the inversion")  # 503 DeadlinePassed when the wait used the time up
+        raise DeadlinePassed(f"the edit could not start its inversion within its deadline of {deadline.seconds:g} s "
+                             f"({DEADLINE_ENV}): the server is busy, try again shortly") from None
+    faces = {"rebuilt": result.rebuilt}
     if needs_edit:
-        edited_face = faces["generated"] if method == "generator" else \
-            photo_edit.photo_edit(photo.framed, faces["generated"], faces["rebuilt"])
-        if "edited" in wanted:
-            shown["edited"] = edited_face
-    views = {name: np.asarray(to_image(pixels, size)) for name, pixels in shown.items()}
-    if "photo" in wanted:
-        deadline.remaining("the whole photo")
-        views["photo"] = whole_photo(photo, edited_face)
-    return views
+        faces["generated"] = result.edits[0]
+    return faces
 
 
 def strip_png(views: dict[str, np.ndarray], model: Model) -> bytes:

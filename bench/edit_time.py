@@ -1,12 +1,14 @@
 """Time per photo edit, and served faces/s while edits run, in-process (create_app() without HTTP).
 
     python bench/edit_time.py --photos ../shared/data/celeba-hq-128/CelebA-HQ-img [--models models] [--count 30]
-        [--method photo,generator] [--view edited|photo] [--load-seconds 15]
+        [--method photo,generator,pti,pti-photo] [--view edited|photo] [--load-seconds 15]
 
 Time per edit: POST /api/edit?attrs=Smiling&size=256 (plus method/view) on CelebA-HQ portraits, one at a time: decode
 + face detection + framing + encoder + the generated faces + the edit + PNG; the first one (warm-up) is not timed.
 The photos are read in place (never copied). Several methods (--method photo,generator) take turns on each photo,
-so a machine shared with other work slows them alike and their ratio holds.
+so a machine shared with other work slows them alike and their ratio holds. Each edit's process CPU seconds are
+reported beside its wall time: on a machine shared with training, wall time says more about the neighbours than
+about the edit, and CPU time over the cores an idle machine would lend bounds what the edit costs there.
 
 With --load-seconds S: /api/face for S seconds from two threads (new seeds each time, so the PNG cache never
 answers), alone and then while two more threads edit photos in a loop; faces/s of the second run over the first
@@ -92,25 +94,29 @@ def main() -> int:
     app = create_app({"FACEGEN_MODELS_DIR": str(args.models), "TESTING": True})
     client = app.test_client()
     methods = [m.strip() for m in args.method.split(",") if m.strip()] or [""]
-    unknown = [m for m in methods if m and m not in ("photo", "generator")]
+    from app.edits import METHODS
+
+    unknown = [m for m in methods if m and m not in METHODS]
     if unknown:
-        parser.error(f"--method: {unknown[0]!r} is not photo or generator")
+        parser.error(f"--method: {unknown[0]!r} is not one of {', '.join(METHODS)}")
     queries = [f"attrs=Smiling&size=256&view={args.view}" + (f"&method={m}" if m else "") for m in methods]
     query = queries[0]
     times = {q: [] for q in queries}
+    cpu = {q: [] for q in queries}
     statuses = {q: [] for q in queries}
     for index, path in enumerate(paths):
         for q in queries:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             response = post_edit(client, path, q)
             if index:
                 times[q].append(time.perf_counter() - started)
+                cpu[q].append(time.process_time() - cpu_started)
                 statuses[q].append(response.status_code)
     for q in queries:
         ordered = sorted(times[q])
         print(f"{q}: {len(ordered)} edits ({statuses[q].count(200)} faces found, {statuses[q].count(422)} without a "
               f"face): median {statistics.median(ordered) * 1000:.0f} ms, p90 "
-              f"{ordered[int(0.9 * len(ordered))] * 1000:.0f} ms"
+              f"{ordered[int(0.9 * len(ordered))] * 1000:.0f} ms, median CPU {statistics.median(cpu[q]) * 1000:.0f} ms"
               + (f", {statistics.median(ordered) / statistics.median(times[queries[-1]]):.2f}x the last"
                  if len(queries) > 1 else ""))
     if args.load_seconds > 0:

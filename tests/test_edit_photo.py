@@ -258,3 +258,35 @@ def test_an_edit_past_its_deadline_is_a_503_with_retry_after(encoder_client, por
     # Within the deadline the same slow detection is just slow.
     monkeypatch.setenv("FACEGEN_EDIT_DEADLINE_S", "30")
     assert encoder_client.post("/api/edit?view=photo", data=data, content_type="image/png").status_code == 200
+
+
+# --- the inverted methods (facegen/inversion.py) -------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_method_pti_gives_the_same_bytes_and_leaves_the_served_faces_alone(encoder_app, encoder_client, portrait):
+    model = encoder_app.extensions["facegen"].get(ENCODER_MODEL)
+    rng = np.random.RandomState(4)
+    noise = rng.standard_normal((3, model.latent_size)).astype(np.float32)
+    attrs = (rng.uniform(size=(3, len(model.attributes))) > 0.5).astype(np.float32)
+    served = model.generate(noise, attrs)
+    data = png_bytes(portrait)
+    first = {method: ok(post(encoder_client, f"view=strip&attrs=Smiling&method={method}", data))
+             for method in ("pti", "pti-photo")}
+    for method, strip in first.items():
+        assert ok(post(encoder_client, f"view=strip&attrs=Smiling&method={method}", data)) == strip, method
+    # The pti rebuild is the inversion's (not the encoder's), so the strips differ from method=photo's.
+    assert ok(post(encoder_client, "view=rebuilt&method=pti", data)) != ok(post(encoder_client, "view=rebuilt", data))
+    # Pivotal tuning changed a copy: the faces /api/face serves are the exported model's, byte for byte.
+    np.testing.assert_array_equal(model.generate(noise, attrs), served)
+
+
+def test_an_inversion_that_cannot_start_in_time_is_a_503_with_retry_after(encoder_client, portrait, monkeypatch):
+    from facegen import inversion
+
+    def busy(self, *args, wait_s=None, **kwargs):
+        raise TimeoutError("another photo's inversion")
+
+    monkeypatch.setattr(inversion.Inverter, "invert", busy)
+    response = post(encoder_client, "view=edited&attrs=Smiling&method=pti", png_bytes(portrait))
+    assert response.status_code == 503 and "inversion" in response.get_json()["error"]
+    assert int(response.headers["Retry-After"]) >= 1
