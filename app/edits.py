@@ -55,8 +55,8 @@ METHODS = ("photo", "generator", "pti", "pti-photo")
 INVERTED_METHODS = ("pti", "pti-photo")
 # Chosen by the identity and edit figures in docs/SERVICE.md (100 test photos): pti-photo's rebuild is the person
 # (1.00 against the encoder's 0.03) and its edits stay the person as often as photo's (1.00 / 1.00 / 0.99), but they
-# read as the new attribute less often for Male and Eyeglasses (0.37 / 0.78 against 0.45 / 0.81) at about three times
-# the CPU per edit, so photo stays the default and the pti methods are asked for by name.
+# read as the new attribute less often for Male and Eyeglasses (0.37 / 0.78 against 0.45 / 0.81) and cost about
+# 0.9 s more CPU per edit (bench/edit_time.py), so photo stays the default and the pti methods are asked by name.
 DEFAULT_METHOD = "photo"
 # The whole-photo view is returned at the upright photo's own size, downscaled (Lanczos) so that its longer side is
 # at most this: a 12 MP phone photo would be a 20 MB PNG, and the edited face is 64-128 px of detail anyway.

@@ -77,3 +77,28 @@ def test_the_command_line_refuses_bad_flags_in_one_line(tmp_path, encoder_models
                  str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: no such cache file") and "\n" not in error
+
+
+def test_the_card_renders_the_identity_figures_and_says_when_there_are_none():
+    from training.card import identity_section
+
+    assert "Not measured" in "\n".join(identity_section(None))
+    figures = {"same_person": 0.5, "mean_distance": 0.6}
+    report = {"photos": 3, "same_person_below": 0.6, "framed": figures, "rebuilt": figures, "stranger": figures,
+              "rebuilt_by_inversion": {"pti": {"same_person": 1.0, "mean_distance": 0.4}},
+              "edits": {"Smiling": {"pti-photo": {"same_person": 0.9, "mean_distance": 0.45, "changed": 0.55,
+                                                  "kept": 0.95}}},
+              "seconds_per_photo_median_by_method": {"pti-photo": 0.8}, "command": "python -m training.identity"}
+    text = "\n".join(identity_section(report))
+    assert "| the rebuild after inversion (pti) | 1.000 | 0.400 |" in text
+    assert "| Smiling | pti-photo (pivotal tuning's change applied to the photo) | 0.900 | 0.450 | 0.550 | 0.950 |" \
+        in text
+    assert "pti-photo 0.80" in text
+
+
+def test_the_identity_metric_is_skipped_without_a_model_folder_and_photos():
+    from training.quality import METRICS, Context
+
+    context = Context(generate=None, latent_size=2, attributes=["Smiling"], frequencies=None, real_images=None,
+                      real_attributes=None, classifier=None)
+    assert "skipped" in METRICS["identity"](context)

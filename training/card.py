@@ -412,7 +412,46 @@ def _encoder_section(manifest: dict, metrics: dict, pictures: list, baseline: di
                 "![edits.png](edits.png)", ""]
     else:
         out += [f"No edits.png: {edits_note or 'no held-out photos were given (`card --data CACHE`)'}.", ""]
-    return out
+    return out + identity_section(metrics.get("identity"))
+
+
+IDENTITY_METHODS = {"generator": "the encoder's noise through G", "photo": "G's change applied to the photo",
+                    "latent": "noise and attributes optimised per photo", "pti": "pivotal tuning's G",
+                    "pti-photo": "pivotal tuning's change applied to the photo"}
+
+
+def identity_section(report: dict | None) -> list:
+    """"Identity": metrics.identity (training/identity.py, dlib's face-recognition network) as two small tables:
+    the framed ceiling, the rebuilds and the stranger floor; then each edit by method (same person, and where a
+    classifier judged them, the flipped attribute read as asked and the others kept)."""
+    out = ["### Identity: is the edited photo still the person? (dlib face recognition)", ""]
+    if not report or "framed" not in report:
+        return out + ["Not measured. Run `python -m training.identity --model <this folder> --data <cache> --photos "
+                      "<the cache's photo folder> --write` (needs dlib and face_recognition_models).", ""]
+    out += [f"On {report['photos']} held-out photos ({report.get('partition', 'test')} partition): the share dlib's "
+            f"face-recognition ResNet calls the same person as the photo (distance < {report['same_person_below']}) "
+            "and the mean distance.", "",
+            "| compared with the photo | same person | mean distance |", "|---|---|---|"]
+    rows = [("the framed input (the ceiling)", report["framed"]), ("the encoder's rebuild", report["rebuilt"])]
+    rows += [(f"the rebuild after inversion ({name})", figures)
+             for name, figures in (report.get("rebuilt_by_inversion") or {}).items()]
+    rows.append(("another person's photo (the floor)", report["stranger"]))
+    out += [f"| {label} | {_f(figures['same_person'])} | {_f(figures['mean_distance'])} |" for label, figures in rows]
+    out += ["", "| edit | method | same person | mean distance | changed as asked | others kept |",
+            "|---|---|---|---|---|---|"]
+    for attribute, entry in report.get("edits", {}).items():
+        for method, figures in entry.items():
+            out.append(f"| {attribute} | {method} ({IDENTITY_METHODS.get(method, method)}) | "
+                       f"{_f(figures['same_person'])} | {_f(figures['mean_distance'])} | "
+                       f"{_f(figures.get('changed'))} | {_f(figures.get('kept'))} |")
+    timing = report.get("seconds_per_photo_median_by_method") or {}
+    if timing:
+        out += ["", "Median seconds per photo (detection to edited faces, in-process, on the machine and under the "
+                "load the figures were measured with: compare the methods, not the absolute times): " +
+                ", ".join(f"{method} {seconds:.2f}" for method, seconds in timing.items()) + "."]
+    if report.get("command"):
+        out += ["", f"Command: `{portable_command(report['command'])}`"]
+    return out + [""]
 
 
 def portable_path(path) -> str:

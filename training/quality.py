@@ -164,6 +164,10 @@ class Context:
     encoder_images: np.ndarray | None = None
     encoder_attributes: np.ndarray | None = None
     edit_attributes: list | None = None
+    # The identity metric (training/identity.py): the model folder and its held-out photos' files (square, aligned
+    # as the data set's photos are); without both, identity is skipped.
+    model_dir: Path | None = None
+    identity_photos: list | None = None
     shared: dict = dataclasses.field(default_factory=dict)
 
     def generate_all(self, noise, attrs, label: str = "generating") -> np.ndarray:
@@ -498,6 +502,26 @@ def encoder_edit(ctx: Context) -> dict:
                          "different_photos": _r(strangers.mean()),
                          "measure": "cosine of attribute-classifier features centred on the real photos' mean"},
             "photos": int(n), "per_attribute": per_attribute}
+
+
+@register
+def identity(ctx: Context) -> dict:
+    """Whether rebuilds and edits are still the person, by dlib's face-recognition network (training/identity.py's
+    measure, every edit method the model serves): the framed ceiling, the rebuild, the stranger floor, each edit's
+    same-person share and, with the classifier, changed / kept. Skipped without dlib or without the photos' files.
+    (TensorFlow is imported by measure, for the SavedModel: this metric needs an exported model folder.)"""
+    if ctx.model_dir is None or not ctx.identity_photos:
+        return {"skipped": "no model folder and photo files to measure identity on (evaluate --model with --photos)"}
+    try:
+        import dlib  # noqa: F401
+        import face_recognition_models  # noqa: F401
+    except ImportError as error:
+        return {"skipped": f"dlib and face_recognition_models are not installed ({error})"}
+    from training.identity import DEFAULT_EDITS, measure, served_methods
+
+    names = [a for a in (ctx.edit_attributes or DEFAULT_EDITS) if a in ctx.attributes] or list(ctx.attributes[:1])
+    return measure(ctx.model_dir, ctx.identity_photos, names, ctx.classifier, ctx.progress,
+                   methods=served_methods(ctx.model_dir))
 
 
 def compute_metrics(names, ctx: Context) -> dict:
