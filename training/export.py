@@ -268,7 +268,8 @@ def check_saved_model(folder: Path, config, with_encoder: bool) -> None:
     if pixels.shape != (1, r, r, 3) or pixels.dtype != np.float32:
         raise RuntimeError(f"exported {model_folder.PIXELS_SIGNATURE} returned {pixels.shape} {pixels.dtype}")
     if not np.array_equal(model_folder.to_uint8(pixels), probe):
-        raise RuntimeError(f"exported {model_folder.PIXELS_SIGNATURE} disagrees with the uint8 faces under the pixel rule")
+        raise RuntimeError(f"exported {model_folder.PIXELS_SIGNATURE} disagrees with the uint8 faces under the pixel "
+                           "rule")
     if set(loaded.signatures) < {model_folder.GENERATE_SIGNATURE, model_folder.PIXELS_SIGNATURE}:
         raise RuntimeError(f"exported model lacks a signature: it has {sorted(loaded.signatures)}")
     if with_encoder:

@@ -26,8 +26,9 @@ For each: the share called the same person and the mean distance. With an attrib
 trained beside the cache as evaluate does) each edit also gets ``changed`` (the classifier reads the flipped
 attribute in its new state) and ``kept`` (its other decisions equal those on the unedited face: the method's own
 rebuild for generator / latent / pti, the framed photo for photo / pti-photo). Each method's time per photo is
-measured in the same run (the median, from detection to its edited faces). The network is an evaluation judge only: nothing here or in
-training optimises against it, or the figure would stop meaning anything.
+measured in the same run (the median, from detection to its edited faces). The network is an evaluation judge
+only: nothing here, in facegen/inversion.py or in training optimises against it, or the figure would stop meaning
+anything.
 """
 
 from __future__ import annotations
