@@ -441,3 +441,37 @@ def test_evaluate_run_with_an_encoder_uses_its_checkpoint(cache_path, classifier
                  "--metrics", "encoder_reconstruction", "--encoder-samples", "8", "--json", str(out), *FAST])
     assert code == 0, capsys.readouterr().out
     assert json.loads(out.read_text())["encoder_reconstruction"]["photos"] == 8
+
+
+# -- the identity metric's inputs and what a run without it leaves in the manifest --------------------------------
+def test_a_metric_skipped_now_keeps_the_figure_a_previous_measurement_wrote():
+    from training.evaluate import kept_figures
+
+    before = {"identity": {"rebuilt": {"same_person": 1.0}}, "frechet_distance": {"value": 9.0},
+              "encoder_edit": {"skipped": "no encoder"}}
+    report = {"identity": {"skipped": "no photos"}, "frechet_distance": {"value": 4.0},
+              "encoder_edit": {"skipped": "still no encoder"}, "date": "now"}
+    merged = kept_figures(before, report)
+    assert merged["identity"] == before["identity"]  # kept: not measured this time
+    assert merged["frechet_distance"] == {"value": 4.0}  # measured again: the new figure
+    assert merged["encoder_edit"] == report["encoder_edit"] and merged["date"] == "now"
+    assert kept_figures({}, report) == report
+
+
+def test_identity_photos_are_test_partition_files_and_a_missing_one_names_the_flag(cache_path, tmp_path):
+    from types import SimpleNamespace
+
+    from training.data import TEST, load_cache
+    from training.evaluate import identity_photo_files
+    from training.usage_error import UsageError
+
+    cache = load_cache(cache_path)
+    args = SimpleNamespace(photos=tmp_path, model=tmp_path, identity_photos=5)
+    with pytest.raises(UsageError, match="--photos"):
+        identity_photo_files(args, cache)
+    for name in cache.filenames:
+        (tmp_path / str(name)).write_bytes(b"")
+    paths = identity_photo_files(args, cache)
+    rows = {str(name): part for name, part in zip(cache.filenames, cache.partition)}
+    assert len(paths) == 5 and all(rows[p.name] == TEST for p in paths)
+    assert identity_photo_files(SimpleNamespace(photos=None, model=tmp_path, identity_photos=5), cache) is None

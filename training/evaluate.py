@@ -54,7 +54,7 @@ def add_arguments(parser):
     parser.add_argument("--metrics", metavar="NAME,...",
                         help="metrics to compute (default: all): attribute_accuracy, attribute_accuracy_real_rows, "
                              "frechet_distance, diversity, fid_inception; with an encoder encoder_attributes, "
-                             "encoder_reconstruction, encoder_edit")
+                             "encoder_reconstruction, encoder_edit; with --photos identity")
     parser.add_argument("--encoder-samples", type=at_least(2), metavar="N",
                         help=f"held-out photos (test partition) the encoder figures use "
                              f"(default: min(--samples, {DEFAULT_ENCODER_SAMPLES}))")
@@ -68,6 +68,11 @@ def add_arguments(parser):
     parser.add_argument("--serve-size", type=between(16, 1024), metavar="PX",
                         help="judge the model's faces enlarged (or reduced) to PX by the service's resize rule, as "
                              "/api/face?size=PX serves them: compare a 64 px model with a 128 px one")
+    parser.add_argument("--photos", type=existing_folder("photos"), metavar="DIR",
+                        help="the folder of the data cache's photo files, read in place: with a --model and dlib "
+                             "installed (requirements-train.txt), the identity metric measures its edits on them")
+    parser.add_argument("--identity-photos", type=at_least(2), default=200, metavar="N",
+                        help="test-partition photos the identity metric measures (default 200)")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the metrics to this file")
     parser.add_argument("--no-write", action="store_true", help="do not write the metrics into manifest.json")
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
@@ -207,6 +212,20 @@ def encoder_inputs(args, model, cache, columns) -> dict:
             "edit_attributes": edit, "source": source}
 
 
+def identity_photo_files(args, cache) -> list | None:
+    """The files of --identity-photos test photos in --photos, for the identity metric (None without --photos or a
+    --model: the metric is then skipped)."""
+    if args.photos is None or args.model is None:
+        return None
+    from training.identity import held_out
+
+    paths = [args.photos / str(cache.filenames[i]) for i in held_out(cache, args.identity_photos)]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(f"--photos: no {missing[0].name} in {args.photos} (the folder --data was prepared from?)")
+    return paths
+
+
 # -- the command -----------------------------------------------------------------------------------------------
 def run(args) -> int:
     """evaluate: the model, the real photos and the judge, the metrics, then the report (printed, --json, manifest).
@@ -232,6 +251,7 @@ def run(args) -> int:
         real_attributes=np.asarray(cache.attributes[held][:, columns], np.float32), classifier=classifier,
         samples=args.samples, attribute_samples=attribute_samples, seed=args.seed, batch_size=args.batch_size,
         inception_weights=args.inception_weights, progress=not args.no_progress,
+        model_dir=args.model, identity_photos=identity_photo_files(args, cache),
         **{k: v for k, v in encoder.items() if k != "source"})
     if not args.no_progress:
         print(f"evaluating {model['name']}: {args.samples} samples, {attribute_samples} per attribute, "
@@ -315,11 +335,22 @@ def write_report(args, report: dict) -> None:
         print(f"wrote {args.json}")
     if args.model is not None and not args.no_write:
         manifest = model_folder.read_manifest(args.model)  # re-read: never write back a stale copy
-        manifest["metrics"] = report
+        manifest["metrics"] = kept_figures(manifest.get("metrics") or {}, report)
         model_folder.write_manifest(args.model, manifest)
         print(f"wrote the metrics into {args.model / model_folder.MANIFEST}")
     elif args.run is not None and not args.no_progress:
         print("(--run: no manifest to write; export the run and evaluate --model to record the metrics)")
+
+
+def kept_figures(before: dict, report: dict) -> dict:
+    """The new report, except that a metric skipped now (e.g. identity without --photos or dlib) keeps the figure a
+    previous measurement wrote: an evaluate run for other figures must not wipe it."""
+    merged = dict(report)
+    for name, figure in before.items():
+        skipped = not isinstance(report.get(name), dict) or "skipped" in report[name]
+        if name in report and skipped and isinstance(figure, dict) and "skipped" not in figure:
+            merged[name] = figure
+    return merged
 
 
 def _f(value, digits=3):
