@@ -502,7 +502,8 @@ def main(argv=None) -> int:
         gunicorn = str(args.venv / "bin" / "gunicorn") if args.venv else GUNICORN
         ours = Server("ours", [gunicorn, "-c", "gunicorn.conf.py", "--access-logfile", "/dev/null"], ours_env,
                       ours_port, ca_file, work / "ours.log", "facegen: worker", args.workers)
-        baseline = Server("baseline", [gunicorn, "-w", str(args.workers), "-k", "sync", "--timeout", "300",
+        baseline = Server("baseline", [gunicorn, "-c", "bench/baseline_gunicorn.conf.py", "-w", str(args.workers),
+                                       "-k", "sync", "--timeout", "300",
                                        "--certfile", cert, "--keyfile", key, "-b", f"127.0.0.1:{base_port}",
                                        "bench.baseline_artiface:app"], env, base_port, ca_file,
                           work / "baseline.log", "baseline worker", args.workers)
