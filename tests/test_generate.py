@@ -134,14 +134,16 @@ def test_ctrl_c_in_a_real_run_leaves_only_whole_files(tiny_models_dir, tmp_path)
     from PIL import Image
 
     out = tmp_path / "faces"
-    command = [sys.executable, "-m", "facegen", "generate", "--count", "3000", "--out", str(out), "--model",
+    # Enough faces that an idle machine is still writing them when the signal comes (3,000 tiny faces were all
+    # written before it, and the run ended 0).
+    command = [sys.executable, "-m", "facegen", "generate", "--count", "30000", "--out", str(out), "--model",
                str(tiny_models_dir / TINY_MODEL), "--no-progress"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600  # TensorFlow's import and the model's warm-up first, on a shared CPU
     while time.monotonic() < deadline and len(list((out / generate.IMAGES).glob("*.png"))) < 50:
         if process.poll() is not None:
             pytest.fail(f"generate stopped before it was interrupted: {process.communicate()[1]}")
-        time.sleep(0.2)
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)  # what Ctrl-C sends, while faces are being written
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130 and "Traceback" not in err, err
