@@ -235,6 +235,7 @@ def test_views_sizes_and_the_strip(encoder_client, celeba_photo):
         assert rgb_of(ok(post(encoder_client, f"/api/edit?size={size}", photo)).data).shape == (size, size, 3)
 
 
+@pytest.mark.slow
 def test_format_json_holds_every_view_and_the_findings(encoder_client, celeba_photo):
     photo = celeba_photo(4)
     response = ok(post(encoder_client, "/api/edit?attrs=-Male&size=64&format=json", photo), "application/json")
@@ -412,6 +413,7 @@ def test_cmyk_greyscale_16_bit_and_alpha_are_converted(encoder_client, celeba_ph
     assert (framed["grey"][..., 0] == framed["grey"][..., 2]).all()
 
 
+@pytest.mark.slow
 def test_exif_orientation_is_honoured(encoder_client, celeba_photo):
     face = photo_image(celeba_photo, 2)
     upright = Image.new("RGB", (128, 192), (200, 200, 200))
@@ -441,6 +443,7 @@ def test_no_face_is_422_saying_so(encoder_client, kind):
         assert "upright" in body["error"]
 
 
+@pytest.mark.slow
 def test_several_faces_the_largest_is_edited(encoder_client, celeba_photo):
     big = photo_image(celeba_photo, 1).resize((300, 300), Image.Resampling.LANCZOS)
     canvas = Image.new("RGB", (460, 320), (200, 200, 200))

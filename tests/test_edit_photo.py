@@ -123,6 +123,7 @@ def portrait(celeba_photo):
     return canvas
 
 
+@pytest.mark.slow
 def test_the_whole_photo_view_is_the_upright_photo_at_its_own_size(encoder_client, portrait):
     pixels = ok(post(encoder_client, "view=photo&attrs=Smiling", png_bytes(portrait)))
     assert rgb_of(pixels).shape == portrait.shape
@@ -140,6 +141,7 @@ def test_the_whole_photo_view_is_the_upright_photo_at_its_own_size(encoder_clien
     assert (answer.shape[1], answer.shape[0]) == upright
 
 
+@pytest.mark.slow
 def test_a_large_photo_comes_back_downscaled_to_the_documented_side(encoder_client, portrait):
     from app import edits
 
@@ -149,6 +151,7 @@ def test_a_large_photo_comes_back_downscaled_to_the_documented_side(encoder_clie
     assert answer.shape == (751, 1024, 3)  # 1100 * 1024 / 1500 = 750.9
 
 
+@pytest.mark.slow
 def test_same_photo_and_query_same_photo_bytes(encoder_client, portrait, celeba_photo):
     data = png_bytes(portrait)
     first = ok(post(encoder_client, "view=photo&attrs=Smiling,-Male", data))
@@ -173,6 +176,7 @@ def test_no_change_gives_the_photo_back_exactly(encoder_app, portrait):
     np.testing.assert_array_equal(views["edited"], views["framed"])
 
 
+@pytest.mark.slow
 def test_the_edit_changes_the_face_and_nothing_else_in_the_photo(encoder_client, portrait):
     data = png_bytes(portrait)
     found = encoder_client.post("/api/encode", data=data, content_type="image/png").get_json()
@@ -200,6 +204,7 @@ def edits_methods():
     return edits.METHODS
 
 
+@pytest.mark.slow
 def test_method_photo_is_the_framed_photo_plus_the_generators_change(encoder_client, portrait):
     from facegen import photo_edit as edits
 

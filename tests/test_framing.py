@@ -102,6 +102,7 @@ def test_check_template_refuses_bad_templates():
 
 # --- detection on real photos -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_face_is_found_with_landmarks_in_plausible_places(photo):
     for number in (0, 1, 2, 3):
         face = framing.largest_face(photo(number))

@@ -209,6 +209,7 @@ def test_spectral_norm_vectors_advance_in_d_step_only():
 
 
 # -- checkpoints and seeds ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_checkpoint_round_trip_restores_every_weight(tmp_path):
     from training import checkpoint
     from training.gan_state import build_models
@@ -227,6 +228,7 @@ def test_checkpoint_round_trip_restores_every_weight(tmp_path):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_no_two_layers_start_from_the_same_values():
     from training.gan_state import build_models
 
