@@ -92,7 +92,7 @@ def same_person(photo: np.ndarray, other: np.ndarray) -> dict:
             "mean_distance": round(float(distance.mean()), 4)}
 
 
-PARTITIONS = {"test": 2, "validation": 1}  # training.data's TEST / VALIDATION (checked in held_out)
+PARTITIONS = ("test", "validation")  # --partition: report on test, choose settings on validation
 # How an edit is made (see the module doc): the encoder's noise through G (generator), that edit as a change to the
 # framed photo (photo), or after a per-photo inversion (facegen/inversion.py): latent optimisation only (latent),
 # pivotal tuning's generator output (pti), or pivotal tuning's change applied to the framed photo (pti-photo).
@@ -110,14 +110,14 @@ def served_methods(model_dir) -> tuple:
 
 
 def held_out(cache, count: int, seed: int = 0, partition: str = "test") -> np.ndarray:
-    """``count`` indices of the cache's ``partition`` (test: else validation), drawn with ``seed``, sorted."""
-    from training.data import TEST, VALIDATION
+    """``count`` indices, drawn with ``seed`` and sorted, of the held-out photos (``test``: training.data's
+    held_out_rows, the test partition else validation) or of the validation partition (to choose settings on)."""
+    from training.data import PARTITION_NAMES, held_out_rows
 
-    assert PARTITIONS == {"test": TEST, "validation": VALIDATION}
-    rows = np.asarray(cache.partition)
-    photos = np.flatnonzero(rows == PARTITIONS[partition])
-    if len(photos) == 0 and partition == "test":
-        photos = np.flatnonzero(rows == VALIDATION)
+    if partition == "test":
+        photos, _ = held_out_rows(cache.partition)
+    else:
+        photos = np.flatnonzero(np.asarray(cache.partition) == PARTITION_NAMES.index(partition))
     if len(photos) == 0:
         raise UsageError(f"--data: the cache has no {partition} partition to measure held-out photos on")
     if len(photos) > count:
@@ -295,7 +295,7 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", type=Path, required=True,
                         help="the folder of the cache's photos (its filenames), read in place")
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT, help=f"held-out photos ({DEFAULT_COUNT})")
-    parser.add_argument("--partition", choices=sorted(PARTITIONS), default="test",
+    parser.add_argument("--partition", choices=PARTITIONS, default="test",
                         help="the held-out partition measured: choose settings on validation, report on test (test)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"edit methods compared in one run, of {','.join(METHODS)} ({','.join(DEFAULT_METHODS)})")
