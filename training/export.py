@@ -370,25 +370,38 @@ def export_random_model(out_dir, name="tiny", resolution=32, latent_size=16,
 
 
 # -- upgrading a model folder made before a signature existed -------------------------------------------------------
-def _copy_layer(target, source) -> None:
-    """A restored SavedModel layer's kernel and bias into a built Keras layer of the same shape."""
-    from training.grow import _kernel
+def _copy_all(model, weights: dict) -> None:
+    """Every layer of ``model`` that has a kernel gets its (kernel, bias) from ``weights`` (grow.saved_layers), by
+    name and with the same shapes, and every entry of ``weights`` is used: UsageError naming the first mismatch."""
+    from training.grow import layer_kernel
 
-    kernel, bias = np.asarray(_kernel(source)), np.asarray(source.bias)
-    if tuple(_kernel(target).shape) != kernel.shape or tuple(target.bias.shape) != bias.shape:
-        raise UsageError(f"--upgrade: layer {target.name} is {tuple(_kernel(target).shape)} in the manifest's config "
-                         f"but {kernel.shape} in the SavedModel")
-    _kernel(target).assign(kernel)
-    target.bias.assign(bias)
+    used = set()
+    for layer in model.layers:
+        kernel = layer_kernel(layer)
+        if kernel is None:
+            continue
+        if layer.name not in weights:
+            raise UsageError(f"--upgrade: layer {layer.name} of the manifest's config is not in the SavedModel")
+        source_kernel, source_bias = weights[layer.name]
+        if tuple(kernel.shape) != source_kernel.shape or tuple(layer.bias.shape) != source_bias.shape:
+            raise UsageError(f"--upgrade: layer {layer.name} is {tuple(kernel.shape)} in the manifest's config "
+                             f"but {source_kernel.shape} in the SavedModel")
+        kernel.assign(source_kernel)
+        layer.bias.assign(source_bias)
+        used.add(layer.name)
+    if set(weights) - used:
+        raise UsageError(f"--upgrade: the SavedModel has layers the manifest's config does not build: "
+                         f"{sorted(set(weights) - used)}")
 
 
 def rebuild_networks(model_dir):
     """(generator, encoder or None, config): a model folder's networks rebuilt as Keras models from the config in
-    its manifest (training.config) and its SavedModel's variables, as grow.warm_start reads them."""
+    its manifest (training.config) and its SavedModel's variables, read as grow.warm_start reads them."""
     import keras
     import tensorflow as tf
 
     from training.config import load_config
+    from training.grow import saved_layers
     from training.networks import build_encoder, build_generator
 
     manifest = model_folder.read_manifest(model_dir)
@@ -402,26 +415,13 @@ def rebuild_networks(model_dir):
     keras.config.set_dtype_policy("float32")  # as export on the CPU: the exported graph computes in float32
     saved = tf.saved_model.load(str(model_dir))
     generator = build_generator(config)
-    restored = saved.model
-    if len(restored.blocks) != len(generator.blocks):
-        raise UsageError(f"--upgrade: the SavedModel has {len(restored.blocks)} generator blocks, the config "
-                         f"{len(generator.blocks)}")
-    for target, source in [(generator.base, restored.base), (generator.to_rgb, restored.to_rgb),
-                           *zip(generator.blocks, restored.blocks)]:
-        _copy_layer(target, source)
+    _copy_all(generator, saved_layers(saved, "model", [block.name for block in generator.blocks]))
     if generator.fades_in:
-        _copy_layer(generator.to_rgb_prev, restored.to_rgb_prev)
-        generator.fade.assign(np.asarray(restored.fade))
+        generator.fade.assign(np.asarray(saved.model.fade))
     encoder = None
     if manifest.get("encoder") and hasattr(saved, "encoder"):
         encoder = build_encoder(config)
-        source = saved.encoder
-        pairs = [*zip(encoder.downs, source.downs), (encoder.conv4, source.conv4),
-                 (encoder.features, source.features), (encoder.to_z, source.to_z)]
-        if encoder.to_attributes is not None:
-            pairs.append((encoder.to_attributes, source.to_attributes))
-        for target, source_layer in pairs:
-            _copy_layer(target, source_layer)
+        _copy_all(encoder, saved_layers(saved, "encoder", [down.name for down in encoder.downs]))
     return generator, encoder, config
 
 

@@ -38,13 +38,15 @@ def fade_real(images, step, config):
     return blurred + fade_alpha(step, config) * (images - blurred)
 
 
-def _kernel(layer):
+def layer_kernel(layer):
     # Keras 3's Dense keeps its kernel as `_kernel` (LoRA support); the convolutions as `kernel`.
     return layer.kernel if hasattr(layer, "kernel") else getattr(layer, "_kernel", None)
 
 
-def _saved_layers(saved_model, attribute: str, block_names) -> dict:
-    """{layer name: (kernel, bias) numpy} of a restored SavedModel's generator or encoder."""
+def saved_layers(saved_model, attribute: str, block_names) -> dict:
+    """{layer name: (kernel, bias) numpy} of a restored SavedModel's generator ("model") or "encoder", named as the
+    Keras networks name them (``block_names``: the generator's up blocks or the encoder's down blocks, in order);
+    also read by export --upgrade, which rebuilds a model folder's networks from them."""
     net = getattr(saved_model, attribute)
     found = {}
     if attribute == "model":
@@ -52,11 +54,14 @@ def _saved_layers(saved_model, attribute: str, block_names) -> dict:
         for block, name in zip(net.blocks, block_names):
             found[name] = block
         found["to_rgb"] = net.to_rgb
+        if hasattr(net, "to_rgb_prev"):  # exported mid-fade: the half-size image's layer
+            found["to_rgb_prev"] = net.to_rgb_prev
     else:
         for layer, name in zip(net.downs, block_names):
             found[name] = layer
         found.update(conv4=net.conv4, features=net.features, z=net.to_z, attributes=net.to_attributes)
-    return {name: (np.asarray(_kernel(layer)), np.asarray(layer.bias)) for name, layer in found.items()}
+    return {name: (np.asarray(layer_kernel(layer)), np.asarray(layer.bias)) for name, layer in found.items()
+            if layer is not None}
 
 
 def _copy_matching(model, weights: dict, renames: dict) -> list:
@@ -64,7 +69,7 @@ def _copy_matching(model, weights: dict, renames: dict) -> list:
     copied = []
     for layer in model.layers if hasattr(model, "layers") else []:
         source = weights.get(renames.get(layer.name, layer.name))
-        target = _kernel(layer)
+        target = layer_kernel(layer)
         if source is None or target is None or tuple(target.shape) != source[0].shape:
             continue
         target.assign(source[0])
@@ -90,12 +95,12 @@ def warm_start(models, config) -> dict:
     saved = tf.saved_model.load(str(folder))
     half = config.resolution // 2
     ups = [f"up{8 * 2 ** i}" for i in range(int(np.log2(half)) - 2)]
-    g_weights = _saved_layers(saved, "model", ups)
+    g_weights = saved_layers(saved, "model", ups)
     copied = {"generator": []}
     for generator in (models.generator, models.ema_generator):
         # to_rgb_prev (the fade's half-size image) is the smaller model's to_rgb, on the same features.
         copied["generator"] = _copy_matching(generator, g_weights, {"to_rgb_prev": "to_rgb"})
     if models.encoder is not None and hasattr(saved, "encoder"):
         downs = [f"down{half // 2 ** (i + 1)}" for i in range(int(np.log2(half)) - 2)]
-        copied["encoder"] = _copy_matching(models.encoder, _saved_layers(saved, "encoder", downs), {})
+        copied["encoder"] = _copy_matching(models.encoder, saved_layers(saved, "encoder", downs), {})
     return copied
