@@ -261,6 +261,7 @@ def test_same_seed_same_initial_weights_in_two_processes():
 # between the backends' kernels by ~1e-6 relative; losses agree to 1e-4 relative, and each updated weight to within
 # 1e-5 + 1% of Adam's step (lr), which sign-level differences in near-zero gradients can reach.
 BACKEND_CONFIG = {"d_steps": 2, "label_flip": 0.2, "instance_noise": 0.1, "d_accuracy_threshold": 0.9,
+                  "augment": ["translation", "cutout"],
                   "spectral_norm": True, "conditioning": "both", "ema_start": 0, "ema_decay": 0.5}
 
 

@@ -263,6 +263,28 @@ def test_resume_refuses_another_batch_size(synth_cache, config_file, tmp_path, c
 
 
 @pytest.mark.slow
+def test_resume_may_switch_augmentation_on_and_records_it(synth_cache, config_file, tmp_path, capsys):
+    """A resumed run may change RESUMABLE_SETTINGS only; the change is written to config.json and run.json."""
+    run_dir = tmp_path / "run"
+    assert _train(synth_cache, run_dir, config_file, "--steps", "2") == 0
+    assert _train(synth_cache, run_dir, config_file, "--steps", "3", "--resume") == 0  # same config: no change
+    assert "config_changes" not in json.loads((run_dir / "run.json").read_text())["training"]
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**TINY_CONFIG, "g_lr": 1e-3, "augment": ["cutout"]}))
+    assert _train(synth_cache, run_dir, other, "--steps", "4", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "g_lr" in err and "augment" not in err.split("may change only")[0]
+    augmented = tmp_path / "augmented.json"
+    augmented.write_text(json.dumps({**TINY_CONFIG, "augment": ["translation", "cutout"]}))
+    assert _train(synth_cache, run_dir, augmented, "--steps", "5", "--resume") == 0
+    assert json.loads((run_dir / "config.json").read_text())["augment"] == ["translation", "cutout"]
+    changes = json.loads((run_dir / "run.json").read_text())["training"]["config_changes"]
+    assert [(c["step"], c["changed"]) for c in changes] == [(3, {"augment": [[], ["translation", "cutout"]]})]
+    assert _train(synth_cache, run_dir, augmented, "--steps", "6", "--resume") == 0  # now the run's own config
+    assert len(json.loads((run_dir / "run.json").read_text())["training"]["config_changes"]) == 1
+
+
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_with_a_checkpoint(synth_cache, config_file, tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "training", "train", "--data", str(synth_cache), "--out", str(run_dir),

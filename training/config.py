@@ -21,6 +21,10 @@ ARCHITECTURES = ("facegen", "artiface")
 LOSSES = ("nonsaturating", "hinge")
 CONDITIONING = ("projection", "acgan", "both")
 RECONSTRUCTION_LOSSES = ("l1", "l2")
+AUGMENTATIONS = ("color", "translation", "cutout")  # stabilisers.augment implements each
+# Settings a resumed run may change (`train --resume --config`): they change what the next steps do, not the shape
+# of the networks, the data order or the optimisers' state. run.json records each change with its step.
+RESUMABLE_SETTINGS = ("augment", "checkpoint_every", "log_every")
 
 
 @dataclasses.dataclass
@@ -70,6 +74,9 @@ class TrainConfig:
     ema_start: int = 1000  # steps before the EMA starts tracking (G moves fast early on)
     subset: float = 1.0  # fraction of the training images drawn each epoch
     flip_images: bool = True  # random horizontal flips of real images
+    # DiffAugment on everything D judges (stabilisers.augment): any of "color", "translation", "cutout". May be
+    # switched on or off when a run is resumed (RESUMABLE_SETTINGS).
+    augment: list = dataclasses.field(default_factory=list)
 
     # The encoder E (the AE-AC-GAN seed's): E(image) -> (z estimate, attribute logits), trained beside G so a photo
     # can be mapped into G's space and edited. Off by default: old configs and runs train exactly as before.
@@ -123,6 +130,9 @@ class TrainConfig:
         need(self.d_steps >= 1, "d_steps must be at least 1")
         need(0.0 <= self.d_accuracy_threshold <= 1.0, "d_accuracy_threshold must be in [0, 1]")
         need(0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1)")
+        unknown = [name for name in self.augment if name not in AUGMENTATIONS]
+        need(not unknown, f"augment: unknown {unknown}; choose from {list(AUGMENTATIONS)}")
+        need(len(set(self.augment)) == len(self.augment), "augment names an augmentation twice")
         need(0.0 < self.subset <= 1.0, "subset must be in (0, 1]")
         need(self.checkpoint_every >= 1 and self.log_every >= 1, "checkpoint_every and log_every must be >= 1")
         need(min(self.g_width, self.d_width, self.g_max_width, self.d_max_width) >= 1, "widths must be >= 1")
@@ -139,6 +149,18 @@ class TrainConfig:
         for key in ("reconstruction_weight", "feature_weight", "encoder_attribute_weight", "cycle_weight"):
             need(getattr(self, key) >= 0, f"{key} must be >= 0")
         return self
+
+
+def resume_changes(trained: TrainConfig, asked: TrainConfig) -> dict:
+    """{setting: [trained value, asked value]} for a resumed run's --config; only RESUMABLE_SETTINGS may differ."""
+    old, new = trained.to_dict(), asked.to_dict()
+    changed = {key: [old[key], new[key]] for key in old if old[key] != new[key]}
+    fixed = sorted(key for key in changed if key not in RESUMABLE_SETTINGS)
+    if fixed:
+        raise UsageError(f"--config differs from the config the run was trained with in {', '.join(fixed)}; a resumed "
+                         f"run may change only {', '.join(RESUMABLE_SETTINGS)}: resume without --config, or start a "
+                         "new run in another folder")
+    return changed
 
 
 def load_config(path=None, **overrides) -> TrainConfig:

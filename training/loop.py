@@ -9,7 +9,7 @@ import numpy as np
 
 from facegen import model_folder
 from training import run_folder
-from training.config import load_config
+from training.config import load_config, resume_changes
 from training.usage_error import UsageError
 from training.runlog import RunLog
 from training.timestamps import utc_now
@@ -51,6 +51,7 @@ def run(args) -> int:
     if args.steps is None and args.epochs is None and args.max_seconds is None and args.max_cpu_seconds is None:
         raise UsageError("say how long to train: --steps N, --epochs N, --max-seconds S or --max-cpu-seconds S")
     run_dir: Path = args.out
+    config_changes = {}
     config_file = run_dir / run_folder.CONFIG
     from training import checkpoint
 
@@ -62,9 +63,10 @@ def run(args) -> int:
             raise UsageError(f"--batch-size {args.batch_size}: {run_dir} trains with batch size {config.batch_size} "
                              "(its epoch order and step count depend on it); resume without --batch-size, or start a "
                              "new run in another folder")
-        if args.config is not None and load_config(args.config, batch_size=args.batch_size) != config:
-            raise UsageError(f"--config differs from the config {run_dir} was trained with ({config_file}); "
-                             "resume without --config, or start a new run in another folder")
+        if args.config is not None:
+            asked = load_config(args.config, batch_size=args.batch_size)
+            config_changes = resume_changes(config, asked)
+            config = asked
     else:
         if checkpoint.has_state(run_dir):
             raise UsageError(f"--out: {run_dir} already holds a training run; pass --resume to continue it, "
@@ -74,7 +76,8 @@ def run(args) -> int:
         raise UsageError(f"--data: no such file or folder: {args.data}")
     return Training(config, run_dir, args.data, resume=args.resume, steps=args.steps, epochs=args.epochs,
                     max_seconds=args.max_seconds, max_cpu_seconds=args.max_cpu_seconds, sample_every=args.sample_every,
-                    distribute=args.distribute, cache_dir=args.cache_dir, progress=not args.no_progress).run()
+                    distribute=args.distribute, cache_dir=args.cache_dir, progress=not args.no_progress,
+                    config_changes=config_changes).run()
 
 
 class Training:
@@ -85,17 +88,20 @@ class Training:
     continue from the run's checkpoint; steps, epochs: train until this many in all; max_seconds, max_cpu_seconds:
     stop with a checkpoint after this much wall-clock or CPU time in this session (None: no limit); sample_every:
     epochs between sample grids; distribute: data-parallel over every visible device (JAX); progress: a progress bar
-    rather than log lines.
+    rather than log lines; config_changes: {setting: [old, new]} a resumed run's --config changed
+    (config.resume_changes), written to config.json and recorded in run.json with the step they start at.
     """
 
     def __init__(self, config, run_dir, data, *, resume: bool = False, steps: int | None = None,
                  epochs: float | None = None, max_seconds: float | None = None, max_cpu_seconds: float | None = None,
-                 sample_every: int = 1, distribute: bool = False, cache_dir=None, progress: bool = True):
+                 sample_every: int = 1, distribute: bool = False, cache_dir=None, progress: bool = True,
+                 config_changes: dict | None = None):
         self.config, self.run_dir, self.data = config, Path(run_dir), Path(data)
         self.resume, self.steps, self.epochs = resume, steps, epochs
         self.max_seconds, self.max_cpu_seconds = max_seconds, max_cpu_seconds
         self.sample_every, self.distribute = sample_every, distribute
         self.cache_dir, self.progress = cache_dir, progress
+        self.config_changes = config_changes or {}
         self.stop_requested = False
         self.runlog = None
 
@@ -186,7 +192,7 @@ class Training:
     def write_run_files(self):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / run_folder.SAMPLES).mkdir(exist_ok=True)
-        if not self.resume:
+        if not self.resume or self.config_changes:
             self.config.save(self.run_dir / run_folder.CONFIG)
         from training.networks import count_parameters
 
@@ -204,6 +210,9 @@ class Training:
         # keep history (e.g. the first session's start time) across resumes
         info["training"] = {**run_folder.read_run_info(self.run_dir).get("training", {}), **info["training"]}
         info["training"].setdefault("started", utc_now())
+        if self.config_changes:
+            info["training"]["config_changes"] = info["training"].get("config_changes", []) + [
+                {"step": self.start_step, "at": utc_now(), "changed": self.config_changes}]
         run_folder.write_run_info(self.run_dir, info)
 
     # -- the loop ------------------------------------------------------------------------------------------

@@ -41,8 +41,8 @@ def discriminator_objective(g_forward, d_forward, real, real_attrs, cond_attrs, 
     batch = ops.shape(real)[0]
     z = rng.normal((batch, config.latent_size))
     fake = ops.stop_gradient(ops.cast(g_forward(z, cond_attrs), "float32"))
-    real = stabilisers.add_instance_noise(real, config, step, rng)
-    fake = stabilisers.add_instance_noise(fake, config, step, rng)
+    real = stabilisers.add_instance_noise(stabilisers.augment(real, config, rng), config, step, rng)
+    fake = stabilisers.add_instance_noise(stabilisers.augment(fake, config, rng), config, step, rng)
     real_logit, real_class = d_forward(real, real_attrs)
     fake_logit, _ = d_forward(fake, cond_attrs)
     real_logit, fake_logit = ops.cast(real_logit, "float32"), ops.cast(fake_logit, "float32")
@@ -66,7 +66,7 @@ def _generator_terms(g_forward, d_forward, cond_attrs, step, config, rng):
     batch = ops.shape(cond_attrs)[0]
     z = rng.normal((batch, config.latent_size))
     clean = ops.cast(g_forward(z, cond_attrs), "float32")
-    fake = stabilisers.add_instance_noise(clean, config, step, rng)
+    fake = stabilisers.add_instance_noise(stabilisers.augment(clean, config, rng), config, step, rng)
     logit, class_logits = d_forward(fake, cond_attrs)
     adversarial = g_adversarial(ops.cast(logit, "float32"), config)
     loss = adversarial

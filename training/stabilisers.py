@@ -66,3 +66,69 @@ def ema_decay(config, step):
 def ema_update(ema, current, decay):
     """One EMA step: decay * ema + (1 - decay) * current."""
     return decay * ema + (1.0 - decay) * current
+
+
+# -- differentiable augmentation (DiffAugment, Zhao et al. 2020) ----------------------------------------------
+TRANSLATION_RATIO = 1 / 8  # the largest shift, as a share of the side
+CUTOUT_RATIO = 1 / 2  # the erased square's side, as a share of the image's
+
+
+def augment(images, config, rng):
+    """The augmentations named in config.augment, drawn afresh per image, on everything D judges: real images in
+    D's step, fakes in D's and in G's. Every operation is differentiable in the image, so G is trained through them;
+    D never sees an un-augmented image, so it cannot learn the augmentations as a sign of fakes (the leak that
+    augmenting real images alone causes). Published gains are largest with few photos and a D that overfits."""
+    for name in config.augment:
+        images = {"color": _color, "translation": _translation, "cutout": _cutout}[name](images, rng)
+    return images
+
+
+def _per_image(images, rng):
+    return rng.uniform((ops.shape(images)[0], 1, 1, 1))
+
+
+def _color(images, rng):
+    """Brightness +-0.5, saturation x[0, 2], contrast x[0.5, 1.5] (images in [-1, 1]). Colour attributes (hair,
+    pale skin) are what a colour-jittered real image no longer shows plainly: measure before using it here."""
+    images = images + (_per_image(images, rng) - 0.5)
+    mean = ops.mean(images, axis=3, keepdims=True)
+    images = (images - mean) * (_per_image(images, rng) * 2.0) + mean
+    mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
+    return (images - mean) * (_per_image(images, rng) + 0.5) + mean
+
+
+def _random_offsets(rng, batch, count):
+    """Integers uniform in [0, count) per image, shape (batch,)."""
+    return ops.cast(ops.minimum(ops.floor(rng.uniform((batch,)) * count), count - 1), "int32")
+
+
+def _translation(images, rng):
+    """Shift each image by whole pixels, up to TRANSLATION_RATIO of its side each way; zeros (mid-grey) fill in."""
+    batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+    shifted = images
+    for axis, size in ((1, height), (2, width)):
+        most = int(size * TRANSLATION_RATIO)
+        shift = _random_offsets(rng, batch, 2 * most + 1) - most
+        source = ops.arange(size, dtype="int32")[None, :] - shift[:, None]  # (batch, size): where each pixel comes from
+        inside = ops.cast((source >= 0) & (source < size), images.dtype)
+        index = ops.clip(source, 0, size - 1)
+        if axis == 1:
+            index = ops.broadcast_to(index[:, :, None, None], ops.shape(shifted))
+            shifted = ops.take_along_axis(shifted, index, axis=1) * inside[:, :, None, None]
+        else:
+            index = ops.broadcast_to(index[:, None, :, None], ops.shape(shifted))
+            shifted = ops.take_along_axis(shifted, index, axis=2) * inside[:, None, :, None]
+    return shifted
+
+
+def _cutout(images, rng):
+    """Zero one square of CUTOUT_RATIO of the side per image, centred anywhere (clipped at the edges)."""
+    batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+    keep = None
+    for size in (height, width):
+        half = int(size * CUTOUT_RATIO) // 2
+        centre = _random_offsets(rng, batch, size)
+        offset = ops.arange(size, dtype="int32")[None, :] - centre[:, None]
+        inside = (offset >= -half) & (offset < half)  # (batch, size)
+        keep = inside[:, :, None] if keep is None else keep & inside[:, None, :]
+    return images * (1.0 - ops.cast(keep, images.dtype))[:, :, :, None]
