@@ -225,6 +225,13 @@ class MicroBatcher(_Batcher):
             raise ValueError(f"this batcher serves {self.model.name!r}, not {request.model.name!r}")
 
     def _compute(self, requests: list) -> list:
+        return self.render(requests)
+
+    def render(self, requests: list) -> list:
+        """The one generator call a batch of up to max_batch faces gets, padded to a bucket: the worker thread's call
+        for /api/face, and ``python -m facegen generate``'s own in a loop (no queue: it is the only client)."""
+        if len(requests) > self.max_batch:
+            raise ValueError(f"{len(requests)} faces in one call; at most {self.max_batch}")
         inputs = [face_inputs(request) for request in requests]
         size = bucket_for(len(inputs), self.sizes)
         noise = np.zeros((size, self.model.latent_size), np.float32)
