@@ -268,7 +268,7 @@ def generated_faces(photo: EncodedPhoto, edited: np.ndarray, wanted: set, needs_
     if "rebuilt" in wanted or (needs_edit and method == "photo"):
         vectors["rebuilt"] = photo.found
     if needs_edit:
-        vectors["generated"] = edited
+        vectors["generated"] = photo_edit.pushed(photo.found, edited, photo.model.edit_gains)
     futures = {}
     for name, vector in vectors.items():
         same = next((other for other, f in futures.items() if np.array_equal(vectors[other], vector)), None)

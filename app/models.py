@@ -60,6 +60,7 @@ class Model:
         # The encoder, when the manifest has an encoder object (null or absent: the model cannot encode).
         self.encoder: EncoderSpec | None = None
         self._encode = None
+        self.edit_gains = model_folder.edit_gains(manifest)  # how far an edit pushes each attribute it changes
         if manifest.get("encoder") is not None:
             self.encoder = EncoderSpec(manifest["encoder"])
             try:

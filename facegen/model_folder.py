@@ -201,7 +201,33 @@ def validate_manifest(manifest, where) -> dict:
         problem = encoder_problem(manifest["encoder"], manifest["resolution"], manifest["latent_size"],
                                   len(attributes))
         need(problem is None, f"encoder {problem}")
+        if "edit_gains" in manifest["encoder"]:
+            problem = edit_gains_problem(manifest["encoder"]["edit_gains"], attributes)
+            need(problem is None, f"encoder edit_gains {problem}")
     return manifest
+
+
+EDIT_GAIN_RANGE = (0.5, 4.0)  # an edit's push (facegen.photo_edit.pushed): from half as far to four times as far
+
+
+def edit_gains(manifest: dict) -> np.ndarray:
+    """float32 [A]: how far an edit pushes each attribute it changes (facegen.photo_edit.pushed), from the encoder
+    object's optional "edit_gains" {attribute: gain} (written with the identity figures they were measured with,
+    ``python -m training.identity --write``); 1.0 for attributes it does not name, and for models without it."""
+    gains = (manifest.get("encoder") or {}).get("edit_gains") or {}
+    return np.array([float(gains.get(name, 1.0)) for name in manifest["attributes"]], np.float32)
+
+
+def edit_gains_problem(gains, attributes) -> str | None:
+    if not isinstance(gains, dict):
+        return "must be an object {attribute: gain}"
+    unknown = [name for name in gains if name not in attributes]
+    if unknown:
+        return f"names attributes the model does not have: {unknown}"
+    low, high = EDIT_GAIN_RANGE
+    bad = {name: g for name, g in gains.items() if isinstance(g, bool) or not isinstance(g, (int, float))
+           or not math.isfinite(g) or not low <= g <= high}
+    return f"must be numbers in [{low:g}, {high:g}], not {bad}" if bad else None
 
 
 def encoder_problem(encoder, resolution: int, latent_size: int, num_attributes: int) -> str | None:

@@ -30,6 +30,16 @@ CHANGE_FEATHER = 1 / 32
 STRENGTH = 1.0
 
 
+def pushed(found: np.ndarray, edited: np.ndarray, gains) -> np.ndarray:
+    """The generator's input for an edit (methods generator and photo): float32 [A], ``found`` + ``gains`` x
+    (``edited`` - ``found``), so each attribute the edit changes goes ``gains`` times as far (off -> g, on -> 1 - g),
+    past the 0/1 the generator was trained on: at 0/1 its change is often too faint to read as the new attribute.
+    ``gains``: float [A] or one number, the model's own (facegen.model_folder.edit_gains: measured per model by
+    ``python -m training.identity --write``); attributes the edit leaves are as found."""
+    found, edited = np.asarray(found, np.float32), np.asarray(edited, np.float32)
+    return (found + np.asarray(gains, np.float32) * (edited - found)).astype(np.float32)
+
+
 def blur(values: np.ndarray, sigma: float) -> np.ndarray:
     """A Gaussian blur of a float [S, S] array along both axes (edges reflected); ``sigma`` in pixels."""
     radius = max(1, math.ceil(3 * sigma))

@@ -579,3 +579,38 @@ def test_gunicorn_logs_hold_no_photo_bytes(served_encoder, verified_context, cel
         piece = photo[start:start + 16]
         for form in (piece.decode("latin-1"), base64.b64encode(piece).decode()[:16], piece.hex(), repr(piece)[2:-1]):
             assert form not in text, f"bytes {start}..{start + 16} of the photo are in the server log"
+
+
+@pytest.mark.slow
+def test_the_manifests_edit_gains_push_only_the_attributes_they_name(encoder_models_dir, celeba_photo, tmp_path):
+    """encoder.edit_gains (facegen.photo_edit.pushed): a gain on one attribute changes that attribute's edits and
+    nothing else's; a served model reads it from its manifest."""
+    import shutil
+
+    from app import create_app
+    from facegen import model_folder
+
+    photo = celeba_photo(3)
+    gained, plain = ENCODER_ATTRIBUTES[0], ENCODER_ATTRIBUTES[1]
+    pushed_dir = tmp_path / "models"
+    shutil.copytree(encoder_models_dir, pushed_dir)
+    manifest = model_folder.read_manifest(pushed_dir / ENCODER_MODEL)
+    manifest["encoder"]["edit_gains"] = {gained: 2.5}
+    model_folder.write_manifest(pushed_dir / ENCODER_MODEL, manifest)
+    clients = {name: create_app({"FACEGEN_MODELS_DIR": str(folder), "TESTING": True}).test_client()
+               for name, folder in (("gain 1", encoder_models_dir), ("gained", pushed_dir))}
+    found = ok(post(clients["gain 1"], "/api/edit?view=rebuilt", photo)).headers["X-Attributes-Found"].split(",")
+    flips = {name: (name if state.startswith("-") else "-" + name) for name, state in zip(ENCODER_ATTRIBUTES, found)}
+    faces = {(which, name): rgb_of(ok(post(client, f"/api/edit?method=generator&attrs={flips[name]}", photo)).data)
+             for which, client in clients.items() for name in (gained, plain)}  # pixels: the marks name the version
+    assert np.abs(faces["gained", gained].astype(int) - faces["gain 1", gained]).mean() > 1
+    np.testing.assert_array_equal(faces["gained", plain], faces["gain 1", plain])
+
+
+def test_pushed_moves_only_the_changed_attributes_by_their_gains():
+    from facegen.photo_edit import pushed
+
+    found = np.array([0, 1, 0, 1], np.float32)
+    edited = np.array([1, 0, 0, 1], np.float32)
+    np.testing.assert_allclose(pushed(found, edited, np.array([2, 1.5, 3, 3], np.float32)), [2, -0.5, 0, 1])
+    np.testing.assert_allclose(pushed(found, edited, 1.0), edited)

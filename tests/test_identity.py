@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import CELEBA_HQ, ENCODER_MODEL
+from tests.conftest import CELEBA_HQ, ENCODER_ATTRIBUTES, ENCODER_MODEL
 
 pytest.importorskip("dlib")
 pytest.importorskip("face_recognition_models")
@@ -77,6 +77,19 @@ def test_the_command_line_refuses_bad_flags_in_one_line(tmp_path, encoder_models
                  str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: no such cache file") and "\n" not in error
+
+
+def test_edit_gains_flags_name_their_problem(encoder_models_dir):
+    from training.identity import _gains, measure
+    from training.usage_error import UsageError
+
+    assert _gains("1.5") == {"*": 1.5} and _gains("Male=2,Smiling=1.25") == {"Male": 2.0, "Smiling": 1.25}
+    with pytest.raises(Exception, match="expected G or NAME=G"):
+        _gains("Male:2")
+    for gains, words in (({"Wings": 2.0}, "does not have"), ({"*": 40.0}, "numbers in")):
+        with pytest.raises(UsageError, match=f"--edit-gains: .*{words}"):
+            measure(encoder_models_dir / ENCODER_MODEL, [], ENCODER_ATTRIBUTES[:1], methods=("photo",),
+                    edit_gains=gains)
 
 
 def test_the_card_renders_the_identity_figures_and_says_when_there_are_none():

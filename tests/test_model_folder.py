@@ -70,6 +70,24 @@ def test_read_manifest_names_the_problem(tmp_path, change, problem):
         model_folder.read_manifest(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize("gains, problem", [
+    ({"Bald": 2.0}, "does not have"), ({"Male": 9.0}, r"in \[0.5, 4\]"), ({"Male": True}, "numbers"), ([2.0], "object"),
+])
+def test_edit_gains_are_checked_and_read_with_one_for_the_rest(tmp_path, gains, problem):
+    template = [[0.35, 0.45], [0.65, 0.45], [0.5, 0.6], [0.38, 0.75], [0.62, 0.75]]
+    encoder = model_folder.encoder_field(64, 8, 2, {"landmarks": template, "detector": "mtcnn x"})
+    manifest = model_folder.build_manifest(name="m", resolution=64, latent_size=8, attributes=["Male", "Smiling"],
+                                           architecture="facegen", parameters=10, created="x", encoder=encoder)
+    np.testing.assert_array_equal(model_folder.edit_gains(manifest), [1.0, 1.0])
+    manifest["encoder"]["edit_gains"] = {"Smiling": 2.0}
+    (tmp_path / model_folder.MANIFEST).write_text(json.dumps(manifest))
+    np.testing.assert_array_equal(model_folder.edit_gains(model_folder.read_manifest(tmp_path)), [1.0, 2.0])
+    manifest["encoder"]["edit_gains"] = gains
+    (tmp_path / model_folder.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(model_folder.ManifestError, match=problem):
+        model_folder.read_manifest(tmp_path)
+
+
 def _imports(folder: str) -> set:
     names = set()
     for path in (REPO / folder).rglob("*.py"):

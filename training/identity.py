@@ -4,6 +4,7 @@
         --photos ../shared/data/celeba-hq-128/CelebA-HQ-img [--count 200] [--edit-attributes Male,Smiling,Eyeglasses]
         [--partition test|validation] [--methods generator,photo,latent,pti,pti-photo]
         [--latent-steps N] [--tune-steps N] [--latent-rate R] [--tune-rate R] [--low-pass-weight W]
+        [--edit-gains G|NAME=G,...] [--write]
 
 Choose settings on --partition validation, report on test (the default).
 
@@ -139,9 +140,10 @@ def inverters(model_dir, methods, settings=None) -> dict:
 
 
 def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=None, progress: bool = True,
-            methods=DEFAULT_METHODS, settings=None) -> dict:
+            methods=DEFAULT_METHODS, settings=None, edit_gains=None) -> dict:
     """Identity (and, with ``classifier``, edit success) over the photos at ``photo_paths`` for each of ``methods``
-    (METHODS); see the module doc. ``settings``: the inversion recipe (facegen.inversion.Settings)."""
+    (METHODS); see the module doc. ``settings``: the inversion recipe (facegen.inversion.Settings); ``edit_gains``:
+    {attribute: gain} (or {"*": gain}: all) over the model's own (facegen.model_folder.edit_gains, what is served)."""
     from PIL import Image
 
     from facegen import framing, inversion, model_folder, photo_edit
@@ -163,6 +165,15 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
     generate, loaded = model_folder.load_generate(model_dir)
     encode = model_folder.load_encode(model_dir, loaded)
     inverting = inverters(model_dir, methods, settings)
+    gains = model_folder.edit_gains(manifest)
+    for name, gain in (edit_gains or {}).items():
+        problem = model_folder.edit_gains_problem({name: gain}, names + ["*"])
+        if problem:
+            raise UsageError(f"--edit-gains: {problem}")
+        if name == "*":
+            gains[:] = gain
+        else:
+            gains[names.index(name)] = gain
 
     photos, framed, skipped = [], [], 0
     rebuilt = {"encoder": [], **{name: [] for name in inverting}}  # by inversion
@@ -187,7 +198,8 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
             flipped = found.copy()
             flipped[j] = 1.0 - flipped[j]
             vectors.append(flipped)
-        faces_out = generate(np.repeat(noise, len(vectors), axis=0), np.stack(vectors))
+        inputs = [found] + [photo_edit.pushed(found, v, gains) for v in vectors[1:]]  # as app/edits.py
+        faces_out = generate(np.repeat(noise, len(vectors), axis=0), np.stack(inputs))
         encoded_s = time.perf_counter() - started
         for k, name in enumerate(edit_attributes):
             targets[name].append(vectors[k + 1][columns[k]])
@@ -256,6 +268,7 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
     report = {"photos": len(framed), "no_face": skipped, "same_person_below": SAME_PERSON,
               "network": "dlib face-recognition ResNet (face_recognition_models 0.3.0), template-placed 5-point chip",
               **figures, "edits": edits, "methods": list(methods),
+              "edit_gains": {name: round(float(g), 4) for name, g in zip(names, gains) if g != 1.0},
               "seconds_per_photo_median": timing.get("photo", max(timing.values())),
               "seconds_per_photo_median_by_method": timing,
               "seconds_note": f"detect + frame + encode + generate {1 + len(edit_attributes)} faces (+ the method's "
@@ -287,6 +300,16 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _gains(raw: str) -> dict:
+    """--edit-gains: "1.5" (every attribute) or "Male=1.5,Smiling=2" -> {name or "*": gain}."""
+    try:
+        if "=" not in raw:
+            return {"*": float(raw)}
+        return {name.strip(): float(value) for name, value in (part.split("=") for part in raw.split(",") if part)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected G or NAME=G,NAME=G..., got {raw!r}") from None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.identity", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -304,6 +327,10 @@ def main(argv=None) -> int:
                             ("--latent-rate", float, "latent_rate"), ("--tune-rate", float, "tune_rate"),
                             ("--low-pass-weight", float, "low_pass_weight")):
         inversion.add_argument(flag, type=kind, dest=key, help="(facegen.inversion's default)")
+    parser.add_argument("--edit-gains", type=_gains, metavar="G|NAME=G,...",
+                        help="how far an edit pushes the attributes it changes, for methods generator and photo "
+                             "(facegen.photo_edit.pushed): one number for all, or per attribute (default: the "
+                             "manifest's encoder.edit_gains, what is served; --write stores the ones measured)")
     parser.add_argument("--edit-attributes", default=",".join(DEFAULT_EDITS),
                         help=f"attributes flipped one at a time ({','.join(DEFAULT_EDITS)})")
     parser.add_argument("--classifier", type=Path, metavar="FILE.keras",
@@ -337,7 +364,8 @@ def main(argv=None) -> int:
                                                       "low_pass_weight") if getattr(args, key) is not None}
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         report = measure(args.model, paths, [a.strip() for a in args.edit_attributes.split(",") if a.strip()],
-                         classifier, methods=methods, settings=replace(Settings(), **chosen))
+                         classifier, methods=methods, settings=replace(Settings(), **chosen),
+                         edit_gains=args.edit_gains)
         report["partition"] = args.partition
         report["command"] = " ".join(["python -m training.identity"] + (argv if argv is not None else sys.argv[1:]))
     except UsageError as error:
@@ -351,6 +379,8 @@ def main(argv=None) -> int:
 
         manifest = model_folder.read_manifest(args.model)
         manifest.setdefault("metrics", {})["identity"] = report
+        # The gains the figures were measured with are the ones served: one home, written together.
+        manifest["encoder"]["edit_gains"] = report["edit_gains"]
         model_folder.write_manifest(args.model, manifest)
     return 0
 
