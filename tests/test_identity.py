@@ -101,8 +101,10 @@ def test_the_card_renders_the_identity_figures_and_says_when_there_are_none():
               "rebuilt_by_inversion": {"pti": {"same_person": 1.0, "mean_distance": 0.4}},
               "edits": {"Smiling": {"pti-photo": {"same_person": 0.9, "mean_distance": 0.45, "changed": 0.55,
                                                   "kept": 0.95}}},
-              "seconds_per_photo_median_by_method": {"pti-photo": 0.8}, "command": "python -m training.identity"}
+              "seconds_per_photo_median_by_method": {"pti-photo": 0.8}, "command": "python -m training.identity",
+              "edit_gains": {"Smiling": 2.0}}
     text = "\n".join(identity_section(report))
+    assert "methods generator and photo: Smiling 2; 1 for the rest" in text
     assert "| the rebuild after inversion (pti) | 1.000 | 0.400 |" in text
     assert "| Smiling | pti-photo (pivotal tuning's change applied to the photo) | 0.900 | 0.450 | 0.550 | 0.950 |" \
         in text
