@@ -37,7 +37,7 @@ import re
 import tempfile
 import threading
 import xml.etree.ElementTree as ElementTree
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
