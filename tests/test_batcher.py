@@ -229,3 +229,15 @@ def test_grids_and_animations_go_through_the_micro_batcher(app, client):
     before = batcher.batches
     assert client.get("/api/interpolate?from=1&to=2&steps=20").status_code == 200
     assert batcher.batches >= before + 2
+
+
+def test_render_is_the_workers_batch_call_and_refuses_more_than_max_batch(model):
+    """generate's loop calls render directly: the same rows the queue gives, one call per batch, at most max_batch."""
+    batcher = MicroBatcher(model, max_batch=4, wait_ms=0, queue_size=8)
+    requests = [FaceRequest(model, seed) for seed in (11, 12, 13)]
+    rows = batcher.render(requests)
+    assert len(rows) == 3
+    for request, row in zip(requests, rows):
+        np.testing.assert_array_equal(row, batcher.pixels(request, timeout_s=30))
+    with pytest.raises(ValueError, match="at most 4"):
+        batcher.render([FaceRequest(model, seed) for seed in range(5)])
