@@ -115,7 +115,10 @@ def test_everything_d_judges_is_augmented(objective):
 
 
 def test_config_rejects_unknown_augmentations():
+    from training.config import AUGMENTATIONS
     from training.usage_error import UsageError
+
+    assert set(AUGMENTATIONS) == set(stabilisers.AUGMENTATIONS)  # every name the config accepts is implemented
 
     with pytest.raises(UsageError, match="augment: unknown"):
         config_of(augment=["rotation"])

@@ -91,7 +91,9 @@ def test_prepare_reads_the_folder_back_with_the_labels_asked_for(table_model, tm
 
 def test_an_interrupted_run_leaves_whole_files_and_the_same_command_completes_it(table_model, tmp_path,
                                                                                   monkeypatch, capsys):
-    argv = ("--count", 100, "--seed", 11, "--no-progress")  # seven batches of 16: more than the writers' window
+    # More batches of 16 than the writers' window holds (2 per writer), so the interrupt lands while batches remain
+    count = 16 * (2 * generate.WRITERS + 3)
+    argv = ("--count", count, "--seed", 11, "--no-progress")
     assert run(*argv, "--out", tmp_path / "whole") == 0
     whole = files(tmp_path / "whole")
 
@@ -114,15 +116,15 @@ def test_an_interrupted_run_leaves_whole_files_and_the_same_command_completes_it
     assert run(*argv, "--out", part) == 130
     on_disk = files(part)
     faces = [name for name in on_disk if name.startswith(generate.IMAGES)]
-    assert f"{len(faces)} of 100" in capsys.readouterr().err
+    assert f"{len(faces)} of {count}" in capsys.readouterr().err
     # At least the 17 counted, maybe a few in flight, each whole: no annotation yet, nothing half-written.
-    assert 17 <= len(faces) < 100 and set(on_disk) == {generate.RECORD, *faces}
+    assert 17 <= len(faces) < count and set(on_disk) == {generate.RECORD, *faces}
     assert all(on_disk[name] == whole[name] for name in on_disk)
 
     monkeypatch.setattr(generate, "progress_bar", real_bar)
     (part / faces[0]).unlink()  # a gap is filled too, not only the tail
     assert run(*argv, "--out", part) == 0
-    assert f"wrote {101 - len(faces)} faces ({len(faces) - 1} already there)" in capsys.readouterr().out
+    assert f"wrote {count + 1 - len(faces)} faces ({len(faces) - 1} already there)" in capsys.readouterr().out
     assert files(part) == whole
 
 

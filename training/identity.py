@@ -165,15 +165,15 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
     generate, loaded = model_folder.load_generate(model_dir)
     encode = model_folder.load_encode(model_dir, loaded)
     inverting = inverters(model_dir, methods, settings)
+    asked = dict(edit_gains or {})
+    everyone = asked.pop("*", None)
+    asked = {**({name: everyone for name in names} if everyone is not None else {}), **asked}
+    problem = model_folder.edit_gains_problem(asked, names)
+    if problem:
+        raise UsageError(f"--edit-gains: {problem}")
     gains = model_folder.edit_gains(manifest)
-    for name, gain in (edit_gains or {}).items():
-        problem = model_folder.edit_gains_problem({name: gain}, names + ["*"])
-        if problem:
-            raise UsageError(f"--edit-gains: {problem}")
-        if name == "*":
-            gains[:] = gain
-        else:
-            gains[names.index(name)] = gain
+    for name, gain in asked.items():
+        gains[names.index(name)] = gain
 
     photos, framed, skipped = [], [], 0
     rebuilt = {"encoder": [], **{name: [] for name in inverting}}  # by inversion

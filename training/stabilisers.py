@@ -79,7 +79,7 @@ def augment(images, config, rng):
     D never sees an un-augmented image, so it cannot learn the augmentations as a sign of fakes (the leak that
     augmenting real images alone causes). Published gains are largest with few photos and a D that overfits."""
     for name in config.augment:
-        images = {"color": _color, "translation": _translation, "cutout": _cutout}[name](images, rng)
+        images = AUGMENTATIONS[name](images, rng)
     return images
 
 
@@ -124,11 +124,15 @@ def _translation(images, rng):
 def _cutout(images, rng):
     """Zero one square of CUTOUT_RATIO of the side per image, centred anywhere (clipped at the edges)."""
     batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
-    keep = None
+    hole = None
     for size in (height, width):
         half = int(size * CUTOUT_RATIO) // 2
         centre = _random_offsets(rng, batch, size)
         offset = ops.arange(size, dtype="int32")[None, :] - centre[:, None]
         inside = (offset >= -half) & (offset < half)  # (batch, size)
-        keep = inside[:, :, None] if keep is None else keep & inside[:, None, :]
-    return images * (1.0 - ops.cast(keep, images.dtype))[:, :, :, None]
+        hole = inside[:, :, None] if hole is None else hole & inside[:, None, :]
+    return images * (1.0 - ops.cast(hole, images.dtype))[:, :, :, None]
+
+
+# config.AUGMENTATIONS names these (the config checks names without importing Keras)
+AUGMENTATIONS = {"color": _color, "translation": _translation, "cutout": _cutout}
