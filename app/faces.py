@@ -18,7 +18,9 @@ from app import limits
 from app.models import Model
 from facegen import attributes, model_folder, provenance
 
-PNG_COMPRESS_LEVEL = 6
+# zlib level 1: at 128 px it encodes a face in 1.8 ms of CPU where level 6 took 4.8, for files 9% larger (64 px: 0.42
+# against 0.53 ms, 5% larger); the service is CPU-bound, the bytes are not (bench/provenance_cost.py, BENCHMARKS.md).
+PNG_COMPRESS_LEVEL = 1
 
 
 @dataclass(frozen=True, eq=False)

@@ -4,7 +4,7 @@ from 128 px), and with C2PA signing too (a development certificate), interleaved
     python bench/provenance_cost.py [--repeat 200]
 
 The faces are the default model's (seeds 0..15), resized by the service's own to_image to each size it offers;
-"before" is the encoder as it was (Pillow PNG, compress level 6, no text chunk), "marked" and "signed" go through
+"before" is the bare encoder (Pillow PNG at app/faces.py's PNG_COMPRESS_LEVEL, no text chunk), "marked" and "signed" go through
 app/faces.py's encode_png. Reports the median CPU milliseconds (the encoding thread's own time, so other jobs on the machine do not count) per
 face and the ratios to "before".
 """
