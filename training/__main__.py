@@ -17,6 +17,7 @@ COMMANDS = {
     "prepare": ("training.data", "read a CelebA or CelebAMask-HQ folder into a compact training cache", False),
     "synth": ("training.synth", "render a procedural face data set in CelebA's layout", False),
     "train": ("training.loop", "train a conditional GAN from a cache or data folder", True),
+    "upsample": ("training.upsample", "train a 64 -> 128 px upsampling stage on paired photo caches", True),
     "export": ("training.export", "export a training run's generator as a TensorFlow SavedModel", True),
     "evaluate": ("training.evaluate", "measure a model's quality and write the figures into its manifest", True),
     "card": ("training.card", "write a model's sample grids and MODEL_CARD.md from its manifest", True),

@@ -42,6 +42,11 @@ def add_arguments(parser):
     parser.add_argument("--raw", action="store_true", help="export the raw generator instead of its EMA copy")
     parser.add_argument("--default", action="store_true",
                         help="also record this model as the default in the models folder's DEFAULT file")
+    stage = parser.add_argument_group("a 64 px model with an upsampling stage behind it (training/upsample.py)")
+    stage.add_argument("--upsampler", type=Path, metavar="RUN_DIR",
+                       help="instead of --run: an `upsample` run folder, exported behind --base's generator")
+    stage.add_argument("--base", type=Path, metavar="MODEL_DIR", help="the model folder whose generator the stage "
+                                                                       "enlarges (with --upsampler)")
     framing = parser.add_argument_group("encoder framing (runs trained with encoder: true)")
     framing.add_argument("--data", type=Path, metavar="CACHE.npz",
                          help="the run's data cache, to measure the framing template on its training images "
@@ -61,10 +66,17 @@ def run(args) -> int:
         print(f"upgraded {args.upgrade}: {model_folder.PIXELS_SIGNATURE} added; uint8 faces identical on "
               f"{checked['seeds']} seeds{', encodings identical' if checked['encoder'] else ''}")
         return 0
-    if args.run is None or args.out is None:
+    if args.upsampler is not None:
+        from training.upsample import export_upsampled
+
+        if args.run is not None or args.base is None or args.out is None:
+            raise UsageError("--upsampler RUN_DIR is exported with --base MODEL_DIR and --out MODEL_DIR (no --run)")
+        path = export_upsampled(args.upsampler, args.base, args.out, name=args.name)
+    elif args.run is None or args.out is None:
         raise UsageError("export needs --run RUN_DIR and --out MODEL_DIR (or --upgrade MODEL_DIR)")
-    path = export_run(args.run, args.out, name=args.name, use_ema=not args.raw, data=args.data,
-                      framing_images=args.framing_images, framing_from=args.framing_from)
+    else:
+        path = export_run(args.run, args.out, name=args.name, use_ema=not args.raw, data=args.data,
+                          framing_images=args.framing_images, framing_from=args.framing_from)
     if args.default:
         model_folder.write_default(path.parent, path.name)
     manifest = model_folder.read_manifest(path)
@@ -405,6 +417,9 @@ def rebuild_networks(model_dir):
     from training.networks import build_encoder, build_generator
 
     manifest = model_folder.read_manifest(model_dir)
+    if (manifest.get("training") or {}).get("upsampler"):
+        raise UsageError(f"--upgrade: {model_dir} is a model with an upsampling stage behind it: export it again "
+                         "with --upsampler RUN_DIR --base MODEL_DIR")
     values = dict((manifest.get("training") or {}).get("config") or {})
     if not values:
         raise UsageError(f"--upgrade: {model_dir}'s manifest records no training config to rebuild the networks from")

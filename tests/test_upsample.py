@@ -1,0 +1,207 @@
+"""The 64 -> 128 upsampling stage (training/upsample.py) at 32 -> 64 px: it starts as the bilinear enlargement,
+training lowers its error below bilinear's, a stopped run resumes exactly, and export puts it behind a real exported
+model so serving gets faces (and encodings) at twice the side through the model-folder contract."""
+
+import json
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.upsample import UpsampleConfig
+
+SMALL, N = 32, 24  # config.py builds 32, 64 and 128 px generators: the smallest base
+ATTRS = ["Male", "Smiling"]
+
+
+def photo_pairs(n=N, seed=0):
+    """(small uint8 [n, 16, 16, 3], large uint8 [n, 32, 32, 3]): smooth random pictures with edges (blobs and
+    stripes), the small one PIL's box downsizing of the large one, as prepare's two sizes of one photo."""
+    rng = np.random.RandomState(seed)
+    yy, xx = np.mgrid[0:2 * SMALL, 0:2 * SMALL] / (2 * SMALL)
+    large = []
+    for _ in range(n):
+        picture = np.zeros((2 * SMALL, 2 * SMALL, 3))
+        for channel in range(3):
+            cx, cy, f = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(4, 12)
+            picture[..., channel] = ((xx - cx) ** 2 + (yy - cy) ** 2 < 0.08) * 150 + 60 * np.sin(f * (xx + yy))
+        large.append(np.clip(picture + 80, 0, 255).astype(np.uint8))
+    large = np.stack(large)
+    small = np.stack([np.asarray(Image.fromarray(p).resize((SMALL, SMALL), Image.Resampling.BOX)) for p in large])
+    return small, large
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    from training.data import save_cache
+
+    folder = tmp_path_factory.mktemp("pairs")
+    small, large = photo_pairs()
+    names = [f"{i}.jpg" for i in range(N)]
+    attributes = np.zeros((N, len(ATTRS)), np.uint8)
+    partition = np.zeros(N, np.uint8)
+    partition[-4:] = 2  # the last four held out: training must not draw them
+    for side, images in ((SMALL, small), (2 * SMALL, large)):
+        save_cache(folder / f"c{side}.npz", images, attributes, ATTRS, partition, names, {"size": side})
+    return folder / f"c{SMALL}.npz", folder / f"c{2 * SMALL}.npz"
+
+
+def config(**overrides):
+    return UpsampleConfig(**{"small": SMALL, "width": 8, "blocks": 1, "batch_size": 4, "learning_rate": 2e-3,
+                             "checkpoint_every": 1000, "log_every": 5, **overrides})
+
+
+def bilinear(small):
+    import tensorflow as tf
+
+    return tf.image.resize(small, (2 * SMALL, 2 * SMALL), method="bilinear").numpy()
+
+
+def pixels(images):
+    from facegen.model_folder import from_uint8
+
+    return from_uint8(np.asarray(images))
+
+
+def trained(tmp_path, caches, steps, name="run", cfg=None):
+    from training.upsample import UpsampleRun, paired_caches
+
+    small, large, rows = paired_caches(*caches)
+    run = UpsampleRun(tmp_path / name, cfg or config())
+    run.begin()
+    run.train(small, large, rows, steps=steps, progress=False)
+    return run
+
+
+def test_the_stage_starts_as_the_bilinear_enlargement(caches):
+    from training.upsample import build_upsampler
+
+    small, _ = photo_pairs(4)
+    model = build_upsampler(config())
+    out = model.predict_on_batch(pixels(small))
+    assert out.shape == (4, 2 * SMALL, 2 * SMALL, 3)
+    np.testing.assert_allclose(out, bilinear(pixels(small)), atol=1e-5)
+
+
+def test_training_beats_bilinear_on_the_pairs_and_draws_only_training_rows(tmp_path, caches):
+    from training.upsample import paired_caches
+
+    run = trained(tmp_path, caches, steps=150)
+    small, large, rows = paired_caches(*caches)
+    assert list(rows) == list(range(N - 4))
+    x, y = pixels(small.images[rows]), pixels(large.images[rows])
+    learned = np.abs(run.model.predict_on_batch(x) - y).mean()
+    plain = np.abs(bilinear(x) - y).mean()
+    assert learned < 0.95 * plain, (learned, plain)  # a flipped or skipped update leaves it at or above bilinear's
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert log[0] == "step,l1,cpu_seconds" and len(log) == 1 + 150 // 5 and log[-1].startswith("150,")
+
+
+def test_a_stopped_run_resumes_exactly(tmp_path, caches):
+    from training.upsample import UpsampleRun, paired_caches
+
+    whole = trained(tmp_path, caches, steps=6, name="whole")
+    part = trained(tmp_path, caches, steps=3, name="part")
+    part.save()
+    small, large, rows = paired_caches(*caches)
+    resumed = UpsampleRun(tmp_path / "part", config())
+    resumed.load()
+    assert resumed.step == 3
+    resumed.train(small, large, rows, steps=6, progress=False)
+    for a, b in zip(whole.model.weights + whole.optimizer.variables,
+                    resumed.model.weights + resumed.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+
+
+def test_the_command_refuses_what_it_cannot_use(tmp_path, caches, capsys):
+    from training.__main__ import main
+    from training.data import save_cache
+
+    small, large = caches
+    base = ["upsample", "--small", str(small), "--large", str(large), "--out", str(tmp_path / "u"), "--width", "8",
+            "--blocks", "1", "--batch-size", "4"]
+    assert main(base) == 2 and "--steps" in capsys.readouterr().err
+    assert main(base + ["--resume", "--steps", "2"]) == 2 and "not an upsampling run" in capsys.readouterr().err
+    assert main(["upsample", "--small", str(large), "--large", str(small), "--out", str(tmp_path / "v"),
+                 "--steps", "1"]) == 2 and "twice the side" in capsys.readouterr().err
+    other = tmp_path / "other.npz"
+    s, _ = photo_pairs()
+    save_cache(other, s, np.zeros((N, 2), np.uint8), ATTRS, np.zeros(N, np.uint8), [f"x{i}.jpg" for i in range(N)], {})
+    assert main(["upsample", "--small", str(other), "--large", str(large), "--out", str(tmp_path / "w"),
+                 "--steps", "1"]) == 2 and "different photos" in capsys.readouterr().err
+    assert main(base[:-2] + ["--batch-size", "64", "--steps", "2"]) == 2 and "--batch-size 64" in \
+        capsys.readouterr().err
+    assert main(base + ["--steps", "2"]) == 0
+    assert json.loads((tmp_path / "u" / "upsample.json").read_text())["small"] == SMALL
+    assert main(base + ["--steps", "3"]) == 2 and "--resume" in capsys.readouterr().err
+    assert main(base + ["--resume", "--steps", "3"]) == 0
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, caches):
+    """A 32 px exported base with an encoder and edit gains, a trained stage, and the two exported together."""
+    from facegen import model_folder
+    from training.export import export_random_model
+    from training.upsample import export_upsampled
+
+    folder = tmp_path_factory.mktemp("upsampled")
+    base = export_random_model(folder / "models" / "base32", name="base32", resolution=SMALL, latent_size=8,
+                               attributes=ATTRS, encoder=True, seed=5)
+    manifest = model_folder.read_manifest(base)
+    manifest["encoder"]["edit_gains"] = {"Male": 1.5}
+    model_folder.write_manifest(base, manifest)
+    run = trained(folder, caches, steps=20, name="stage")
+    run.save()
+    big = export_upsampled(folder / "stage", base, folder / "models" / "big64", name="big64")
+    return base, big, run
+
+
+def test_export_puts_the_stage_behind_the_base_generator_and_encoder(exported):
+    import tensorflow as tf
+
+    from facegen import model_folder
+    from facegen.attributes import seed_face
+
+    base, big, run = exported
+    manifest = model_folder.read_manifest(big)
+    assert manifest["resolution"] == 2 * SMALL and manifest["name"] == "big64"
+    assert manifest["encoder"]["edit_gains"] == {"Male": 1.5}
+    assert manifest["encoder"]["framing"]["landmarks"] == model_folder.read_manifest(base)["encoder"]["framing"][
+        "landmarks"]
+    assert manifest["training"]["upsampler"]["steps"] == 20 and manifest["training"]["upsampler"]["base"] == "base32"
+    drawn = [seed_face(seed, 8, 1.0, manifest["attribute_frequencies"], None) for seed in range(4)]
+    noise = np.stack([d[0] for d in drawn]).astype(np.float32)
+    attrs = np.stack([d[1] for d in drawn]).astype(np.float32)
+    small_loaded, big_loaded = tf.saved_model.load(str(base)), tf.saved_model.load(str(big))
+    small_pixels = model_folder.pixels_function(small_loaded)(tf.constant(noise), tf.constant(attrs)).numpy()
+    expected = model_folder.to_uint8(run.model.predict_on_batch(small_pixels))
+    faces = model_folder.generate_function(big_loaded)(noise, attrs)
+    assert faces.shape == (4, 2 * SMALL, 2 * SMALL, 3)
+    assert np.abs(faces.astype(int) - expected).max() <= 1  # the same maths, float rounding apart
+    assert not np.array_equal(faces, model_folder.to_uint8(bilinear(small_pixels)))  # the trained stage, not bilinear
+    # encode takes the model's own side and gives the base encoder's codes of the 2x2 average: a picture made of
+    # 2x2 blocks averages back to the small picture exactly.
+    small_faces = model_folder.generate_function(small_loaded)(noise, attrs)
+    blocky = small_faces.repeat(2, axis=1).repeat(2, axis=2)
+    got = model_folder.load_encode(big, big_loaded)(blocky)
+    want = model_folder.load_encode(base, small_loaded)(small_faces)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-5)
+
+
+def test_the_upsampled_model_serves_at_its_side_and_refuses_an_upgrade(exported, capsys):
+    from app import create_app
+    from training.__main__ import main
+
+    base, big, _ = exported
+    client = create_app({"FACEGEN_MODELS_DIR": str(big.parent), "FACEGEN_MODEL": "big64"}).test_client()
+    response = client.get("/api/face?seed=3&attrs=Male")
+    assert response.status_code == 200, response.data[:300]
+    assert Image.open(__import__("io").BytesIO(response.data)).size == (2 * SMALL, 2 * SMALL)
+    listing = client.get("/api/models").get_json()
+    assert {m["name"]: m["resolution"] for m in listing["models"]} == {"base32": SMALL, "big64": 2 * SMALL}
+    assert main(["export", "--upgrade", str(big)]) == 2
+    assert "upsampling stage" in capsys.readouterr().err

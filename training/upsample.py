@@ -1,0 +1,299 @@
+"""``upsample``: train a 64 -> 128 upsampling stage on real photo pairs (issue 20's cheap route to 128 px).
+
+The stage learns to undo the data preparation's downsizing: its input is a training photo as the 64 px cache holds
+it (what the 64 px generator learned to draw), its target the same photo from the 128 px cache. Export puts it
+behind a trained 64 px generator (``export --upsampler RUN --base MODEL_DIR``), so the 64 px model's faces keep
+their people and gain a learned enlargement instead of the service's Lanczos resize.
+
+Network: input 64x64x3 in [-1, 1] -> Conv 3x3 -> (residual block: Conv 3x3, ReLU, Conv 3x3) x blocks ->
+Conv 3x3 to 12 channels -> depth-to-space 2 -> added to the input's bilinear enlargement. The stage starts as the
+bilinear enlargement (last conv zero) and learns the detail bilinear loses. Loss: mean absolute error on pixels.
+Checkpoints are training/checkpoint.py's (groups "u" and "u_opt"), so a run stops and resumes exactly.
+"""
+
+import dataclasses
+import json
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.arguments import at_least
+from training.usage_error import UsageError
+
+
+@dataclasses.dataclass
+class UpsampleConfig:
+    small: int = 64  # the input side (the small cache's); the output is twice it
+    width: int = 32
+    blocks: int = 4
+    batch_size: int = 32
+    learning_rate: float = 5e-4
+    seed: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 25
+
+
+CONFIG_FILE = "upsample.json"  # the run folder's config (dataclass fields), written once at the start
+LOG_FILE = "log.csv"
+STATE_GROUPS = ("u", "u_opt")
+
+
+def add_arguments(parser):
+    parser.add_argument("--small", type=Path, required=True, metavar="CACHE.npz",
+                        help="the 64 px training cache (`prepare --size 64`): the stage's inputs")
+    parser.add_argument("--large", type=Path, required=True, metavar="CACHE.npz",
+                        help="the 128 px cache of the same data set (`prepare --size 128`): its targets, row for row")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log.csv, upsample.json)")
+    parser.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    parser.add_argument("--steps", type=at_least(1), help="train until this many steps in all")
+    parser.add_argument("--max-cpu-seconds", type=at_least(1.0), help="stop after this much process CPU time")
+    parser.add_argument("--width", type=at_least(4), default=UpsampleConfig.width, help="channels (32)")
+    parser.add_argument("--blocks", type=at_least(0), default=UpsampleConfig.blocks, help="residual blocks (4)")
+    parser.add_argument("--batch-size", type=at_least(1), default=UpsampleConfig.batch_size, help="batch (32)")
+
+
+def build_upsampler(config: UpsampleConfig):
+    """The stage as a Keras model: [N, small, small, 3] in [-1, 1] -> [N, 2 small, 2 small, 3]."""
+    import keras
+    from keras import layers
+
+    def conv(filters, name, zero=False):
+        init = "zeros" if zero else keras.initializers.HeNormal(seed=config.seed + len(name))
+        return layers.Conv2D(filters, 3, padding="same", kernel_initializer=init, name=name)
+
+    images = keras.Input((config.small, config.small, 3), name="small")
+    x = conv(config.width, "head")(images)
+    for i in range(config.blocks):
+        y = conv(config.width, f"block{i}_a")(x)
+        y = conv(config.width, f"block{i}_b")(layers.ReLU()(y))
+        x = x + y
+    detail = conv(12, "tail", zero=True)(layers.ReLU()(x))
+    detail = layers.Lambda(depth_to_space, name="to_space")(detail)
+    base = layers.UpSampling2D(2, interpolation="bilinear", name="bilinear")(images)
+    return keras.Model(images, base + detail, name="upsampler")
+
+
+def depth_to_space(t):
+    """[N, H, W, 4C] -> [N, 2H, 2W, C]: each pixel's channels become its 2x2 block (sub-pixel convolution)."""
+    from keras import ops
+
+    n, h, w, c = ops.shape(t)
+    t = ops.reshape(t, (n, h, w, 2, 2, c // 4))
+    t = ops.transpose(t, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(t, (n, h * 2, w * 2, c // 4))
+
+
+def paired_caches(small_path: Path, large_path: Path):
+    """(small cache, large cache, training rows): the two caches must hold the same photos in the same order."""
+    from training.data import load_cache, training_rows
+
+    for flag, path in (("--small", small_path), ("--large", large_path)):
+        if not Path(path).is_file():
+            raise UsageError(f"{flag}: no such cache {path}")
+    small, large = load_cache(small_path), load_cache(large_path)
+    if small.images.shape[1] * 2 != large.images.shape[1]:
+        raise UsageError(f"--large must hold photos twice the side of --small's: {large.images.shape[1]} px against "
+                         f"{small.images.shape[1]} px")
+    if len(small.filenames) != len(large.filenames) or list(small.filenames) != list(large.filenames):
+        raise UsageError("--small and --large hold different photos (their file lists differ): prepare both from "
+                         "the same data folder")
+    return small, large, training_rows(small.partition)
+
+
+class UpsampleRun:
+    """The stage, its optimiser and its place in training; ``train`` runs steps until a stop and checkpoints."""
+
+    def __init__(self, out: Path, config: UpsampleConfig):
+        import keras
+
+        self.out, self.config = Path(out), config
+        self.model = build_upsampler(config)
+        self.optimizer = keras.optimizers.Adam(config.learning_rate)
+        self.optimizer.build(self.model.trainable_variables)
+        self.step, self.cpu_before = 0, 0.0
+        self.stop_reason = None
+
+    def begin(self) -> None:
+        """A new run folder: its config and the log's header."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
+        (self.out / LOG_FILE).write_text("step,l1,cpu_seconds\n")
+
+    def save(self) -> None:
+        from training import checkpoint
+
+        meta = {"step": self.step, "cpu_seconds": round(self.cpu_seconds(), 1), "kind": "upsampler"}
+        checkpoint.save_state(self.out, {"u": [v.numpy() for v in self.model.weights],
+                                         "u_opt": [v.numpy() for v in self.optimizer.variables]}, meta)
+
+    def load(self) -> None:
+        from training import checkpoint
+
+        groups, meta = checkpoint.load_state(self.out)
+        if meta.get("kind") != "upsampler":
+            raise UsageError(f"--out {self.out} holds a checkpoint that is not an upsampling stage's")
+        checkpoint.assign(self.model.weights, groups["u"], "upsampler")
+        checkpoint.assign(self.optimizer.variables, groups["u_opt"], "upsampler optimiser")
+        self.step, self.cpu_before = int(meta["step"]), float(meta.get("cpu_seconds", 0.0))
+
+    def cpu_seconds(self) -> float:
+        return self.cpu_before + time.process_time() - self.cpu_started
+
+    def batch(self, small, large, rows):
+        """The step's batch, drawn from (seed, step) alone, so a resumed run sees what an unbroken one would."""
+        from facegen.model_folder import from_uint8
+
+        pick = np.sort(np.random.RandomState([self.config.seed, self.step]).choice(rows, self.config.batch_size,
+                                                                                   replace=False))
+        return from_uint8(np.asarray(small.images[pick])), from_uint8(np.asarray(large.images[pick]))
+
+    def train(self, small, large, rows, steps=None, max_cpu_seconds=None, progress=True) -> int:
+        import tensorflow as tf
+
+        model, optimizer = self.model, self.optimizer
+
+        @tf.function(jit_compile=False)
+        def step_fn(x, y):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.abs(model(x, training=True) - y))
+            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+            return loss
+
+        self.cpu_started = time.process_time()
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        log = (self.out / LOG_FILE).open("a")
+        losses = []
+        try:
+            while self.stop_reason is None:
+                if steps is not None and self.step >= steps:
+                    self.stop_reason = f"step {steps} reached"
+                    break
+                if max_cpu_seconds is not None and time.process_time() - self.cpu_started >= max_cpu_seconds:
+                    self.stop_reason = f"--max-cpu-seconds {max_cpu_seconds:g} reached"
+                    break
+                x, y = self.batch(small, large, rows)
+                losses.append(float(step_fn(x, y)))
+                self.step += 1
+                if self.step % self.config.log_every == 0:
+                    line = f"{self.step},{np.mean(losses):.5f},{self.cpu_seconds():.1f}"
+                    log.write(line + "\n")
+                    log.flush()
+                    if progress:
+                        print(f"step {self.step}: L1 {np.mean(losses):.4f}, {self.cpu_seconds():.0f} CPU-s", flush=True)
+                    losses = []
+                if self.step % self.config.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            log.close()
+            self.save()
+        return self.step
+
+    def _on_sigterm(self, *_):
+        self.stop_reason = "SIGTERM"
+
+
+def run(args) -> int:
+    """Check everything, then write: a refused command leaves the run folder as it was."""
+    if args.steps is None and args.max_cpu_seconds is None:
+        raise UsageError("say when to stop: --steps N or --max-cpu-seconds S")
+    small, large, rows = paired_caches(args.small, args.large)
+    config_path = args.out / CONFIG_FILE
+    if args.resume:
+        if not config_path.is_file():
+            raise UsageError(f"--resume: {args.out} is not an upsampling run (no {CONFIG_FILE})")
+        config = UpsampleConfig(**json.loads(config_path.read_text()))
+    else:
+        if config_path.is_file():
+            raise UsageError(f"--out {args.out} is an upsampling run already: pass --resume to continue it")
+        config = UpsampleConfig(small=int(small.images.shape[1]), width=args.width, blocks=args.blocks,
+                                batch_size=args.batch_size)
+    if config.small != small.images.shape[1]:
+        raise UsageError(f"--small holds {small.images.shape[1]} px photos; the run was started on {config.small} px")
+    if config.batch_size > len(rows):
+        raise UsageError(f"--batch-size {config.batch_size} is more than the {len(rows)} training photos")
+    trainer = UpsampleRun(args.out, config)
+    if args.resume:
+        trainer.load()
+    else:
+        trainer.begin()
+    step = trainer.train(small, large, rows, args.steps, args.max_cpu_seconds)
+    print(f"stopped at step {step} ({trainer.stop_reason}), {trainer.cpu_seconds():.0f} CPU-s in all; "
+          f"checkpoint in {args.out}")
+    return 0
+
+
+# -- export: a trained 64 px model with the stage behind it ----------------------------------------------------------
+def load_upsampler(run_dir: Path):
+    """The stage of an upsampling run folder, rebuilt and loaded from its checkpoint -> (model, meta, config)."""
+    from training import checkpoint
+
+    config_path = Path(run_dir) / CONFIG_FILE
+    if not config_path.is_file():
+        raise UsageError(f"--upsampler: {run_dir} is not an upsampling run (no {CONFIG_FILE})")
+    config = UpsampleConfig(**json.loads(config_path.read_text()))
+    groups, meta = checkpoint.load_state(Path(run_dir))
+    model = build_upsampler(config)
+    checkpoint.assign(model.weights, groups["u"], "upsampler")
+    return model, meta, config
+
+
+def upsampled_networks(generator, encoder, upsampler):
+    """(G', E'): G' = the stage after ``generator``; E' = ``encoder`` after a 2x2 average (the 128 px framed photo
+    brought to the 64 px the encoder was trained on), so the exported encode takes the model's own resolution."""
+    import keras
+    from keras import ops
+
+    class UpsampledGenerator(keras.Model):
+        def __init__(self):
+            super().__init__(name="upsampled_generator")
+            self.generator, self.upsampler = generator, upsampler
+
+        def call(self, inputs, training=False):
+            return self.upsampler(self.generator(inputs, training=training), training=training)
+
+    class DownsampledEncoder(keras.Model):
+        def __init__(self):
+            super().__init__(name="downsampled_encoder")
+            self.encoder = encoder
+
+        def call(self, images, training=False):
+            return self.encoder(ops.average_pool(images, 2, 2), training=training)
+
+    return UpsampledGenerator(), (None if encoder is None else DownsampledEncoder())
+
+
+def export_upsampled(run_dir: Path, base_dir: Path, out_dir: Path, name: str | None = None) -> Path:
+    """Export ``base_dir``'s generator (and encoder) with the run's stage behind it as a model of twice the side.
+    The base's attribute table, data set, framing template and edit gains carry over (the stage changes none of
+    what they describe); the manifest's training object says which base and which stage, with the stage's steps."""
+    from facegen import model_folder
+    from training.export import framing_from_model, rebuild_networks, write_saved_model
+
+    base = model_folder.read_manifest(base_dir)
+    generator, encoder, config = rebuild_networks(base_dir)
+    upsampler, meta, up_config = load_upsampler(run_dir)
+    if up_config.small != config.resolution:
+        raise UsageError(f"--upsampler takes {up_config.small} px faces but --base makes {config.resolution} px ones")
+    big, big_encoder = upsampled_networks(generator, encoder, upsampler)
+    big_config = dataclasses.replace(config, resolution=2 * config.resolution)
+    training = dict(base.get("training") or {})
+    training["upsampler"] = {"run": Path(run_dir).name, "steps": int(meta["step"]),
+                             "cpu_seconds": meta.get("cpu_seconds"), "config": dataclasses.asdict(up_config),
+                             "base": base["name"], "loss": "mean absolute error against the 128 px photos"}
+    dataset = dict(base.get("dataset") or {})
+    dataset["resolution"] = big_config.resolution
+    fields = {"name": name, "attribute_frequencies": base.get("attribute_frequencies"),
+              "attribute_table": base.get("attribute_table"), "dataset": dataset, "training": training}
+    framing = framing_from_model(base_dir) if big_encoder is not None else None
+    path = write_saved_model(big, big_config, out_dir, fields, big_encoder, framing)
+    gains = (base.get("encoder") or {}).get("edit_gains")
+    if gains and big_encoder is not None:
+        manifest = model_folder.read_manifest(path)
+        manifest["encoder"]["edit_gains"] = gains
+        model_folder.write_manifest(path, manifest)
+    return path
