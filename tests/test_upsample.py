@@ -97,7 +97,7 @@ def test_training_beats_bilinear_on_the_pairs_and_draws_only_training_rows(tmp_p
     plain = np.abs(bilinear(x) - y).mean()
     assert learned < 0.95 * plain, (learned, plain)  # a flipped or skipped update leaves it at or above bilinear's
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
-    assert log[0] == "step,l1,cpu_seconds" and len(log) == 1 + 150 // 5 and log[-1].startswith("150,")
+    assert log[0] == "step,l1,g_adversarial,d_loss,cpu_seconds" and len(log) == 1 + 150 // 5 and log[-1].startswith("150,")
 
 
 def test_a_stopped_run_resumes_exactly(tmp_path, caches):
@@ -205,3 +205,56 @@ def test_the_upsampled_model_serves_at_its_side_and_refuses_an_upgrade(exported,
     assert {m["name"]: m["resolution"] for m in listing["models"]} == {"base32": SMALL, "big64": 2 * SMALL}
     assert main(["export", "--upgrade", str(big)]) == 2
     assert "upsampling stage" in capsys.readouterr().err
+
+
+# -- the adversarial stage --------------------------------------------------------------------------------------------
+def test_the_critic_learns_photos_from_enlargements_and_its_loss_reaches_the_stage(tmp_path, caches):
+    from training.upsample import paired_caches
+
+    small, large, rows = paired_caches(*caches)
+    x, y = pixels(small.images[rows[:8]]), pixels(large.images[rows[:8]])
+
+    def margin(run):  # the critic's mean logit on photos minus on the stage's enlargements
+        return float(np.mean(run.critic.predict_on_batch(y)) -
+                     np.mean(run.critic.predict_on_batch(run.model.predict_on_batch(x))))
+
+    run = trained(tmp_path, caches, steps=40, name="adv", cfg=config(adversarial=1.0))
+    assert margin(run) > 0.1, margin(run)  # a critic trained the wrong way round scores the enlargements higher
+    log = (tmp_path / "adv" / "log.csv").read_text().splitlines()
+    assert all(float(v) > 0 for v in log[-1].split(",")[1:])
+    # One step from the same start with the critic's loss weighted 1 and weighted almost 0: the stage moves apart.
+    steered = trained(tmp_path, caches, steps=1, name="w1", cfg=config(adversarial=1.0))
+    plain = trained(tmp_path, caches, steps=1, name="w0", cfg=config(adversarial=1e-9))
+    np.testing.assert_array_equal(steered.critic.weights[0].numpy(), plain.critic.weights[0].numpy())
+    moved = max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(steered.model.weights, plain.model.weights))
+    assert moved > 1e-5, moved
+
+
+def test_a_supervised_run_switched_to_adversarial_resumes_exactly(tmp_path, caches, capsys):
+    from training.__main__ import main
+    from training.upsample import UpsampleRun, load_upsampler
+
+    small, large = caches
+
+    def command(out, *extra):
+        return main(["upsample", "--small", str(small), "--large", str(large), "--out", str(out), "--width", "8",
+                     "--blocks", "1", "--batch-size", "4", *extra])
+
+    for out in (tmp_path / "a", tmp_path / "b"):
+        assert command(out, "--steps", "3") == 0
+    assert command(tmp_path / "a", "--resume", "--adversarial", "0.5", "--steps", "7") == 0
+    assert command(tmp_path / "b", "--resume", "--adversarial", "0.5", "--steps", "5") == 0
+    assert command(tmp_path / "b", "--resume", "--steps", "7") == 0
+    recorded = json.loads((tmp_path / "b" / "upsample.json").read_text())
+    assert recorded["adversarial"] == 0.5 and recorded["changes"] == [{"adversarial": 0.5, "step": 3}]
+    runs = []
+    for out in (tmp_path / "a", tmp_path / "b"):
+        run = UpsampleRun(out, load_upsampler(out)[2])
+        run.load()
+        runs.append(run)
+    assert runs[0].step == runs[1].step == 7
+    for a, b in zip(runs[0].model.weights + runs[0].critic.weights + runs[0].critic_optimizer.variables,
+                    runs[1].model.weights + runs[1].critic.weights + runs[1].critic_optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    rows = (tmp_path / "b" / "log.csv").read_text().splitlines()
+    assert rows[0] == "step,l1,g_adversarial,d_loss,cpu_seconds"

@@ -7,8 +7,13 @@ their people and gain a learned enlargement instead of the service's Lanczos res
 
 Network: input 64x64x3 in [-1, 1] -> Conv 3x3 -> (residual block: Conv 3x3, ReLU, Conv 3x3) x blocks ->
 Conv 3x3 to 12 channels -> depth-to-space 2 -> added to the input's bilinear enlargement. The stage starts as the
-bilinear enlargement (last conv zero) and learns the detail bilinear loses. Loss: mean absolute error on pixels.
-Checkpoints are training/checkpoint.py's (groups "u" and "u_opt"), so a run stops and resumes exactly.
+bilinear enlargement (last conv zero) and learns the detail bilinear loses. Loss: mean absolute error on pixels
+("supervised"); with ``adversarial`` > 0 also that weight times the non-saturating GAN loss of a small patch
+critic (Conv 4x4/2 x 3 -> Conv 3x3 -> a 16x16 map of real/fake logits at 128 px) that learns real 128 px photos from
+the stage's enlargements, so the stage is pushed towards photo-like detail where the average of the possible
+answers (what L1 alone learns) is soft. A supervised run can be switched to adversarial on resume.
+Checkpoints are training/checkpoint.py's (groups "u", "u_opt", and "d", "d_opt" once adversarial), so a run stops and
+resumes exactly.
 """
 
 import dataclasses
@@ -30,6 +35,9 @@ class UpsampleConfig:
     blocks: int = 4
     batch_size: int = 32
     learning_rate: float = 5e-4
+    adversarial: float = 0.0  # weight of the critic's loss beside L1 (0: supervised only)
+    d_width: int = 32
+    d_learning_rate: float = 2e-4
     seed: int = 0
     checkpoint_every: int = 200
     log_every: int = 25
@@ -37,7 +45,7 @@ class UpsampleConfig:
 
 CONFIG_FILE = "upsample.json"  # the run folder's config (dataclass fields), written once at the start
 LOG_FILE = "log.csv"
-STATE_GROUPS = ("u", "u_opt")
+LOG_HEADER = "step,l1,g_adversarial,d_loss,cpu_seconds"
 
 
 def add_arguments(parser):
@@ -52,6 +60,9 @@ def add_arguments(parser):
     parser.add_argument("--width", type=at_least(4), default=UpsampleConfig.width, help="channels (32)")
     parser.add_argument("--blocks", type=at_least(0), default=UpsampleConfig.blocks, help="residual blocks (4)")
     parser.add_argument("--batch-size", type=at_least(1), default=UpsampleConfig.batch_size, help="batch (32)")
+    parser.add_argument("--adversarial", type=at_least(0.0), metavar="WEIGHT",
+                        help="weight of the patch critic's loss beside L1 (default 0: supervised only); on --resume "
+                             "it switches a run (recorded in upsample.json with the step)")
 
 
 def build_upsampler(config: UpsampleConfig):
@@ -85,6 +96,22 @@ def depth_to_space(t):
     return ops.reshape(t, (n, h * 2, w * 2, c // 4))
 
 
+def build_critic(config: UpsampleConfig):
+    """The patch critic: [N, 2 small, 2 small, 3] in [-1, 1] -> [N, small / 4, small / 4, 1] real/fake logits."""
+    import keras
+    from keras import layers
+
+    images = keras.Input((2 * config.small, 2 * config.small, 3), name="large")
+    x = images
+    for i, width in enumerate((config.d_width, 2 * config.d_width, 4 * config.d_width)):
+        x = layers.Conv2D(width, 4, strides=2, padding="same", name=f"critic{i}",
+                          kernel_initializer=keras.initializers.HeNormal(seed=config.seed + 100 + i))(x)
+        x = layers.LeakyReLU(0.2)(x)
+    logits = layers.Conv2D(1, 3, padding="same", name="critic_logits",
+                           kernel_initializer=keras.initializers.HeNormal(seed=config.seed + 110))(x)
+    return keras.Model(images, logits, name="critic")
+
+
 def paired_caches(small_path: Path, large_path: Path):
     """(small cache, large cache, training rows): the two caches must hold the same photos in the same order."""
     from training.data import load_cache, training_rows
@@ -112,6 +139,11 @@ class UpsampleRun:
         self.model = build_upsampler(config)
         self.optimizer = keras.optimizers.Adam(config.learning_rate)
         self.optimizer.build(self.model.trainable_variables)
+        self.critic = self.critic_optimizer = None
+        if config.adversarial > 0:
+            self.critic = build_critic(config)
+            self.critic_optimizer = keras.optimizers.Adam(config.d_learning_rate, beta_1=0.5)
+            self.critic_optimizer.build(self.critic.trainable_variables)
         self.step, self.cpu_before = 0, 0.0
         self.stop_reason = None
 
@@ -119,14 +151,16 @@ class UpsampleRun:
         """A new run folder: its config and the log's header."""
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
-        (self.out / LOG_FILE).write_text("step,l1,cpu_seconds\n")
+        (self.out / LOG_FILE).write_text(LOG_HEADER + "\n")
 
     def save(self) -> None:
         from training import checkpoint
 
         meta = {"step": self.step, "cpu_seconds": round(self.cpu_seconds(), 1), "kind": "upsampler"}
-        checkpoint.save_state(self.out, {"u": [v.numpy() for v in self.model.weights],
-                                         "u_opt": [v.numpy() for v in self.optimizer.variables]}, meta)
+        groups = {"u": self.model.weights, "u_opt": self.optimizer.variables}
+        if self.critic is not None:
+            groups.update(d=self.critic.weights, d_opt=self.critic_optimizer.variables)
+        checkpoint.save_state(self.out, {name: [v.numpy() for v in values] for name, values in groups.items()}, meta)
 
     def load(self) -> None:
         from training import checkpoint
@@ -136,6 +170,9 @@ class UpsampleRun:
             raise UsageError(f"--out {self.out} holds a checkpoint that is not an upsampling stage's")
         checkpoint.assign(self.model.weights, groups["u"], "upsampler")
         checkpoint.assign(self.optimizer.variables, groups["u_opt"], "upsampler optimiser")
+        if self.critic is not None and "d" in groups:  # else the run has just been switched: a fresh critic
+            checkpoint.assign(self.critic.weights, groups["d"], "critic")
+            checkpoint.assign(self.critic_optimizer.variables, groups["d_opt"], "critic optimiser")
         self.step, self.cpu_before = int(meta["step"]), float(meta.get("cpu_seconds", 0.0))
 
     def cpu_seconds(self) -> float:
@@ -149,18 +186,40 @@ class UpsampleRun:
                                                                                    replace=False))
         return from_uint8(np.asarray(small.images[pick])), from_uint8(np.asarray(large.images[pick]))
 
-    def train(self, small, large, rows, steps=None, max_cpu_seconds=None, progress=True) -> int:
+    def step_function(self):
+        """One tf.function step (x small, y large) -> (L1, G's adversarial loss, the critic's loss): the critic
+        learns first on this batch's photos and (held) enlargements, then the stage on L1 plus its weighted loss."""
         import tensorflow as tf
 
-        model, optimizer = self.model, self.optimizer
+        model, optimizer, critic, weight = self.model, self.optimizer, self.critic, self.config.adversarial
 
         @tf.function(jit_compile=False)
-        def step_fn(x, y):
+        def supervised(x, y):
             with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(tf.abs(model(x, training=True) - y))
-            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-            return loss
+                l1 = tf.reduce_mean(tf.abs(model(x, training=True) - y))
+            optimizer.apply_gradients(zip(tape.gradient(l1, model.trainable_variables), model.trainable_variables))
+            return l1, tf.constant(float("nan")), tf.constant(float("nan"))
 
+        @tf.function(jit_compile=False)
+        def adversarial(x, y):
+            fake = tf.stop_gradient(model(x, training=True))
+            with tf.GradientTape() as tape:
+                d_loss = (tf.reduce_mean(tf.nn.softplus(-critic(y, training=True))) +
+                          tf.reduce_mean(tf.nn.softplus(critic(fake, training=True))))
+            grads = tape.gradient(d_loss, critic.trainable_variables)
+            self.critic_optimizer.apply_gradients(zip(grads, critic.trainable_variables))
+            with tf.GradientTape() as tape:
+                out = model(x, training=True)
+                l1 = tf.reduce_mean(tf.abs(out - y))
+                g_adv = tf.reduce_mean(tf.nn.softplus(-critic(out, training=False)))
+                loss = l1 + weight * g_adv
+            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+            return l1, g_adv, d_loss
+
+        return supervised if critic is None else adversarial
+
+    def train(self, small, large, rows, steps=None, max_cpu_seconds=None, progress=True) -> int:
+        step_fn = self.step_function()
         self.cpu_started = time.process_time()
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         log = (self.out / LOG_FILE).open("a")
@@ -174,14 +233,17 @@ class UpsampleRun:
                     self.stop_reason = f"--max-cpu-seconds {max_cpu_seconds:g} reached"
                     break
                 x, y = self.batch(small, large, rows)
-                losses.append(float(step_fn(x, y)))
+                losses.append([float(v) for v in step_fn(x, y)])
                 self.step += 1
                 if self.step % self.config.log_every == 0:
-                    line = f"{self.step},{np.mean(losses):.5f},{self.cpu_seconds():.1f}"
-                    log.write(line + "\n")
+                    l1, g_adv, d_loss = np.mean(losses, axis=0)
+                    log.write(f"{self.step},{l1:.5f},{'' if np.isnan(g_adv) else f'{g_adv:.4f}'},"
+                              f"{'' if np.isnan(d_loss) else f'{d_loss:.4f}'},{self.cpu_seconds():.1f}\n")
                     log.flush()
                     if progress:
-                        print(f"step {self.step}: L1 {np.mean(losses):.4f}, {self.cpu_seconds():.0f} CPU-s", flush=True)
+                        print(f"step {self.step}: L1 {l1:.4f}" + ("" if np.isnan(g_adv) else
+                              f", G adversarial {g_adv:.3f}, critic {d_loss:.3f}") +
+                              f", {self.cpu_seconds():.0f} CPU-s", flush=True)
                     losses = []
                 if self.step % self.config.checkpoint_every == 0:
                     self.save()
@@ -206,12 +268,18 @@ def run(args) -> int:
     if args.resume:
         if not config_path.is_file():
             raise UsageError(f"--resume: {args.out} is not an upsampling run (no {CONFIG_FILE})")
-        config = UpsampleConfig(**json.loads(config_path.read_text()))
+        recorded = json.loads(config_path.read_text())
+        changes = recorded.pop("changes", [])
+        config = UpsampleConfig(**recorded)
+        if args.adversarial is not None and args.adversarial != config.adversarial:
+            config = dataclasses.replace(config, adversarial=args.adversarial)
+            changes.append({"adversarial": args.adversarial})  # its step is filled in once the checkpoint is read
     else:
+        changes = []
         if config_path.is_file():
             raise UsageError(f"--out {args.out} is an upsampling run already: pass --resume to continue it")
         config = UpsampleConfig(small=int(small.images.shape[1]), width=args.width, blocks=args.blocks,
-                                batch_size=args.batch_size)
+                                batch_size=args.batch_size, adversarial=args.adversarial or 0.0)
     if config.small != small.images.shape[1]:
         raise UsageError(f"--small holds {small.images.shape[1]} px photos; the run was started on {config.small} px")
     if config.batch_size > len(rows):
@@ -219,6 +287,9 @@ def run(args) -> int:
     trainer = UpsampleRun(args.out, config)
     if args.resume:
         trainer.load()
+        if changes and "step" not in changes[-1]:
+            changes[-1]["step"] = trainer.step
+            config_path.write_text(json.dumps({**dataclasses.asdict(config), "changes": changes}, indent=2) + "\n")
     else:
         trainer.begin()
     step = trainer.train(small, large, rows, args.steps, args.max_cpu_seconds)
@@ -235,7 +306,9 @@ def load_upsampler(run_dir: Path):
     config_path = Path(run_dir) / CONFIG_FILE
     if not config_path.is_file():
         raise UsageError(f"--upsampler: {run_dir} is not an upsampling run (no {CONFIG_FILE})")
-    config = UpsampleConfig(**json.loads(config_path.read_text()))
+    recorded = json.loads(config_path.read_text())
+    recorded.pop("changes", None)
+    config = UpsampleConfig(**recorded)
     groups, meta = checkpoint.load_state(Path(run_dir))
     model = build_upsampler(config)
     checkpoint.assign(model.weights, groups["u"], "upsampler")
