@@ -258,3 +258,13 @@ def test_a_supervised_run_switched_to_adversarial_resumes_exactly(tmp_path, cach
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
     rows = (tmp_path / "b" / "log.csv").read_text().splitlines()
     assert rows[0] == "step,l1,g_adversarial,d_loss,cpu_seconds"
+
+
+def test_the_loss_curves_get_a_second_panel_once_the_run_is_adversarial(tmp_path):
+    from training.pictures import plot_stage_losses
+
+    (tmp_path / "l1.csv").write_text("step,l1,g_adversarial,d_loss,cpu_seconds\n25,0.04,,,10\n50,0.03,,,20\n")
+    (tmp_path / "adv.csv").write_text((tmp_path / "l1.csv").read_text() + "75,0.03,0.7,1.4,30\n")
+    one = Image.open(plot_stage_losses(tmp_path / "l1.csv", tmp_path / "l1.png"))
+    two = Image.open(plot_stage_losses(tmp_path / "adv.csv", tmp_path / "adv.png"))
+    assert two.size[0] > 1.8 * one.size[0]

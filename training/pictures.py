@@ -72,6 +72,36 @@ def plot_losses(log_path: Path, out_path: Path) -> Path | None:
     return out_path
 
 
+def plot_stage_losses(log_path: Path, out_path: Path) -> Path | None:
+    """An upsampling run's curves (training/upsample.py's log): L1 against CPU time, and once adversarial, the
+    critic's and the stage's adversarial losses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log = read_log(log_path)
+    if not log or len(log.get("step", [])) == 0:
+        return None
+    adversarial = np.isfinite(log.get("d_loss", np.array([np.nan]))).any()
+    fig, axes = plt.subplots(1, 2 if adversarial else 1, figsize=(12 if adversarial else 6, 4), squeeze=False)
+    axes = axes[0]
+    axes[0].plot(log["step"], log["l1"], label="L1 against the 128 px photo")
+    axes[0].set_title("the stage's pixel error")
+    if adversarial:
+        axes[1].plot(log["step"], log["d_loss"], label="critic")
+        axes[1].plot(log["step"], log["g_adversarial"], label="stage (adversarial term, unweighted)")
+        axes[1].set_title("adversarial losses")
+    for axis in axes:
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=90)
+    plt.close(fig)
+    return out_path
+
+
 def make_gif(frames: list, out_path: Path, width: int = 384, seconds_per_frame: float = 0.25) -> Path | None:
     """The sample grids in order as an animated GIF (the last frame held longer)."""
     if not frames:

@@ -293,6 +293,10 @@ def run(args) -> int:
     else:
         trainer.begin()
     step = trainer.train(small, large, rows, args.steps, args.max_cpu_seconds)
+    from training import run_folder
+    from training.pictures import plot_stage_losses
+
+    plot_stage_losses(args.out / LOG_FILE, args.out / run_folder.LOSS_CURVES)
     print(f"stopped at step {step} ({trainer.stop_reason}), {trainer.cpu_seconds():.0f} CPU-s in all; "
           f"checkpoint in {args.out}")
     return 0
