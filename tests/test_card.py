@@ -46,3 +46,20 @@ def test_the_shipped_cards_show_no_absolute_path():
     for path in cards:
         found = ABSOLUTE_PATH.search(path.read_text())
         assert found is None, f"{path.relative_to(REPO)}: {found.group()!r}"
+
+
+def test_a_model_with_an_upsampling_stage_says_so_beside_its_bases_training():
+    manifest = _manifest({"name": "d"}, {})
+    manifest["training"] = {"steps": 100, "config": {"loss": "nonsaturating"},
+                            "upsampler": {"steps": 3200, "cpu_seconds": 5400, "base": "celeba-hq-64",
+                                          "loss": "mean absolute error against the 128 px photos",
+                                          "config": {"batch_size": 32, "blocks": 4, "width": 32, "small": 64,
+                                                     "adversarial": 0.02}}}
+    text = card.render_card(manifest, [])
+    assert ("| upsampling stage | 3,200 steps of batch 32, 1.50 CPU hours, behind celeba-hq-64's generator (the rows "
+            "above are its training) |") in text
+    assert "4 residual blocks of 32 channels at 64 px" in text and "plus 0.02 x a patch critic's loss" in text
+    manifest["training"]["upsampler"]["config"]["adversarial"] = 0
+    assert "critic" not in card.render_card(manifest, [])
+    del manifest["training"]["upsampler"]
+    assert "upsampling stage" not in card.render_card(manifest, [])

@@ -168,6 +168,7 @@ def test_export_puts_the_stage_behind_the_base_generator_and_encoder(exported):
     base, big, run = exported
     manifest = model_folder.read_manifest(big)
     assert manifest["resolution"] == 2 * SMALL and manifest["name"] == "big64"
+    assert manifest["architecture"] == "facegen + upsampling stage"
     assert manifest["encoder"]["edit_gains"] == {"Male": 1.5}
     assert manifest["encoder"]["framing"]["landmarks"] == model_folder.read_manifest(base)["encoder"]["framing"][
         "landmarks"]

@@ -572,13 +572,30 @@ def _training_section(manifest: dict, baseline_name: str, baseline_training: dic
            f"{training.get('discriminator_parameters', 0):,} |" if isinstance(training.get("generator_parameters"), int)
            else "| parameters | ? |",
            f"| conditioning | {config.get('conditioning', '?')}, loss {config.get('loss', '?')}, spectral norm "
-           f"{config.get('spectral_norm', '?')} |", ""]
+           f"{config.get('spectral_norm', '?')} |"]
+    out += _stage_rows(training.get("upsampler")) + [""]
     if baseline_training:
         bt = baseline_training
         out += [f"Baseline ({baseline_name}): {bt.get('steps', '?')} steps in "
                 f"{_f((bt.get('train_seconds') or 0) / 60, 1)} minutes on the same machine, "
                 f"{bt.get('generator_parameters', 0):,} generator parameters.", ""]
     return out
+
+
+def _stage_rows(stage: dict | None) -> list:
+    """The upsampling stage's rows (training/upsample.py) for a model exported with one: the rows above are its
+    base generator's training."""
+    if not stage:
+        return []
+    config = stage.get("config", {})
+    adversarial = config.get("adversarial") or 0
+    return [f"| upsampling stage | {stage.get('steps', '?'):,} steps of batch {config.get('batch_size', '?')}, "
+            f"{_f((stage.get('cpu_seconds') or 0) / 3600, 2)} CPU hours, behind {stage.get('base', '?')}'s generator "
+            f"(the rows above are its training) |",
+            f"| stage network | {config.get('blocks', '?')} residual blocks of {config.get('width', '?')} channels at "
+            f"{config.get('small', '?')} px, sub-pixel output added to the bilinear enlargement; "
+            f"{stage.get('loss', 'L1')}" + (f", plus {adversarial:g} x a patch critic's loss" if adversarial else "")
+            + " |"]
 
 
 def _quality_section(name: str, metrics: dict, baseline: dict | None, baseline_name: str) -> list:

@@ -357,7 +357,9 @@ def export_upsampled(run_dir: Path, base_dir: Path, out_dir: Path, name: str | N
     if up_config.small != config.resolution:
         raise UsageError(f"--upsampler takes {up_config.small} px faces but --base makes {config.resolution} px ones")
     big, big_encoder = upsampled_networks(generator, encoder, upsampler)
-    big_config = dataclasses.replace(config, resolution=2 * config.resolution)
+    # Not validated as a training config (none trains it): it tells export the side and what the manifest calls it.
+    big_config = dataclasses.replace(config, resolution=2 * config.resolution,
+                                     architecture=f"{config.architecture} + upsampling stage")
     training = dict(base.get("training") or {})
     training["upsampler"] = {"run": Path(run_dir).name, "steps": int(meta["step"]),
                              "cpu_seconds": meta.get("cpu_seconds"), "config": dataclasses.asdict(up_config),
