@@ -12,6 +12,10 @@ RUN_DIR/
   loss_curves.png        the losses from log.csv, drawn at the end of each session
   training.gif           the sample grids in step order, drawn at the end of each session
 
+An upsampling stage's run (``python -m training upsample``, training/upsample.py) is a smaller folder of the same
+names: upsample.json (its UpsampleConfig, and the switches made on resume), log.csv, checkpoint/state.npz and
+loss_curves.png.
+
 Imports no Keras or TensorFlow at module level: only the loaders need them.
 """
 
@@ -31,6 +35,7 @@ STATE = "state.npz"
 SAMPLES = "samples"
 LOSS_CURVES = "loss_curves.png"
 TRAINING_GIF = "training.gif"
+UPSAMPLE_CONFIG = "upsample.json"
 
 
 def state_path(run_dir) -> Path:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from training.arguments import at_least
+from training.run_folder import LOG as LOG_FILE, LOSS_CURVES, UPSAMPLE_CONFIG as CONFIG_FILE
 from training.usage_error import UsageError
 
 
@@ -43,8 +44,6 @@ class UpsampleConfig:
     log_every: int = 25
 
 
-CONFIG_FILE = "upsample.json"  # the run folder's config (dataclass fields), written once at the start
-LOG_FILE = "log.csv"
 LOG_HEADER = "step,l1,g_adversarial,d_loss,cpu_seconds"
 
 
@@ -293,10 +292,9 @@ def run(args) -> int:
     else:
         trainer.begin()
     step = trainer.train(small, large, rows, args.steps, args.max_cpu_seconds)
-    from training import run_folder
     from training.pictures import plot_stage_losses
 
-    plot_stage_losses(args.out / LOG_FILE, args.out / run_folder.LOSS_CURVES)
+    plot_stage_losses(args.out / LOG_FILE, args.out / LOSS_CURVES)
     print(f"stopped at step {step} ({trainer.stop_reason}), {trainer.cpu_seconds():.0f} CPU-s in all; "
           f"checkpoint in {args.out}")
     return 0
