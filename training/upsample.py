@@ -258,6 +258,13 @@ class UpsampleRun:
         self.stop_reason = "SIGTERM"
 
 
+def read_config(run_dir: Path) -> tuple[UpsampleConfig, list]:
+    """(the run's config as it trains now, the switches made on resume: [{"adversarial": w, "step": s}])."""
+    recorded = json.loads((Path(run_dir) / CONFIG_FILE).read_text())
+    changes = recorded.pop("changes", [])
+    return UpsampleConfig(**recorded), changes
+
+
 def run(args) -> int:
     """Check everything, then write: a refused command leaves the run folder as it was."""
     if args.steps is None and args.max_cpu_seconds is None:
@@ -267,9 +274,7 @@ def run(args) -> int:
     if args.resume:
         if not config_path.is_file():
             raise UsageError(f"--resume: {args.out} is not an upsampling run (no {CONFIG_FILE})")
-        recorded = json.loads(config_path.read_text())
-        changes = recorded.pop("changes", [])
-        config = UpsampleConfig(**recorded)
+        config, changes = read_config(args.out)
         if args.adversarial is not None and args.adversarial != config.adversarial:
             config = dataclasses.replace(config, adversarial=args.adversarial)
             changes.append({"adversarial": args.adversarial})  # its step is filled in once the checkpoint is read
@@ -305,12 +310,9 @@ def load_upsampler(run_dir: Path):
     """The stage of an upsampling run folder, rebuilt and loaded from its checkpoint -> (model, meta, config)."""
     from training import checkpoint
 
-    config_path = Path(run_dir) / CONFIG_FILE
-    if not config_path.is_file():
+    if not (Path(run_dir) / CONFIG_FILE).is_file():
         raise UsageError(f"--upsampler: {run_dir} is not an upsampling run (no {CONFIG_FILE})")
-    recorded = json.loads(config_path.read_text())
-    recorded.pop("changes", None)
-    config = UpsampleConfig(**recorded)
+    config, _ = read_config(run_dir)
     groups, meta = checkpoint.load_state(Path(run_dir))
     model = build_upsampler(config)
     checkpoint.assign(model.weights, groups["u"], "upsampler")
