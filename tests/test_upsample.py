@@ -269,3 +269,22 @@ def test_the_loss_curves_get_a_second_panel_once_the_run_is_adversarial(tmp_path
     one = Image.open(plot_stage_losses(tmp_path / "l1.csv", tmp_path / "l1.png"))
     two = Image.open(plot_stage_losses(tmp_path / "adv.csv", tmp_path / "adv.png"))
     assert two.size[0] > 1.8 * one.size[0]
+
+
+def test_fakes_from_shows_the_critic_the_base_generators_faces(tmp_path, caches, exported, capsys):
+    from training.__main__ import main
+
+    base, big, _ = exported
+    with_base = trained(tmp_path, caches, steps=2, name="fb", cfg=config(adversarial=1.0, fakes_from=str(base)))
+    photos_only = trained(tmp_path, caches, steps=2, name="po", cfg=config(adversarial=1.0))
+    faces = with_base.base_faces(__import__("training.data", fromlist=["load_cache"]).load_cache(caches[0]))
+    drawn = faces(5)
+    assert drawn.shape == (4, SMALL, SMALL, 3) and np.array_equal(drawn, faces(5)) and not np.array_equal(drawn, faces(6))
+    # The critic has learned from other fakes, so it (and the stage it steers) differs.
+    moved = max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(with_base.critic.weights,
+                                                                            photos_only.critic.weights))
+    assert moved > 1e-6, moved
+    small, large = caches
+    assert main(["upsample", "--small", str(small), "--large", str(large), "--out", str(tmp_path / "x"),
+                 "--batch-size", "4", "--steps", "1", "--adversarial", "1", "--fakes-from", str(big)]) == 2
+    assert "makes 64 px faces; the stage takes 32 px" in capsys.readouterr().err

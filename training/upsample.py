@@ -11,7 +11,10 @@ bilinear enlargement (last conv zero) and learns the detail bilinear loses. Loss
 ("supervised"); with ``adversarial`` > 0 also that weight times the non-saturating GAN loss of a small patch
 critic (Conv 4x4/2 x 3 -> Conv 3x3 -> a 16x16 map of real/fake logits at 128 px) that learns real 128 px photos from
 the stage's enlargements, so the stage is pushed towards photo-like detail where the average of the possible
-answers (what L1 alone learns) is soft. A supervised run can be switched to adversarial on resume.
+answers (what L1 alone learns) is soft. With ``fakes_from`` (a 64 px model folder: the base the stage will be
+exported behind) the critic also judges that generator's faces as the stage enlarges them, half of every fake
+batch, and the stage learns from it too: what it will enlarge in service is those faces, not photos. A supervised run
+can be switched to adversarial (and to fakes_from) on resume.
 Checkpoints are training/checkpoint.py's (groups "u", "u_opt", and "d", "d_opt" once adversarial), so a run stops and
 resumes exactly.
 """
@@ -37,6 +40,7 @@ class UpsampleConfig:
     batch_size: int = 32
     learning_rate: float = 5e-4
     adversarial: float = 0.0  # weight of the critic's loss beside L1 (0: supervised only)
+    fakes_from: str | None = None  # a model folder whose generator's faces, enlarged, the critic also judges
     d_width: int = 32
     d_learning_rate: float = 2e-4
     seed: int = 0
@@ -59,6 +63,9 @@ def add_arguments(parser):
     parser.add_argument("--width", type=at_least(4), default=UpsampleConfig.width, help="channels (32)")
     parser.add_argument("--blocks", type=at_least(0), default=UpsampleConfig.blocks, help="residual blocks (4)")
     parser.add_argument("--batch-size", type=at_least(1), default=UpsampleConfig.batch_size, help="batch (32)")
+    parser.add_argument("--fakes-from", type=Path, metavar="MODEL_DIR",
+                        help="with --adversarial: the critic also judges this model's generated faces as the stage "
+                             "enlarges them (the base it will be exported behind); may be switched on with --resume")
     parser.add_argument("--adversarial", type=at_least(0.0), metavar="WEIGHT",
                         help="weight of the patch critic's loss beside L1 (default 0: supervised only); on --resume "
                              "it switches a run (recorded in upsample.json with the step)")
@@ -186,30 +193,33 @@ class UpsampleRun:
         return from_uint8(np.asarray(small.images[pick])), from_uint8(np.asarray(large.images[pick]))
 
     def step_function(self):
-        """One tf.function step (x small, y large) -> (L1, G's adversarial loss, the critic's loss): the critic
-        learns first on this batch's photos and (held) enlargements, then the stage on L1 plus its weighted loss."""
+        """One tf.function step (x small, y large, g the base's faces or an empty batch) -> (L1, G's adversarial
+        loss, the critic's loss): the critic learns first on this batch's photos and (held) enlargements, then the
+        stage on L1 (photo pairs only) plus its weighted loss."""
         import tensorflow as tf
 
         model, optimizer, critic, weight = self.model, self.optimizer, self.critic, self.config.adversarial
 
         @tf.function(jit_compile=False)
-        def supervised(x, y):
+        def supervised(x, y, g):
             with tf.GradientTape() as tape:
                 l1 = tf.reduce_mean(tf.abs(model(x, training=True) - y))
             optimizer.apply_gradients(zip(tape.gradient(l1, model.trainable_variables), model.trainable_variables))
             return l1, tf.constant(float("nan")), tf.constant(float("nan"))
 
         @tf.function(jit_compile=False)
-        def adversarial(x, y):
-            fake = tf.stop_gradient(model(x, training=True))
+        def adversarial(x, y, g):
+            # g: the base generator's faces (fakes_from), or none; the fakes are the stage's enlargements of both.
+            n = tf.shape(x)[0]
+            fake = tf.stop_gradient(model(tf.concat([x, g], 0), training=True))
             with tf.GradientTape() as tape:
                 d_loss = (tf.reduce_mean(tf.nn.softplus(-critic(y, training=True))) +
                           tf.reduce_mean(tf.nn.softplus(critic(fake, training=True))))
             grads = tape.gradient(d_loss, critic.trainable_variables)
             self.critic_optimizer.apply_gradients(zip(grads, critic.trainable_variables))
             with tf.GradientTape() as tape:
-                out = model(x, training=True)
-                l1 = tf.reduce_mean(tf.abs(out - y))
+                out = model(tf.concat([x, g], 0), training=True)
+                l1 = tf.reduce_mean(tf.abs(out[:n] - y))
                 g_adv = tf.reduce_mean(tf.nn.softplus(-critic(out, training=False)))
                 loss = l1 + weight * g_adv
             optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
@@ -217,8 +227,33 @@ class UpsampleRun:
 
         return supervised if critic is None else adversarial
 
+    def base_faces(self, small):
+        """faces(step) -> the fakes_from model's faces for this step (float [B, s, s, 3] in [-1, 1]: noise and real
+        training attribute rows drawn from (seed, step) alone), or an empty batch without fakes_from."""
+        from facegen import model_folder
+
+        empty = np.zeros((0, self.config.small, self.config.small, 3), np.float32)
+        if not self.config.fakes_from:
+            return lambda step: empty
+        manifest = model_folder.read_manifest(self.config.fakes_from)
+        loaded = model_folder.load_saved_model(self.config.fakes_from)
+        pixels = model_folder.pixels_function(loaded)
+        attributes = np.asarray(small.attributes)[:, base_columns(manifest, small)].astype(np.float32)
+        rows = training_rows_of(small)
+        latent, batch = int(manifest["latent_size"]), self.config.batch_size
+
+        def faces(step):
+            stream = np.random.RandomState([self.config.seed, step, 1])
+            noise = stream.standard_normal((batch, latent)).astype(np.float32)
+            attrs = attributes[stream.choice(rows, batch)]
+            return pixels(noise, attrs).numpy()
+
+        faces.keep_alive = loaded
+        return faces
+
     def train(self, small, large, rows, steps=None, max_cpu_seconds=None, progress=True) -> int:
         step_fn = self.step_function()
+        faces = self.base_faces(small)
         self.cpu_started = time.process_time()
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         log = (self.out / LOG_FILE).open("a")
@@ -232,7 +267,7 @@ class UpsampleRun:
                     self.stop_reason = f"--max-cpu-seconds {max_cpu_seconds:g} reached"
                     break
                 x, y = self.batch(small, large, rows)
-                losses.append([float(v) for v in step_fn(x, y)])
+                losses.append([float(v) for v in step_fn(x, y, faces(self.step))])
                 self.step += 1
                 if self.step % self.config.log_every == 0:
                     l1, g_adv, d_loss = np.mean(losses, axis=0)
@@ -258,6 +293,39 @@ class UpsampleRun:
         self.stop_reason = "SIGTERM"
 
 
+def base_columns(manifest: dict, cache) -> list:
+    """The cache's attribute columns in the base model's attribute order."""
+    lowered = {str(name).lower(): i for i, name in enumerate(cache.attribute_names)}
+    missing = [a for a in manifest["attributes"] if a.lower() not in lowered]
+    if missing:
+        raise UsageError(f"--fakes-from: the model's attributes {missing} are not in the --small cache")
+    return [lowered[a.lower()] for a in manifest["attributes"]]
+
+
+def training_rows_of(cache):
+    from training.data import training_rows
+
+    return training_rows(cache.partition)
+
+
+def check_base(config: UpsampleConfig, small) -> None:
+    """--fakes-from names a model folder the stage can follow: its side is the stage's input, its attributes are
+    in the cache (their training rows condition its faces), its SavedModel has the float signature."""
+    from facegen import model_folder
+
+    try:
+        manifest = model_folder.read_manifest(config.fakes_from)
+    except model_folder.ManifestError as error:
+        raise UsageError(f"--fakes-from: {error}") from None
+    if int(manifest["resolution"]) != config.small:
+        raise UsageError(f"--fakes-from: {config.fakes_from} makes {manifest['resolution']} px faces; the stage "
+                         f"takes {config.small} px")
+    if not model_folder.has_pixels(manifest):
+        raise UsageError(f"--fakes-from: {config.fakes_from} has no {model_folder.PIXELS_SIGNATURE} signature: "
+                         "upgrade it with `python -m training export --upgrade`")
+    base_columns(manifest, small)
+
+
 def read_config(run_dir: Path) -> tuple[UpsampleConfig, list]:
     """(the run's config as it trains now, the switches made on resume: [{"adversarial": w, "step": s}])."""
     recorded = json.loads((Path(run_dir) / CONFIG_FILE).read_text())
@@ -275,19 +343,27 @@ def run(args) -> int:
         if not config_path.is_file():
             raise UsageError(f"--resume: {args.out} is not an upsampling run (no {CONFIG_FILE})")
         config, changes = read_config(args.out)
+        switched = {}
         if args.adversarial is not None and args.adversarial != config.adversarial:
-            config = dataclasses.replace(config, adversarial=args.adversarial)
-            changes.append({"adversarial": args.adversarial})  # its step is filled in once the checkpoint is read
+            switched["adversarial"] = args.adversarial
+        if args.fakes_from is not None and str(args.fakes_from) != config.fakes_from:
+            switched["fakes_from"] = str(args.fakes_from)
+        if switched:
+            config = dataclasses.replace(config, **switched)
+            changes.append(switched)  # its step is filled in once the checkpoint is read
     else:
         changes = []
         if config_path.is_file():
             raise UsageError(f"--out {args.out} is an upsampling run already: pass --resume to continue it")
         config = UpsampleConfig(small=int(small.images.shape[1]), width=args.width, blocks=args.blocks,
-                                batch_size=args.batch_size, adversarial=args.adversarial or 0.0)
+                                batch_size=args.batch_size, adversarial=args.adversarial or 0.0,
+                                fakes_from=None if args.fakes_from is None else str(args.fakes_from))
     if config.small != small.images.shape[1]:
         raise UsageError(f"--small holds {small.images.shape[1]} px photos; the run was started on {config.small} px")
     if config.batch_size > len(rows):
         raise UsageError(f"--batch-size {config.batch_size} is more than the {len(rows)} training photos")
+    if config.fakes_from:
+        check_base(config, small)
     trainer = UpsampleRun(args.out, config)
     if args.resume:
         trainer.load()
