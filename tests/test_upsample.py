@@ -288,3 +288,24 @@ def test_fakes_from_shows_the_critic_the_base_generators_faces(tmp_path, caches,
     assert main(["upsample", "--small", str(small), "--large", str(large), "--out", str(tmp_path / "x"),
                  "--batch-size", "4", "--steps", "1", "--adversarial", "1", "--fakes-from", str(big)]) == 2
     assert "makes 64 px faces; the stage takes 32 px" in capsys.readouterr().err
+
+
+def test_the_ema_follows_the_weights_and_is_what_export_loads(tmp_path, caches):
+    from training.upsample import UpsampleRun, load_upsampler, paired_caches
+
+    run = trained(tmp_path, caches, steps=1, name="e0", cfg=config(ema_decay=0.75))
+    start = [w.numpy().copy() for w in run.ema.weights]  # after one step: 0.75 init + 0.25 the stepped weights
+    small, large, rows = paired_caches(*caches)
+    run.train(small, large, rows, steps=2, progress=False)
+    for average, before, weight in zip(run.ema.weights, start, run.model.weights):
+        np.testing.assert_allclose(average.numpy(), 0.75 * before + 0.25 * weight.numpy(), rtol=1e-5, atol=1e-7)
+    assert any(not np.allclose(a.numpy(), w.numpy()) for a, w in zip(run.ema.weights, run.model.weights))
+    run.save()
+    stage, meta, _ = load_upsampler(tmp_path / "e0")
+    assert meta["weights"] == "ema"
+    for loaded, average in zip(stage.weights, run.ema.weights):
+        np.testing.assert_array_equal(loaded.numpy(), average.numpy())
+    resumed = UpsampleRun(tmp_path / "e0", config(ema_decay=0.75))
+    resumed.load()
+    for loaded, average in zip(resumed.ema.weights, run.ema.weights):
+        np.testing.assert_array_equal(loaded.numpy(), average.numpy())

@@ -14,9 +14,10 @@ the stage's enlargements, so the stage is pushed towards photo-like detail where
 answers (what L1 alone learns) is soft. With ``fakes_from`` (a 64 px model folder: the base the stage will be
 exported behind) the critic also judges that generator's faces as the stage enlarges them, half of every fake
 batch, and the stage learns from it too: what it will enlarge in service is those faces, not photos. A supervised run
-can be switched to adversarial (and to fakes_from) on resume.
-Checkpoints are training/checkpoint.py's (groups "u", "u_opt", and "d", "d_opt" once adversarial), so a run stops and
-resumes exactly.
+can be switched to adversarial (and to fakes_from, and an EMA of the stage's weights, which export then uses: an
+adversarial stage's weights wander from step to step as a GAN generator's do) on resume.
+Checkpoints are training/checkpoint.py's (groups "u", "u_opt"; "d", "d_opt" once adversarial; "u_ema" with an
+EMA), so a run stops and resumes exactly.
 """
 
 import dataclasses
@@ -41,6 +42,7 @@ class UpsampleConfig:
     learning_rate: float = 5e-4
     adversarial: float = 0.0  # weight of the critic's loss beside L1 (0: supervised only)
     fakes_from: str | None = None  # a model folder whose generator's faces, enlarged, the critic also judges
+    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the stage's weights, which export uses
     d_width: int = 32
     d_learning_rate: float = 2e-4
     seed: int = 0
@@ -66,6 +68,10 @@ def add_arguments(parser):
     parser.add_argument("--fakes-from", type=Path, metavar="MODEL_DIR",
                         help="with --adversarial: the critic also judges this model's generated faces as the stage "
                              "enlarges them (the base it will be exported behind); may be switched on with --resume")
+    parser.add_argument("--ema-decay", type=at_least(0.0), metavar="DECAY",
+                        help="keep an exponential moving average of the stage's weights (0.998: a half-life of about "
+                             "350 steps), which export uses; may be switched on with --resume (it starts from the "
+                             "weights then)")
     parser.add_argument("--adversarial", type=at_least(0.0), metavar="WEIGHT",
                         help="weight of the patch critic's loss beside L1 (default 0: supervised only); on --resume "
                              "it switches a run (recorded in upsample.json with the step)")
@@ -145,6 +151,10 @@ class UpsampleRun:
         self.model = build_upsampler(config)
         self.optimizer = keras.optimizers.Adam(config.learning_rate)
         self.optimizer.build(self.model.trainable_variables)
+        self.ema = None
+        if config.ema_decay > 0:
+            self.ema = build_upsampler(config)
+            self.ema.set_weights(self.model.get_weights())
         self.critic = self.critic_optimizer = None
         if config.adversarial > 0:
             self.critic = build_critic(config)
@@ -166,6 +176,8 @@ class UpsampleRun:
         groups = {"u": self.model.weights, "u_opt": self.optimizer.variables}
         if self.critic is not None:
             groups.update(d=self.critic.weights, d_opt=self.critic_optimizer.variables)
+        if self.ema is not None:
+            groups["u_ema"] = self.ema.weights
         checkpoint.save_state(self.out, {name: [v.numpy() for v in values] for name, values in groups.items()}, meta)
 
     def load(self) -> None:
@@ -179,7 +191,14 @@ class UpsampleRun:
         if self.critic is not None and "d" in groups:  # else the run has just been switched: a fresh critic
             checkpoint.assign(self.critic.weights, groups["d"], "critic")
             checkpoint.assign(self.critic_optimizer.variables, groups["d_opt"], "critic optimiser")
+        if self.ema is not None:  # switched on now: the average starts from the weights as they are
+            checkpoint.assign(self.ema.weights, groups.get("u_ema", groups["u"]), "upsampler EMA")
         self.step, self.cpu_before = int(meta["step"]), float(meta.get("cpu_seconds", 0.0))
+
+    def update_ema(self) -> None:
+        decay = self.config.ema_decay
+        for average, weight in zip(self.ema.weights, self.model.weights):
+            average.assign(decay * average + (1.0 - decay) * weight)
 
     def cpu_seconds(self) -> float:
         return self.cpu_before + time.process_time() - self.cpu_started
@@ -254,6 +273,7 @@ class UpsampleRun:
     def train(self, small, large, rows, steps=None, max_cpu_seconds=None, progress=True) -> int:
         step_fn = self.step_function()
         faces = self.base_faces(small)
+        self.stop_reason = None
         self.cpu_started = time.process_time()
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         log = (self.out / LOG_FILE).open("a")
@@ -268,6 +288,8 @@ class UpsampleRun:
                     break
                 x, y = self.batch(small, large, rows)
                 losses.append([float(v) for v in step_fn(x, y, faces(self.step))])
+                if self.ema is not None:
+                    self.update_ema()
                 self.step += 1
                 if self.step % self.config.log_every == 0:
                     l1, g_adv, d_loss = np.mean(losses, axis=0)
@@ -348,6 +370,8 @@ def run(args) -> int:
             switched["adversarial"] = args.adversarial
         if args.fakes_from is not None and str(args.fakes_from) != config.fakes_from:
             switched["fakes_from"] = str(args.fakes_from)
+        if args.ema_decay is not None and args.ema_decay != config.ema_decay:
+            switched["ema_decay"] = args.ema_decay
         if switched:
             config = dataclasses.replace(config, **switched)
             changes.append(switched)  # its step is filled in once the checkpoint is read
@@ -357,7 +381,8 @@ def run(args) -> int:
             raise UsageError(f"--out {args.out} is an upsampling run already: pass --resume to continue it")
         config = UpsampleConfig(small=int(small.images.shape[1]), width=args.width, blocks=args.blocks,
                                 batch_size=args.batch_size, adversarial=args.adversarial or 0.0,
-                                fakes_from=None if args.fakes_from is None else str(args.fakes_from))
+                                fakes_from=None if args.fakes_from is None else str(args.fakes_from),
+                                ema_decay=args.ema_decay or 0.0)
     if config.small != small.images.shape[1]:
         raise UsageError(f"--small holds {small.images.shape[1]} px photos; the run was started on {config.small} px")
     if config.batch_size > len(rows):
@@ -383,7 +408,8 @@ def run(args) -> int:
 
 # -- export: a trained 64 px model with the stage behind it ----------------------------------------------------------
 def load_upsampler(run_dir: Path):
-    """The stage of an upsampling run folder, rebuilt and loaded from its checkpoint -> (model, meta, config)."""
+    """The stage of an upsampling run folder, rebuilt and loaded from its checkpoint (its EMA weights where the run
+    keeps them) -> (model, meta, config); meta["weights"] says which."""
     from training import checkpoint
 
     if not (Path(run_dir) / CONFIG_FILE).is_file():
@@ -391,7 +417,8 @@ def load_upsampler(run_dir: Path):
     config, _ = read_config(run_dir)
     groups, meta = checkpoint.load_state(Path(run_dir))
     model = build_upsampler(config)
-    checkpoint.assign(model.weights, groups["u"], "upsampler")
+    meta["weights"] = "ema" if "u_ema" in groups else "raw"
+    checkpoint.assign(model.weights, groups["u_ema" if "u_ema" in groups else "u"], "upsampler")
     return model, meta, config
 
 
@@ -437,7 +464,7 @@ def export_upsampled(run_dir: Path, base_dir: Path, out_dir: Path, name: str | N
     big_config = dataclasses.replace(config, resolution=2 * config.resolution,
                                      architecture=f"{config.architecture} + upsampling stage")
     training = dict(base.get("training") or {})
-    training["upsampler"] = {"run": Path(run_dir).name, "steps": int(meta["step"]),
+    training["upsampler"] = {"run": Path(run_dir).name, "steps": int(meta["step"]), "weights": meta["weights"],
                              "cpu_seconds": meta.get("cpu_seconds"), "config": dataclasses.asdict(up_config),
                              "base": base["name"], "loss": "mean absolute error against the 128 px photos"}
     dataset = dict(base.get("dataset") or {})
