@@ -309,3 +309,18 @@ def test_the_ema_follows_the_weights_and_is_what_export_loads(tmp_path, caches):
     resumed.load()
     for loaded, average in zip(resumed.ema.weights, run.ema.weights):
         np.testing.assert_array_equal(loaded.numpy(), average.numpy())
+
+
+def test_each_layer_starts_from_its_own_seeded_weights():
+    from training.upsample import build_critic, build_upsampler
+
+    one, again = build_upsampler(config(blocks=2)), build_upsampler(config(blocks=2))
+    kernels = [w.numpy() for w in one.weights if w.path.endswith("kernel") and "tail" not in w.path]
+    for a, b in zip(kernels, [w.numpy() for w in again.weights if w.path.endswith("kernel") and "tail" not in w.path]):
+        np.testing.assert_array_equal(a, b)
+    same_shape = [k for k in kernels if k.shape == kernels[1].shape]
+    assert len(same_shape) >= 4 and all(not np.array_equal(same_shape[0], k) for k in same_shape[1:])
+    other = build_upsampler(config(blocks=2, seed=1))
+    assert not np.array_equal(other.weights[0].numpy(), one.weights[0].numpy())
+    critic = build_critic(config())
+    assert critic.output_shape == (None, SMALL // 4, SMALL // 4, 1)

@@ -21,6 +21,7 @@ EMA), so a run stops and resumes exactly.
 """
 
 import dataclasses
+import hashlib
 import json
 import signal
 import time
@@ -77,13 +78,20 @@ def add_arguments(parser):
                              "it switches a run (recorded in upsample.json with the step)")
 
 
+def layer_seed(config: UpsampleConfig, name: str) -> int:
+    """Each layer's initial weights from (config.seed, its name), as training/networks.py's ``init`` seeds G's and
+    D's: runs repeat, and no two layers of one shape start alike."""
+    digest = hashlib.sha256(f"{config.seed}/upsampler/{name}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") >> 1
+
+
 def build_upsampler(config: UpsampleConfig):
     """The stage as a Keras model: [N, small, small, 3] in [-1, 1] -> [N, 2 small, 2 small, 3]."""
     import keras
     from keras import layers
 
     def conv(filters, name, zero=False):
-        init = "zeros" if zero else keras.initializers.HeNormal(seed=config.seed + len(name))
+        init = "zeros" if zero else keras.initializers.HeNormal(seed=layer_seed(config, name))
         return layers.Conv2D(filters, 3, padding="same", kernel_initializer=init, name=name)
 
     images = keras.Input((config.small, config.small, 3), name="small")
@@ -117,10 +125,11 @@ def build_critic(config: UpsampleConfig):
     x = images
     for i, width in enumerate((config.d_width, 2 * config.d_width, 4 * config.d_width)):
         x = layers.Conv2D(width, 4, strides=2, padding="same", name=f"critic{i}",
-                          kernel_initializer=keras.initializers.HeNormal(seed=config.seed + 100 + i))(x)
+                          kernel_initializer=keras.initializers.HeNormal(seed=layer_seed(config, f"critic{i}")))(x)
         x = layers.LeakyReLU(0.2)(x)
     logits = layers.Conv2D(1, 3, padding="same", name="critic_logits",
-                           kernel_initializer=keras.initializers.HeNormal(seed=config.seed + 110))(x)
+                           kernel_initializer=keras.initializers.HeNormal(seed=layer_seed(config,
+                                                                                          "critic_logits")))(x)
     return keras.Model(images, logits, name="critic")
 
 
