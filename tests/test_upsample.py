@@ -324,3 +324,23 @@ def test_each_layer_starts_from_its_own_seeded_weights():
     assert not np.array_equal(other.weights[0].numpy(), one.weights[0].numpy())
     critic = build_critic(config())
     assert critic.output_shape == (None, SMALL // 4, SMALL // 4, 1)
+
+
+def test_a_run_with_fakes_from_draws_the_base_faces_enlarged_at_every_checkpoint(tmp_path, caches, exported, capsys):
+    from training.__main__ import main
+
+    base, _, _ = exported
+    small, large = caches
+    out = tmp_path / "frames"
+    assert main(["upsample", "--small", str(small), "--large", str(large), "--out", str(out), "--width", "8",
+                 "--blocks", "1", "--batch-size", "4", "--adversarial", "0.5", "--fakes-from", str(base),
+                 "--steps", "2"]) == 0
+    recorded = json.loads((out / "upsample.json").read_text())
+    recorded["checkpoint_every"] = 1
+    (out / "upsample.json").write_text(json.dumps(recorded))
+    assert main(["upsample", "--small", str(small), "--large", str(large), "--out", str(out), "--resume",
+                 "--steps", "4"]) == 0
+    frames = sorted((out / "samples").glob("step_*.png"))
+    assert [f.name for f in frames] == ["step_00000003.png", "step_00000004.png"]
+    assert Image.open(frames[0]).size == (8 * 2 * SMALL + 18, 2 * 2 * SMALL + 6)  # 16 faces at 64 px, 8 a row
+    assert (out / "training.gif").is_file()

@@ -13,8 +13,9 @@ RUN_DIR/
   training.gif           the sample grids in step order, drawn at the end of each session
 
 An upsampling stage's run (``python -m training upsample``, training/upsample.py) is a smaller folder of the same
-names: upsample.json (its UpsampleConfig, and the switches made on resume), log.csv, checkpoint/state.npz and
-loss_curves.png.
+names: upsample.json (its UpsampleConfig, and the switches made on resume), log.csv, checkpoint/state.npz,
+loss_curves.png, and with fakes_from samples/step_*.png (that model's faces for seeds 0-15 as the stage enlarges
+them, at every checkpoint) and training.gif.
 
 Imports no Keras or TensorFlow at module level: only the loaders need them.
 """

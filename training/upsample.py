@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from training.arguments import at_least
+from training import run_folder
 from training.run_folder import LOG as LOG_FILE, LOSS_CURVES, UPSAMPLE_CONFIG as CONFIG_FILE
 from training.usage_error import UsageError
 
@@ -178,6 +179,30 @@ class UpsampleRun:
         (self.out / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
         (self.out / LOG_FILE).write_text(LOG_HEADER + "\n")
 
+    PREVIEW_SEEDS = 16  # the service's faces for seeds 0-15 of the fakes_from model, enlarged at every checkpoint
+
+    def preview_faces(self):
+        """The fakes_from model's faces for seeds 0..PREVIEW_SEEDS-1 by the service's seed rule (float [-1, 1]), or
+        None: a run without fakes_from draws no frames (photos of the data set must not end up in a card's GIF)."""
+        if not self.config.fakes_from:
+            return None
+        from facegen import model_folder
+        from training.card import service_inputs
+
+        manifest = model_folder.read_manifest(self.config.fakes_from)
+        pixels = model_folder.pixels_function(model_folder.load_saved_model(self.config.fakes_from))
+        return pixels(*service_inputs(manifest, range(self.PREVIEW_SEEDS))).numpy()
+
+    def draw_frame(self, preview) -> None:
+        """samples/step_N.png: the preview faces as the stage (its EMA where kept) enlarges them now."""
+        from training import run_folder
+        from training.pictures import grid, to_uint8
+
+        stage = self.ema if self.ema is not None else self.model
+        path = run_folder.sample_path(self.out, self.step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        grid(to_uint8(stage.predict_on_batch(preview)), 8).save(path)
+
     def save(self) -> None:
         from training import checkpoint
 
@@ -282,6 +307,7 @@ class UpsampleRun:
     def train(self, small, large, rows, steps=None, max_cpu_seconds=None, progress=True) -> int:
         step_fn = self.step_function()
         faces = self.base_faces(small)
+        preview = self.preview_faces()
         self.stop_reason = None
         self.cpu_started = time.process_time()
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -312,6 +338,8 @@ class UpsampleRun:
                     losses = []
                 if self.step % self.config.checkpoint_every == 0:
                     self.save()
+                    if preview is not None:
+                        self.draw_frame(preview)
         except KeyboardInterrupt:
             self.stop_reason = "interrupted"
         finally:
@@ -407,9 +435,10 @@ def run(args) -> int:
     else:
         trainer.begin()
     step = trainer.train(small, large, rows, args.steps, args.max_cpu_seconds)
-    from training.pictures import plot_stage_losses
+    from training.pictures import make_gif, plot_stage_losses
 
     plot_stage_losses(args.out / LOG_FILE, args.out / LOSS_CURVES)
+    make_gif(run_folder.sample_frames(args.out), args.out / run_folder.TRAINING_GIF)
     print(f"stopped at step {step} ({trainer.stop_reason}), {trainer.cpu_seconds():.0f} CPU-s in all; "
           f"checkpoint in {args.out}")
     return 0
