@@ -73,7 +73,7 @@ def plot_losses(log_path: Path, out_path: Path) -> Path | None:
 
 
 def plot_stage_losses(log_path: Path, out_path: Path) -> Path | None:
-    """An upsampling run's curves (training/upsample.py's log): L1 against CPU time, and once adversarial, the
+    """An upsampling run's curves (training/upsample.py's log) by step: L1, and once adversarial, the
     critic's and the stage's adversarial losses."""
     import matplotlib
 
