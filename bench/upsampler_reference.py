@@ -31,19 +31,17 @@ def main() -> int:
     import numpy as np
 
     from facegen.model_folder import from_uint8, resize_face, to_uint8
-    from training.classifier import obtain_classifier, split_indices
-    from training.quality import frechet_distance_of
+    from training.classifier import obtain_classifier
+    from training.evaluate import real_rows
+    from training.quality import frechet_distance_of, real_halves
     from training.upsample import load_upsampler, paired_caches
 
     small, large, _ = paired_caches(args.small, args.large)
     classifier = obtain_classifier(large, None, progress=False, input_size=128)
-    _, held = split_indices(large.partition)  # evaluate's real_rows and half_resolution_reference, as they draw
-    if len(held) > args.samples:
-        held = np.sort(np.random.RandomState(args.seed).choice(held, args.samples, replace=False))
+    held = real_rows(args, large)  # evaluate's held-out photos and halves, drawn as it draws them
     real = classifier.features(np.asarray(large.images[held]))
-    order = np.random.RandomState(args.seed + 2).permutation(len(held))
-    half = len(held) // 2
-    part_a, part_b = held[order[:half]], order[half:2 * half]
+    in_held_a, part_b = real_halves(len(held), args.seed)
+    part_a, half = held[in_held_a], len(in_held_a)
     stage, meta, _ = load_upsampler(args.run)
     lanczos = np.stack([resize_face(resize_face(np.asarray(large.images[i]), 64), 128) for i in part_a])
     learned = np.concatenate([to_uint8(stage.predict_on_batch(from_uint8(np.asarray(small.images[part_a[s:s + 64]]))))
@@ -54,7 +52,7 @@ def main() -> int:
                          ("the 64 px cache's photo, Lanczos-enlarged", cache_lanczos),
                          ("the 64 px cache's photo, enlarged by the stage", learned)):
         print(f"  {frechet_distance_of(classifier.features(images), real[part_b]):.3f}  {name}")
-    print(f"  {frechet_distance_of(real[order[:half]], real[part_b]):.3f}  real vs real (the floor)")
+    print(f"  {frechet_distance_of(real[in_held_a], real[part_b]):.3f}  real vs real (the floor)")
     return 0
 
 

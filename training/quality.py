@@ -290,23 +290,31 @@ def frechet_distance_metric(ctx: Context) -> dict:
     the real set's split-half distance as the noise floor for the same sample size."""
     generated, real = ctx.conditioned_sample()["features"], ctx.real_sample()["features"]
     value = frechet_distance_of(generated, real)
-    order = np.random.RandomState(ctx.seed + 2).permutation(len(real))
-    half = len(real) // 2
-    floor = frechet_distance_of(real[order[:half]], real[order[half:2 * half]]) if half >= 2 else None
+    part_a, part_b = real_halves(len(real), ctx.seed)
+    floor = frechet_distance_of(real[part_a], real[part_b]) if len(part_a) >= 2 else None
     return {"value": _r(value), "real_split_half": _r(floor), "feature_space": "attribute classifier (256-d)",
             "generated": int(len(generated)), "real": int(len(real)),
-            "half_sample": half_resolution_reference(ctx, generated, real, order, floor) if half >= 2 else None}
+            "half_sample": (half_resolution_reference(ctx, generated, real, (part_a, part_b), floor)
+                            if len(part_a) >= 2 else None)}
 
 
-def half_resolution_reference(ctx: Context, generated, real, order, real_floor) -> dict:
+def real_halves(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(A, B): the two equal halves, seeded, of ``count`` held-out real images that the split-half figures compare
+    (the floor A vs B; the half-resolution reference A enlarged vs B). bench/upsampler_reference.py draws the same."""
+    order = np.random.RandomState(seed + 2).permutation(count)
+    half = count // 2
+    return order[:half], order[half:2 * half]
+
+
+def half_resolution_reference(ctx: Context, generated, real, halves, real_floor) -> dict:
     """Equal-size figures (half the real set each) against the same real half B: the generated faces, the other
     real half A (the floor: ``real_floor``, the split-half distance frechet_distance has measured already), and A
     downsized to half its side and enlarged again by the service's resize rule (the best any model of half the
     resolution, served enlarged, could reach)."""
     from facegen.model_folder import resize_face
 
-    half = len(real) // 2
-    part_a, part_b = order[:half], order[half:2 * half]
+    part_a, part_b = halves
+    half = len(part_a)
     side = ctx.real_images.shape[1]
     blurred = np.stack([resize_face(resize_face(np.asarray(ctx.real_images[i]), side // 2), side) for i in part_a])
     blurred_features = ctx.classifier.features(blurred)
