@@ -277,7 +277,10 @@ def test_fakes_from_shows_the_critic_the_base_generators_faces(tmp_path, caches,
     base, big, _ = exported
     with_base = trained(tmp_path, caches, steps=2, name="fb", cfg=config(adversarial=1.0, fakes_from=str(base)))
     photos_only = trained(tmp_path, caches, steps=2, name="po", cfg=config(adversarial=1.0))
-    faces = with_base.base_faces(__import__("training.data", fromlist=["load_cache"]).load_cache(caches[0]))
+    from training.upsample import paired_caches
+
+    small, _, rows = paired_caches(*caches)
+    faces = with_base.base_faces(with_base.open_base(), small, rows)
     drawn = faces(5)
     assert drawn.shape == (4, SMALL, SMALL, 3) and np.array_equal(drawn, faces(5)) and not np.array_equal(drawn, faces(6))
     # The critic has learned from other fakes, so it (and the stage it steers) differs.
@@ -288,6 +291,18 @@ def test_fakes_from_shows_the_critic_the_base_generators_faces(tmp_path, caches,
     assert main(["upsample", "--small", str(small), "--large", str(large), "--out", str(tmp_path / "x"),
                  "--batch-size", "4", "--steps", "1", "--adversarial", "1", "--fakes-from", str(big)]) == 2
     assert "makes 64 px faces; the stage takes 32 px" in capsys.readouterr().err
+    from training.data import load_cache, save_cache
+
+    renamed = []  # the same photos with "Smiling" called something else: the base's attribute is not in the data
+    for path in caches:
+        cache = load_cache(path)
+        renamed.append(tmp_path / path.name)
+        save_cache(renamed[-1], cache.images, cache.attributes, ["Male", "Young"], cache.partition, cache.filenames, {})
+    assert main(["upsample", "--small", str(renamed[0]), "--large", str(renamed[1]), "--out", str(tmp_path / "y"),
+                 "--batch-size", "4", "--steps", "1", "--adversarial", "1", "--fakes-from", str(base)]) == 2
+    error = capsys.readouterr().err
+    assert "--fakes-from: the model's attributes ['Smiling'] are not in the data" in error
+    assert not (tmp_path / "y").exists()
 
 
 def test_the_ema_follows_the_weights_and_is_what_export_loads(tmp_path, caches):

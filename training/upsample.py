@@ -181,16 +181,24 @@ class UpsampleRun:
 
     PREVIEW_SEEDS = 16  # the service's faces for seeds 0-15 of the fakes_from model, enlarged at every checkpoint
 
-    def preview_faces(self):
-        """The fakes_from model's faces for seeds 0..PREVIEW_SEEDS-1 by the service's seed rule (float [-1, 1]), or
-        None: a run without fakes_from draws no frames (photos of the data set must not end up in a card's GIF)."""
+    def open_base(self):
+        """(manifest, pixels function, the loaded SavedModel to keep alive) of the fakes_from model, loaded once for
+        the critic's fakes and the frames; None without fakes_from."""
         if not self.config.fakes_from:
             return None
         from facegen import model_folder
+
+        loaded = model_folder.load_saved_model(self.config.fakes_from)
+        return model_folder.read_manifest(self.config.fakes_from), model_folder.pixels_function(loaded), loaded
+
+    def preview_faces(self, base):
+        """The fakes_from model's faces for seeds 0..PREVIEW_SEEDS-1 by the service's seed rule (float [-1, 1]), or
+        None: a run without fakes_from draws no frames (photos of the data set must not end up in a card's GIF)."""
+        if base is None:
+            return None
         from training.card import service_inputs
 
-        manifest = model_folder.read_manifest(self.config.fakes_from)
-        pixels = model_folder.pixels_function(model_folder.load_saved_model(self.config.fakes_from))
+        manifest, pixels, _ = base
         return pixels(*service_inputs(manifest, range(self.PREVIEW_SEEDS))).numpy()
 
     def draw_frame(self, preview) -> None:
@@ -280,19 +288,18 @@ class UpsampleRun:
 
         return supervised if critic is None else adversarial
 
-    def base_faces(self, small):
+    def base_faces(self, base, small, rows):
         """faces(step) -> the fakes_from model's faces for this step (float [B, s, s, 3] in [-1, 1]: noise and real
-        training attribute rows drawn from (seed, step) alone), or an empty batch without fakes_from."""
-        from facegen import model_folder
+        training attribute rows (``rows`` of ``small``) drawn from (seed, step) alone), or an empty batch without
+        fakes_from."""
+        from training.evaluate import attribute_columns
 
         empty = np.zeros((0, self.config.small, self.config.small, 3), np.float32)
-        if not self.config.fakes_from:
+        if base is None:
             return lambda step: empty
-        manifest = model_folder.read_manifest(self.config.fakes_from)
-        loaded = model_folder.load_saved_model(self.config.fakes_from)
-        pixels = model_folder.pixels_function(loaded)
-        attributes = np.asarray(small.attributes)[:, base_columns(manifest, small)].astype(np.float32)
-        rows = training_rows_of(small)
+        manifest, pixels, _ = base
+        columns = attribute_columns(manifest["attributes"], small.attribute_names, what="--fakes-from: the model")
+        attributes = np.asarray(small.attributes)[:, columns].astype(np.float32)
         latent, batch = int(manifest["latent_size"]), self.config.batch_size
 
         def faces(step):
@@ -301,13 +308,13 @@ class UpsampleRun:
             attrs = attributes[stream.choice(rows, batch)]
             return pixels(noise, attrs).numpy()
 
-        faces.keep_alive = loaded
         return faces
 
     def train(self, small, large, rows, steps=None, max_cpu_seconds=None, progress=True) -> int:
         step_fn = self.step_function()
-        faces = self.base_faces(small)
-        preview = self.preview_faces()
+        base = self.open_base()  # held for the whole session: the functions below need the loaded SavedModel
+        faces = self.base_faces(base, small, rows)
+        preview = self.preview_faces(base)
         self.stop_reason = None
         self.cpu_started = time.process_time()
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -352,25 +359,11 @@ class UpsampleRun:
         self.stop_reason = "SIGTERM"
 
 
-def base_columns(manifest: dict, cache) -> list:
-    """The cache's attribute columns in the base model's attribute order."""
-    lowered = {str(name).lower(): i for i, name in enumerate(cache.attribute_names)}
-    missing = [a for a in manifest["attributes"] if a.lower() not in lowered]
-    if missing:
-        raise UsageError(f"--fakes-from: the model's attributes {missing} are not in the --small cache")
-    return [lowered[a.lower()] for a in manifest["attributes"]]
-
-
-def training_rows_of(cache):
-    from training.data import training_rows
-
-    return training_rows(cache.partition)
-
-
 def check_base(config: UpsampleConfig, small) -> None:
     """--fakes-from names a model folder the stage can follow: its side is the stage's input, its attributes are
     in the cache (their training rows condition its faces), its SavedModel has the float signature."""
     from facegen import model_folder
+    from training.evaluate import attribute_columns
 
     try:
         manifest = model_folder.read_manifest(config.fakes_from)
@@ -382,7 +375,7 @@ def check_base(config: UpsampleConfig, small) -> None:
     if not model_folder.has_pixels(manifest):
         raise UsageError(f"--fakes-from: {config.fakes_from} has no {model_folder.PIXELS_SIGNATURE} signature: "
                          "upgrade it with `python -m training export --upgrade`")
-    base_columns(manifest, small)
+    attribute_columns(manifest["attributes"], small.attribute_names, what="--fakes-from: the model")
 
 
 def read_config(run_dir: Path) -> tuple[UpsampleConfig, list]:
