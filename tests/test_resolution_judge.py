@@ -64,10 +64,10 @@ def test_half_resolution_reference_separates_sharp_from_enlarged(blurred_generat
     features = SharpnessJudge().features
     context.classifier = type("Judge", (), {"features": staticmethod(features)})()
     generated = features(context.generate_all(np.random.RandomState(0).standard_normal((200, 4)), np.zeros((200, 0))))
-    order = np.random.RandomState(2).permutation(200)
+    part_a, part_b = quality.real_halves(200, context.seed)  # frechet_distance's halves (seed 0)
     real_features = features(real)
-    floor = quality.frechet_distance_of(real_features[order[:100]], real_features[order[100:200]])
-    reference = quality.half_resolution_reference(context, generated, real_features, order, floor)
+    floor = quality.frechet_distance_of(real_features[part_a], real_features[part_b])
+    reference = quality.half_resolution_reference(context, generated, real_features, (part_a, part_b), floor)
     assert reference["size"] == 100 and reference["resolution"] == 64
     # the enlarged half-resolution photos are far from the sharp ones; real halves are close to each other
     assert reference["real_half_resolution_enlarged"] > 10 * reference["real"]
