@@ -3,8 +3,8 @@
 One :class:`MicroBatcher` per model owns a worker thread. A request thread puts its :class:`FaceRequest` on a
 bounded queue and waits on a future; the worker takes the first waiting request, gathers more for up to
 ``FACEGEN_BATCH_WAIT_MS`` or until ``FACEGEN_MAX_BATCH`` are in hand (whatever piled up while the previous batch
-ran is taken at once, without waiting), pads the batch to a power of two so the generator only ever sees a few
-shapes (each warmed up at startup), makes one :meth:`Model.generate` call and hands each row back.
+ran is taken at once, without waiting), makes one :meth:`Model.generate` call and hands each row back (the call
+runs the SavedModel on rows of one fixed count, facegen/model_folder.py's CALL_ROWS, warmed up at startup).
 
 Back-pressure: a full queue or a request that waited longer than ``FACEGEN_BATCH_TIMEOUT_S`` raises
 :class:`Overloaded`, answered as 503 JSON with ``Retry-After``: a crowd gets a quick refusal, never an unbounded
@@ -32,7 +32,7 @@ import numpy as np
 from app import metrics
 from app.cache import PngCache, face_key
 from app.errors import ApiError
-from app.faces import FaceRequest, encode_face, face_inputs
+from app.faces import FaceRequest, encode_face, render_faces
 from app.models import Model
 
 log = logging.getLogger(__name__)
@@ -54,19 +54,6 @@ class Overloaded(ApiError):
         self.retry_after = retry_after
 
 
-def buckets(max_batch: int) -> list[int]:
-    """Powers of two up to max_batch, and max_batch itself: the only batch shapes the generator sees."""
-    sizes, size = [], 1
-    while size < max_batch:
-        sizes.append(size)
-        size *= 2
-    return sizes + [max_batch]
-
-
-def bucket_for(count: int, sizes: list[int]) -> int:
-    return next(size for size in sizes if size >= count)
-
-
 def _env_number(name: str, default, kind=float):
     raw = os.environ.get(name)
     return kind(raw) if raw not in (None, "") else default
@@ -79,7 +66,7 @@ class _Batcher:
     """A worker thread that serves single items from a bounded queue in shared calls (see the module docstring).
 
     Subclasses say what an item is (:meth:`_check`) and how one call serves a batch of them (:meth:`_compute`, given
-    the items, returning one result per item); everything else (queue, window, buckets, timeouts, metrics, failure
+    the items, returning one result per item); everything else (queue, window, timeouts, metrics, failure
     hand-off) is here.
     """
 
@@ -97,7 +84,6 @@ class _Batcher:
         self.wait_s = max(0.0, wait_ms / 1000.0)
         self.timeout_s = timeout_s
         self.finish = finish
-        self.sizes = buckets(self.max_batch)
         self._queue: queue.Queue = queue.Queue(maxsize=int(queue_size))
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -212,13 +198,12 @@ class _Batcher:
 
 class MicroBatcher(_Batcher):
     """Faces: items are :class:`FaceRequest` (or anything with ``model`` and ``resolved()``, like an edited photo's
-    face), each row uint8 [H, W, 3] at the model's resolution. One generator call per batch, padded to a bucket."""
+    face), each row uint8 [H, W, 3] at the model's resolution. One generator call per batch."""
 
     def warm_up(self) -> None:
-        """Run each bucket shape once, so no request pays for a first call with a new shape."""
-        for size in self.sizes:
-            self.model.generate(np.zeros((size, self.model.latent_size), np.float32),
-                                np.zeros((size, len(self.model.attributes)), np.float32))
+        """One call, so no request pays for the first (every call has the same shape: CALL_ROWS)."""
+        self.model.generate(np.zeros((1, self.model.latent_size), np.float32),
+                            np.zeros((1, len(self.model.attributes)), np.float32))
 
     def _check(self, request) -> None:
         if request.model is not self.model:
@@ -228,25 +213,19 @@ class MicroBatcher(_Batcher):
         return self.render(requests)
 
     def render(self, requests: list) -> list:
-        """The one generator call a batch of up to max_batch faces gets, padded to a bucket: the worker thread's call
-        for /api/face, and ``python -m facegen generate``'s own in a loop (no queue: it is the only client)."""
+        """The one generator call a batch of up to max_batch faces gets: the worker thread's call for /api/face, and
+        ``python -m facegen generate``'s own in a loop (no queue: it is the only client)."""
         if len(requests) > self.max_batch:
             raise ValueError(f"{len(requests)} faces in one call; at most {self.max_batch}")
-        inputs = [face_inputs(request) for request in requests]
-        size = bucket_for(len(inputs), self.sizes)
-        noise = np.zeros((size, self.model.latent_size), np.float32)
-        attrs = np.zeros((size, len(self.model.attributes)), np.float32)
-        for row, (n, a) in enumerate(inputs):
-            noise[row], attrs[row] = n, a
-        return list(self.model.generate(noise, attrs)[:len(inputs)])
+        return list(render_faces(requests))
 
     pixels = _Batcher.result  # without a finish function the result is the face's pixels
 
 
 class EncodeBatcher(_Batcher):
     """Uploaded photos: items are framed photos, uint8 [S, S, 3] (S = the model's encoder size); each result is
-    (noise float32 [latent_size], attribute probabilities float32 [A]). One encoder call per batch, padded to a
-    bucket like the generator's, so concurrent uploads share a call as concurrent faces do."""
+    (noise float32 [latent_size], attribute probabilities float32 [A]). One encoder call per batch, so concurrent
+    uploads share a call as concurrent faces do."""
 
     what = "the encoder"
 
@@ -259,8 +238,7 @@ class EncodeBatcher(_Batcher):
 
     def warm_up(self) -> None:
         side = self.model.encoder.size
-        for size in self.sizes:
-            self.model.encode(np.zeros((size, side, side, 3), np.uint8))
+        self.model.encode(np.zeros((1, side, side, 3), np.uint8))
 
     def _check(self, photo) -> None:
         side = self.model.encoder.size
@@ -268,11 +246,7 @@ class EncodeBatcher(_Batcher):
             raise ValueError(f"a framed photo must be uint8 [{side}, {side}, 3]")
 
     def _compute(self, photos: list) -> list:
-        side = self.model.encoder.size
-        batch = np.zeros((bucket_for(len(photos), self.sizes), side, side, 3), np.uint8)
-        for row, photo in enumerate(photos):
-            batch[row] = photo
-        noise, probabilities = self.model.encode(batch)
+        noise, probabilities = self.model.encode(np.stack(photos))
         return [(noise[row], probabilities[row]) for row in range(len(photos))]
 
 

@@ -38,6 +38,12 @@ PIXELS_SIGNATURE = "generate_pixels"
 # attrs float32 [N, A] (probabilities). Only models whose manifest has an "encoder" object.
 ENCODE_SIGNATURE = "encode"
 FRAMING_DETECTOR = "mtcnn"  # the face detector the framing template was measured with (facegen/framing.py)
+# Every call into a SavedModel's generate and encode functions runs on exactly CALL_ROWS rows (padded, in chunks):
+# CPU kernels pick their code path by batch size, and on an AVX2 CPU 1, 2, 3, 7, 8 and 15 rows each gave some
+# faces one pixel off the 4-row result (tests/test_model_folder.py), so a face's bytes hung on how many faces
+# shared its call. At a fixed size a row's result depends on its own inputs only. 4: the smallest size whose
+# per-face cost is near the batch-16 figure (64 px: 250 against 271 faces/s on one thread; 128 px: faster than 8).
+CALL_ROWS = 4
 
 # What a manifest holds. Serving interprets the first group; the rest is shown (API, card), not interpreted.
 REQUIRED_KEYS = ("format", "name", "resolution", "latent_size", "attributes")
@@ -310,9 +316,12 @@ def load_encode(model_dir, loaded=None):
         raise ValueError(f"{model_dir}: the SavedModel has no {ENCODE_SIGNATURE!r} function")
     function = loaded.encode.get_concrete_function()
 
-    def encode(images):
-        out = function(tf.constant(np.asarray(images, np.uint8)))
+    def encode_rows(images):
+        out = function(tf.constant(images))
         return np.asarray(out["noise"].numpy(), np.float32), np.asarray(out["attrs"].numpy(), np.float32)
+
+    def encode(images):
+        return in_fixed_calls(encode_rows, np.asarray(images, np.uint8))
 
     return encode
 
@@ -337,11 +346,27 @@ def generate_function(loaded):
         signature = loaded.signatures[GENERATE_SIGNATURE]
         call = lambda noise, attrs: signature(noise=noise, attrs=attrs)["images"]  # noqa: E731
 
+    def generate_rows(noise, attrs) -> np.ndarray:
+        return np.asarray(call(tf.constant(noise), tf.constant(attrs)).numpy(), dtype=np.uint8)
+
     def generate(noise, attrs) -> np.ndarray:
-        images = call(tf.constant(np.asarray(noise, np.float32)), tf.constant(np.asarray(attrs, np.float32)))
-        return np.asarray(images.numpy(), dtype=np.uint8)
+        return in_fixed_calls(generate_rows, np.asarray(noise, np.float32), np.asarray(attrs, np.float32))
 
     return generate
+
+
+def in_fixed_calls(function, *inputs: np.ndarray, rows: int = CALL_ROWS):
+    """``function`` over the inputs' rows in calls of exactly ``rows`` rows (the last padded with zeros, its padding
+    dropped from the results), so no row's result depends on how many rows came with it (CALL_ROWS).
+    ``function`` returns one array or a tuple of arrays, each with a row per input row."""
+    count = inputs[0].shape[0]
+    padded = max(rows, -(-count // rows) * rows)  # no rows: one call all padding, for the results' shapes
+    if padded != count:
+        inputs = tuple(np.concatenate([x, np.zeros((padded - count,) + x.shape[1:], x.dtype)]) for x in inputs)
+    parts = [function(*(x[start:start + rows] for x in inputs)) for start in range(0, padded, rows)]
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate([part[k] for part in parts])[:count] for k in range(len(parts[0])))
+    return np.concatenate(parts)[:count]
 
 
 def pixels_function(loaded):

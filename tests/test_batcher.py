@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from app.batcher import FaceRenderer, MicroBatcher, Overloaded, bucket_for, buckets
+from app.batcher import FaceRenderer, MicroBatcher, Overloaded
 from app.cache import PngCache, face_key
 from app.faces import FaceRequest, render_png
 from app.models import load_models
@@ -22,13 +22,6 @@ def model(tiny_models_dir):
 @pytest.fixture(scope="module")
 def registry(tiny_models_dir):
     return load_models(tiny_models_dir)
-
-
-def test_buckets_are_powers_of_two_up_to_max():
-    assert buckets(32) == [1, 2, 4, 8, 16, 32]
-    assert buckets(12) == [1, 2, 4, 8, 12]
-    assert buckets(1) == [1]
-    assert [bucket_for(n, buckets(32)) for n in (1, 2, 3, 5, 17, 32)] == [1, 2, 4, 8, 32, 32]
 
 
 def test_concurrent_batched_faces_are_identical_to_sequential_ones(model):

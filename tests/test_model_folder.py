@@ -27,6 +27,46 @@ def test_the_exported_graph_rounds_exactly_as_numpy(tmp_path):
     np.testing.assert_array_equal(graph.astype(np.uint8), model_folder.to_uint8(x))
 
 
+@pytest.mark.parametrize("count", [0, 1, 3, 4, 5, 9])
+def test_every_call_into_a_model_has_call_rows_rows_and_the_padding_is_dropped(count):
+    shapes = []
+
+    def doubled(x, y):
+        shapes.append((x.shape[0], y.shape[0]))
+        return x * 2, y + 1
+
+    x = np.arange(count * 3, dtype=np.float32).reshape(count, 3)
+    y = np.arange(count, dtype=np.int32).reshape(count, 1)
+    twice, plus_one = model_folder.in_fixed_calls(doubled, x, y)
+    assert shapes and set(shapes) == {(model_folder.CALL_ROWS, model_folder.CALL_ROWS)}
+    assert len(shapes) == max(1, -(-count // model_folder.CALL_ROWS))
+    np.testing.assert_array_equal(twice, x * 2)
+    np.testing.assert_array_equal(plus_one, y + 1)
+    assert twice.dtype == np.float32 and plus_one.shape == (count, 1)
+
+
+def test_a_faces_pixels_and_codes_do_not_depend_on_how_many_rows_share_the_call(encoder_models_dir):
+    """CPU kernels take other paths for other batch sizes (on an AVX2 CPU a face came out one pixel off between a
+    call of 1 and a call of 16): the contract's calls must not let that through to the bytes."""
+    from tests.conftest import ENCODER_MODEL
+
+    generate, loaded = model_folder.load_generate(encoder_models_dir / ENCODER_MODEL)
+    encode = model_folder.load_encode(encoder_models_dir / ENCODER_MODEL, loaded)
+    manifest = model_folder.read_manifest(encoder_models_dir / ENCODER_MODEL)
+    stream = np.random.RandomState(3)
+    noise = stream.standard_normal((24, manifest["latent_size"])).astype(np.float32) * 3
+    attrs = (stream.random_sample((24, len(manifest["attributes"]))) < 0.5).astype(np.float32)
+    alone = np.concatenate([generate(noise[i:i + 1], attrs[i:i + 1]) for i in range(24)])
+    photos = alone[:, :, :, :].copy()
+    codes_alone = [np.concatenate(part) for part in zip(*(encode(photos[i:i + 1]) for i in range(24)))]
+    for size in (2, 3, 5, 7, 8, 15, 24):
+        together = np.concatenate([generate(noise[k:k + size], attrs[k:k + size]) for k in range(0, 24, size)])
+        np.testing.assert_array_equal(together, alone, err_msg=f"calls of {size} faces")
+        codes = [np.concatenate(part) for part in zip(*(encode(photos[k:k + size]) for k in range(0, 24, size)))]
+        for got, want in zip(codes, codes_alone):
+            np.testing.assert_array_equal(got, want, err_msg=f"encoder calls of {size} photos")
+
+
 def test_seed_inputs_are_the_frozen_legacy_stream():
     from facegen import attributes
 
