@@ -16,6 +16,10 @@ Every file appears whole (written beside, then renamed), the annotation file las
 complete. Ctrl-C stops between files; the same command again finds generation.json, keeps the faces already
 written and makes the rest. A non-empty folder made otherwise is refused. It lives beside serving: it needs a
 SavedModel and the service's rules, never the training code.
+
+The faces are made by ``--workers`` processes (default: one per core), each running TensorFlow on one thread and
+encoding its own faces; this process resolves the seeds, hands out the batches and counts. Which process makes a
+face does not change its bytes.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -36,9 +41,14 @@ IMAGES = "CelebA-HQ-img"  # the CelebAMask-HQ layout's names (training/data.py r
 ANNOTATION = "CelebAMask-HQ-attribute-anno.txt"
 RECORD = "generation.json"
 FORMATS = ("png", "jpg")
-# The generator's TensorFlow threads and the threads encoding and writing files: half the cores each, at least two
-# writers. TensorFlow sized to every core spins against the writers: on 2 cores one generator thread wrote 1.12x
-# the faces/s of two (BENCHMARKS.md, bench/generate_speed.py); gunicorn.conf.py sizes the service's workers alike.
+# Processes making faces: one per core, each with TensorFlow on one thread, like the service's gunicorn workers
+# (gunicorn.conf.py). On 2 cores two of them wrote 1.3x the faces/s of the generator alone on both cores in one
+# process: TensorFlow's threads scale poorly on batches of 16, processes share nothing (BENCHMARKS.md,
+# bench/generate_speed.py). At most MAX_WORKERS by default: each holds its own TensorFlow and model in memory.
+MAX_WORKERS = 8
+DEFAULT_WORKERS = max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+# --workers 1 (this process only): the generator's TensorFlow threads and the threads encoding and writing files,
+# half the cores each, at least two writers. TensorFlow sized to every core spins against the writers.
 GENERATOR_THREADS = max(1, (os.cpu_count() or 1) // 2)
 WRITERS = max(2, (os.cpu_count() or 1) - GENERATOR_THREADS)
 PARTIAL = ".partial"  # suffix of a file being written; renamed when whole, removed after an interruption
@@ -81,18 +91,32 @@ def parser() -> argparse.ArgumentParser:
                            help="output side in pixels, one the API allows (default: the model's resolution)")
     described.add_argument("--format", default="png", choices=FORMATS,
                            help="png (byte-identical to /api/face, the default) or jpg")
+    described.add_argument("--workers", default=DEFAULT_WORKERS, type=_worker_count, metavar="N",
+                           help="processes making faces, each running TensorFlow on one thread (default: one per "
+                                f"core, at most {MAX_WORKERS}: {DEFAULT_WORKERS} here); 1 makes them in this process. "
+                                "The files do not depend on it")
     described.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return described
 
 
-def _positive_count(raw: str) -> int:
+def _whole_number(raw: str, what: str, largest: int | None = None) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of faces, got {raw!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a whole number of {what}, got {raw!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if largest is not None and value > largest:
+        raise argparse.ArgumentTypeError(f"must be at most {largest}, got {value}")
     return value
+
+
+def _positive_count(raw: str) -> int:
+    return _whole_number(raw, "faces")
+
+
+def _worker_count(raw: str) -> int:
+    return _whole_number(raw, "processes", largest=64)
 
 
 def _flag_error(flag: str, error) -> UsageError:
@@ -256,6 +280,21 @@ def progress_bar(total: int, done: int, enabled: bool):
     return tqdm(total=total, initial=done, unit="face", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
 
 
+def batch_size() -> int:
+    """Faces per generator call: the service's micro-batcher's largest batch (FACEGEN_MAX_BATCH), so the faces are
+    made in the shapes /api/face makes them in."""
+    from app.batcher import DEFAULT_MAX_BATCH, _env_number
+
+    return _env_number("FACEGEN_MAX_BATCH", DEFAULT_MAX_BATCH, int)
+
+
+def batches_to_make(count: int, out: Path, fmt: str) -> tuple[list[int], list[list[int]]]:
+    """The faces of 0 .. count-1 not yet in OUT (a rerun completes a folder), and those in batches of batch_size()."""
+    images, size = out / IMAGES, batch_size()
+    todo = [i for i in range(count) if not (images / f"{i}.{fmt}").is_file()]
+    return todo, [todo[k:k + size] for k in range(0, len(todo), size)]
+
+
 def write_faces(model, requests, out: Path, fmt: str, show_progress: bool, writers: int = WRITERS) -> tuple[int, float]:
     """Generate and write the faces not yet in OUT: (faces written now, seconds). This thread makes the service's
     batch call (MicroBatcher.render: the batch shapes /api/face's micro-batcher uses) on max_batch faces at a time,
@@ -265,14 +304,13 @@ def write_faces(model, requests, out: Path, fmt: str, show_progress: bool, write
     finished, no new one is begun."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from app.batcher import DEFAULT_MAX_BATCH, MicroBatcher, _env_number
+    from app.batcher import MicroBatcher
     from app.faces import encode_face
 
     images = out / IMAGES
-    todo = [i for i in range(len(requests)) if not (images / f"{i}.{fmt}").is_file()]
-    batcher = MicroBatcher(model, max_batch=_env_number("FACEGEN_MAX_BATCH", DEFAULT_MAX_BATCH, int))
+    todo, batches = batches_to_make(len(requests), out, fmt)
+    batcher = MicroBatcher(model, max_batch=batch_size())
     batcher.warm_up()  # every batch shape the service uses, before the clock starts
-    batches = [todo[k:k + batcher.max_batch] for k in range(0, len(todo), batcher.max_batch)]
     window = 2 * max(1, writers)  # batches made and not yet written: the generator never waits for the writers
 
     def write(batch: list[int], rows) -> int:
@@ -296,12 +334,136 @@ def write_faces(model, requests, out: Path, fmt: str, show_progress: bool, write
     return len(todo), time.perf_counter() - started
 
 
+# -- worker processes ---------------------------------------------------------------------------------------------
+class WorkerFailed(Exception):
+    """A worker process stopped with an error that is not about the output folder."""
+
+
+def _face_fields(request) -> tuple:
+    """What a worker needs to rebuild a resolved FaceRequest in its own process (the model is its own copy)."""
+    return request.seed, request.attrs, request.psi, request.size, request.resolved()
+
+
+def _worker_main(model_path: str, model_name: str, share: list, fields: dict, out: str, fmt: str, max_batch: int,
+                 messages, go, stop, parent: int) -> None:
+    """One worker process: load the model with TensorFlow on one thread, then make, encode and write its share of
+    the batches (lists of face indices), reporting ("ready" | "wrote" n | "error" text | "failed" text, "done")."""
+    os.environ["TF_NUM_INTRAOP_THREADS"] = "1"  # before TensorFlow loads in this new process
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent says stop
+    try:
+        from app.batcher import MicroBatcher
+        from app.faces import FaceRequest, encode_face
+        from app.models import load_model
+
+        model = load_model(Path(model_path), name=model_name)
+        batcher = MicroBatcher(model, max_batch=max_batch)
+        batcher.warm_up()
+        requests = {i: FaceRequest(model, *fields[i]) for batch in share for i in batch}
+        images = Path(out) / IMAGES
+        messages.put(("ready", 0))
+        while not go.wait(1.0):
+            if stop.is_set() or os.getppid() != parent:
+                return
+        for batch in share:
+            if stop.is_set() or os.getppid() != parent:  # Ctrl-C, or the parent is gone
+                return
+            for i, pixels in zip(batch, batcher.render([requests[i] for i in batch])):
+                write_atomically(images / f"{i}.{fmt}", encode_face(requests[i], pixels, fmt))
+            messages.put(("wrote", len(batch)))
+    except OSError as error:
+        messages.put(("error", f"cannot write to {out} ({error.strerror or error})"))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, which stops every worker
+        messages.put(("failed", f"{type(error).__name__}: {error}"))
+    finally:
+        messages.put(("done", 0))
+
+
+def write_faces_in_workers(model, requests, out: Path, fmt: str, show_progress: bool,
+                           workers: int = DEFAULT_WORKERS) -> tuple[int, float]:
+    """write_faces with ``workers`` processes (spawned: TensorFlow is not fork-safe), the batches dealt out in turn
+    (process k makes batches k, k + workers, ...): (faces written now, seconds from the moment every worker has
+    loaded its model to the last file). Ctrl-C: each worker finishes the batch it is writing, then stops."""
+    import multiprocessing
+
+    todo, batches = batches_to_make(len(requests), out, fmt)
+    shares = [share for share in (batches[k::workers] for k in range(workers)) if share]
+    if not shares:
+        return 0, 0.0
+    context = multiprocessing.get_context("spawn")
+    messages, go, stop = context.Queue(), context.Event(), context.Event()
+    processes = []
+    interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # children start with Ctrl-C ignored (exec keeps it)
+    try:
+        for share in shares:
+            fields = {i: _face_fields(requests[i]) for batch in share for i in batch}
+            process = context.Process(
+                target=_worker_main, daemon=True, name="generate-worker",
+                args=(str(model.path), model.name, share, fields, str(out), fmt, batch_size(), messages, go, stop,
+                      os.getpid()))
+            process.start()
+            processes.append(process)
+    finally:
+        signal.signal(signal.SIGINT, interrupt)
+    try:
+        _collect(messages, processes, until="ready")
+        go.set()
+        started = time.perf_counter()
+        with progress_bar(len(requests), len(requests) - len(todo), show_progress) as bar:
+            _collect(messages, processes, until="done", on_wrote=bar.update)
+        return len(todo), time.perf_counter() - started
+    finally:  # also after Ctrl-C or a failure: each worker ends the batch it is writing, whole, and stops
+        stop.set()
+        while any(process.is_alive() for process in processes):
+            _drain(messages)  # a worker cannot exit while its last messages wait in the pipe
+            for process in processes:
+                process.join(timeout=0.1)
+
+
+def _collect(messages, processes, until: str, on_wrote=None) -> None:
+    """Read the workers' messages until each has said ``until`` ("ready": model loaded; "done": share written).
+    A worker's error is raised here, and so is a worker that vanished (killed, out of memory)."""
+    import queue
+
+    said = 0
+    while said < len(processes):
+        try:
+            kind, value = messages.get(timeout=1.0)
+        except queue.Empty:
+            if any(process.exitcode not in (None, 0) for process in processes):
+                raise WorkerFailed("a worker process was killed (out of memory?)") from None
+            continue
+        if kind == "wrote" and on_wrote is not None:
+            on_wrote(value)
+        elif kind == "error":
+            raise OSError(value)
+        elif kind == "failed":
+            raise WorkerFailed(value)
+        elif kind == until:
+            said += 1
+
+
+def _drain(messages) -> None:
+    import queue
+
+    try:
+        while True:
+            messages.get_nowait()
+    except queue.Empty:
+        pass
+
+
 def generate(args) -> int:
     model = load(args.model)
     requests = face_requests(model, args)
     open_folder(args.out, record(model, requests, args))
     try:
-        written, seconds = write_faces(model, requests, args.out, args.format, not args.no_progress)
+        if args.workers > 1:
+            written, seconds = write_faces_in_workers(model, requests, args.out, args.format, not args.no_progress,
+                                                      args.workers)
+        else:
+            written, seconds = write_faces(model, requests, args.out, args.format, not args.no_progress)
     except KeyboardInterrupt:
         for partial in args.out.rglob(f"*{PARTIAL}"):
             partial.unlink()
@@ -311,6 +473,9 @@ def generate(args) -> int:
         return 130
     except OSError as error:
         raise UsageError(f"--out: cannot write to {args.out} ({error.strerror or error})") from None
+    except WorkerFailed as error:
+        print(f"python -m facegen generate: a worker failed: {error}", file=sys.stderr)
+        return 1
     write_atomically(args.out / ANNOTATION, annotation(model, requests, args.format).encode())
     rate = f", {written / seconds:.1f} faces/s" if written and seconds > 0 else ""
     print(f"wrote {written} faces ({len(requests) - written} already there) to {args.out}{rate}")

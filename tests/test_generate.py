@@ -17,9 +17,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run(*argv) -> int:
-    """The command in this process, as ``python -m facegen generate ARGV`` (argparse's exits become codes)."""
+    """The command in this process, as ``python -m facegen generate ARGV`` (argparse's exits become codes).
+    Without a --workers flag the faces are made in this process (--workers 1): each worker process loads TensorFlow
+    and the model (about 10 s here), so only the tests about workers start them."""
+    argv = [str(a) for a in argv]
+    if "--workers" not in argv:
+        argv += ["--workers", "1"]
     try:
-        return generate.main([str(a) for a in argv])
+        return generate.main(argv)
     except SystemExit as stop:
         return stop.code
 
@@ -41,7 +46,7 @@ QUERY = {"seed": 70, "attrs": "young,-Eyeglasses", "psi": "0.7", "size": "64"}
 def test_png_file_i_is_the_services_face_for_seed_s_plus_i(table_model, table_client, tmp_path):
     out = tmp_path / "faces"
     assert run("--count", 12, "--out", out, "--model", TABLE_MODEL, "--seed", QUERY["seed"], "--attrs",
-               QUERY["attrs"], "--psi", QUERY["psi"], "--size", QUERY["size"], "--no-progress") == 0
+               QUERY["attrs"], "--psi", QUERY["psi"], "--size", QUERY["size"], "--no-progress", "--workers", 2) == 0
     labels = (out / generate.ANNOTATION).read_text().splitlines()
     assert labels[:2] == ["12", " ".join(TABLE_ATTRIBUTES)]
     for i in range(12):
@@ -61,11 +66,13 @@ def test_png_file_i_is_the_services_face_for_seed_s_plus_i(table_model, table_cl
     assert record["data_terms"]["licence"] == manifest["dataset"].get("licence")
 
 
-def test_the_same_arguments_give_byte_identical_folders(table_model, tmp_path):
-    for name in ("a", "b"):
-        assert run("--count", 20, "--out", tmp_path / name, "--seed", 3, "--format", "jpg", "--no-progress") == 0
-    first, second = files(tmp_path / "a"), files(tmp_path / "b")
-    assert len(first) == 20 + 2 and first == second
+def test_the_same_arguments_give_byte_identical_folders_whichever_process_makes_the_faces(table_model, tmp_path):
+    # 1: this process; 3 workers: the 7 batches of 16 dealt out unevenly (3, 2, 2), the last one short.
+    for name, workers in (("a", 1), ("b", 1), ("c", 3)):
+        assert run("--count", 100, "--out", tmp_path / name, "--seed", 3, "--format", "jpg", "--no-progress",
+                   "--workers", workers) == 0
+    first, second, third = files(tmp_path / "a"), files(tmp_path / "b"), files(tmp_path / "c")
+    assert len(first) == 100 + 2 and first == second == third
     assert all(data[:3] == b"\xff\xd8\xff" for name, data in first.items() if name.endswith(".jpg"))
 
 
@@ -91,9 +98,10 @@ def test_prepare_reads_the_folder_back_with_the_labels_asked_for(table_model, tm
 
 def test_an_interrupted_run_leaves_whole_files_and_the_same_command_completes_it(table_model, tmp_path,
                                                                                   monkeypatch, capsys):
-    # More batches of 16 than the writers' window holds (2 per writer), so the interrupt lands while batches remain
-    count = 16 * (2 * generate.WRITERS + 3)
-    argv = ("--count", count, "--seed", 11, "--no-progress")
+    # Two worker processes, each with one batch of 16 in hand when the interrupt comes: more batches than that, so
+    # the interrupt lands while batches remain
+    count = 16 * 7
+    argv = ("--count", count, "--seed", 11, "--no-progress", "--workers", 2)
     assert run(*argv, "--out", tmp_path / "whole") == 0
     whole = files(tmp_path / "whole")
 
@@ -182,13 +190,16 @@ def bad(tmp_path, table_models_dir):
         "folder not ours": (["--out", str(other)], "--out"),
         "folder from other arguments": (["--out", str(made), "--seed", "1"], "--out"),
         "format": (["--format", "gif"], "--format"),
+        "no workers": (["--workers", "0"], "--workers"),
+        "workers not a number": (["--workers", "all"], "--workers"),
     }
 
 
 @pytest.mark.parametrize("case", ["count negative", "count zero", "count not a number", "unknown attribute",
                                   "both on and off", "psi out of range", "size not allowed", "seed past the largest",
                                   "seed not a number", "unknown model", "unwritable folder", "folder not ours",
-                                  "folder from other arguments", "format"])
+                                  "folder from other arguments", "format", "no workers",
+                                  "workers not a number"])
 def test_bad_input_is_one_line_naming_the_flag_exit_2(case, table_model, table_models_dir, tmp_path, capsys):
     (tmp_path / "a-file").write_text("not a folder")
     assert run("--count", 2, "--out", tmp_path / "made", "--no-progress") == 0
@@ -231,3 +242,33 @@ def test_a_set_from_the_celeba_trained_default_carries_celebas_terms(tmp_path, m
     record = json.loads((tmp_path / "faces" / generate.RECORD).read_text())
     assert record["model"]["name"] == (REPO / "models" / "DEFAULT").read_text().strip()
     assert "non-commercial" in record["data_terms"]["licence"] and "carry its terms" in record["data_terms"]["note"]
+
+
+class _Process:
+    def __init__(self, exitcode):
+        self.exitcode = exitcode
+
+
+@pytest.mark.parametrize("messages, processes, raised", [
+    ([("failed", "ValueError: bad")], [None], generate.WorkerFailed),
+    ([("ready", 0), ("error", "cannot write to /x (No space left on device)")], [None, None], OSError),
+    ([("ready", 0)], [None, -9], generate.WorkerFailed),  # one said ready, the other was killed
+])
+def test_a_workers_failure_or_death_stops_the_run_with_its_reason(messages, processes, raised):
+    import queue
+
+    waiting = queue.Queue()
+    for message in messages:
+        waiting.put(message)
+    with pytest.raises(raised):
+        generate._collect(waiting, [_Process(code) for code in processes], until="ready")
+
+
+def test_workers_said_ready_and_done_end_the_collection_counting_what_they_wrote():
+    import queue
+
+    waiting, counted = queue.Queue(), []
+    for message in [("wrote", 16), ("wrote", 4), ("done", 0), ("wrote", 16), ("done", 0), ("wrote", 99)]:
+        waiting.put(message)
+    generate._collect(waiting, [_Process(None), _Process(None)], until="done", on_wrote=counted.append)
+    assert counted == [16, 4, 16]  # stops at the second "done": the message after it is not read
