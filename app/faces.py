@@ -7,6 +7,7 @@ provenance XMP, fixed for a given face: facegen/provenance.py).
 """
 
 import math
+import zlib
 from dataclasses import dataclass, field
 from typing import Sequence
 from urllib.parse import urlencode
@@ -18,9 +19,10 @@ from app import limits
 from app.models import Model
 from facegen import attributes, model_folder, provenance
 
-# zlib level 1: at 128 px it encodes a face in 1.8 ms of CPU where level 6 took 4.8, for files 9% larger (64 px: 0.42
-# against 0.53 ms, 5% larger); the service is CPU-bound, the bytes are not (bench/provenance_cost.py, BENCHMARKS.md).
-PNG_COMPRESS_LEVEL = 1
+# zlib level 1 with Huffman coding only (no LZ77 match search): PNG's row filters already turn a photograph into
+# small residuals, which entropy coding alone packs about as well as level 6 does, at a fraction of the CPU
+# (bench/provenance_cost.py, BENCHMARKS.md "What the marks cost"); the service is CPU-bound, the bytes are not.
+PNG_OPTIONS = {"optimize": False, "compress_level": 1, "compress_type": zlib.Z_HUFFMAN_ONLY}  # Pillow's save options
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,7 +110,7 @@ def encode_png(image: Image.Image, mark: provenance.Mark) -> bytes:
     """Every PNG the service sends is made here, marked as synthetic (facegen/provenance.py: XMP, watermark,
     C2PA when configured). Pillow writes no tIME/tEXt chunks unless asked, and fixed settings keep the zlib stream
     identical."""
-    return provenance.encode(image, "png", mark, {"optimize": False, "compress_level": PNG_COMPRESS_LEVEL})
+    return provenance.encode(image, "png", mark, PNG_OPTIONS)
 
 
 def face_mark(request: FaceRequest) -> provenance.Mark:

@@ -4,13 +4,15 @@ from 128 px), and with C2PA signing too (a development certificate), interleaved
     python bench/provenance_cost.py [--repeat 200]
 
 The faces are the default model's (seeds 0..15), resized by the service's own to_image to each size it offers;
-"before" is the bare encoder (Pillow PNG at app/faces.py's PNG_COMPRESS_LEVEL, no text chunk), "marked" and "signed" go through
-app/faces.py's encode_png. Reports the median CPU milliseconds (the encoding thread's own time, so other jobs on the machine do not count) per
+"before" is the bare encoder (Pillow PNG with app/faces.py's PNG_OPTIONS, no text chunk), "marked" and "signed" go
+through app/faces.py's encode_png. ``--png-options '{"compress_level": 6}'`` measures other Pillow settings for all
+three (the settings the service had before are in BENCHMARKS.md). Reports the median CPU milliseconds (the encoding thread's own time, so other jobs on the machine do not count) per
 face and the ratios to "before".
 """
 
 import argparse
 import io
+import json
 import os
 import statistics
 import sys
@@ -28,9 +30,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=200, help="encodings per variant and size (default 200)")
     parser.add_argument("--models", type=Path, default=ROOT / "models")
+    parser.add_argument("--png-options", type=json.loads, default=None, metavar="JSON",
+                        help="Pillow PNG save options in place of the service's (JSON object)")
     args = parser.parse_args()
 
-    from app.faces import PNG_COMPRESS_LEVEL, FaceRequest, encode_png, face_mark, render_faces, to_image
+    from app import faces
+    from app.faces import FaceRequest, encode_png, face_mark, render_faces, to_image
+
+    if args.png_options is not None:
+        faces.PNG_OPTIONS = {"optimize": False, **args.png_options}
+    print(f"PNG options: {faces.PNG_OPTIONS}")
     from app.models import load_model
     from facegen import provenance
     from facegen.model_folder import read_default
@@ -43,7 +52,7 @@ def main() -> int:
 
     def before(image, request):
         buffer = io.BytesIO()
-        image.save(buffer, format="PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
+        image.save(buffer, format="PNG", **faces.PNG_OPTIONS)
         return buffer.getvalue()
 
     def marked(image, request):
