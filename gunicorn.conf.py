@@ -21,6 +21,8 @@ HTTPS only (TLS 1.2 or newer), no clear-text listener. Environment:
   PROMETHEUS_MULTIPROC_DIR                     per-worker metric files (default: a new folder under /tmp, removed
                                                when the server stops)
   FACEGEN_MODELS_DIR, FACEGEN_MODEL            read by app.create_app()
+  FACEGEN_WARM_INVERSION                       1 (the default here): each worker warms the pti edit methods up
+                                               in the background after it starts (app/edits.py); 0: on first use
   FACEGEN_SKIP_AVX_CHECK=1, FACEGEN_CPUINFO    see facegen/hardware.py
 
 Each worker imports the app itself (no preload): TensorFlow is never forked half-initialised, and each worker loads
@@ -160,6 +162,8 @@ threads = _env_int("GUNICORN_THREADS", 16)
 # so the workers inherit them; an operator's own values are kept.
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, _cpu_count() // workers)))
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")  # the generator is one chain of layers: nothing to overlap
+# The first pti edit in a worker would otherwise pay 15-18 s for loading and tracing the tuning copy of its model.
+os.environ.setdefault("FACEGEN_WARM_INVERSION", "1")
 preload_app = False  # each worker loads + warms up its models in create_app() before it takes traffic
 wsgi_app = "app:create_app()"
 timeout = 60

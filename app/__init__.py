@@ -31,13 +31,15 @@ __all__ = ["create_app", "ModelError"]
 
 
 def create_app(config: dict | None = None) -> Flask:
-    """Config keys (also read from the environment): FACEGEN_MODELS_DIR, FACEGEN_MODEL.
+    """Config keys (also read from the environment): FACEGEN_MODELS_DIR, FACEGEN_MODEL, FACEGEN_WARM_INVERSION ("1":
+    warm the pti edit methods up in a background thread, app/edits.py).
 
     Raises ModelError if the default model is missing or broken: better no server than a half-working one.
     """
     app = Flask(__name__)
     app.config["FACEGEN_MODELS_DIR"] = os.environ.get("FACEGEN_MODELS_DIR") or str(REPO_MODELS_DIR)
     app.config["FACEGEN_MODEL"] = os.environ.get("FACEGEN_MODEL") or None
+    app.config["FACEGEN_WARM_INVERSION"] = os.environ.get("FACEGEN_WARM_INVERSION", "").strip() == "1"
     app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False
     # Request bodies (uploaded photos, /api/encode and /api/edit) past this are refused with 413 by werkzeug itself,
@@ -87,6 +89,32 @@ def create_app(config: dict | None = None) -> Flask:
         from app.edits import warm_up_detector
 
         logging.getLogger(__name__).info("face detector warmed up in %.2f s", warm_up_detector())
+    if app.config["FACEGEN_WARM_INVERSION"]:
+        _start_inversion_warm_up(app)
     for blueprint in (api, health, openapi, pages):
         app.register_blueprint(blueprint)
     return app
+
+
+def _start_inversion_warm_up(app: Flask) -> None:
+    """The pti methods' warm-up (app/edits.py's warm_up_inverters) in a background thread: the worker serves faces
+    meanwhile, and an inverted edit arriving before it ends waits for it rather than tracing its own graph."""
+    import threading
+
+    from app.edits import can_invert, warm_up_inverters
+
+    models = [model for model in app.extensions["facegen"].models.values() if can_invert(model)]
+    if not models:
+        return
+    log = logging.getLogger(__name__)
+
+    def warm() -> None:
+        try:
+            log.info("pti edit methods warmed up in %.2f s (%s)", warm_up_inverters(models),
+                     ", ".join(model.name for model in models))
+        except Exception:  # the edits still work: they warm up on first use instead
+            log.exception("warming up the pti edit methods failed")
+
+    thread = threading.Thread(target=warm, name="facegen-warm-inversion", daemon=True)
+    app.extensions["facegen_inversion_warm_up"] = thread
+    thread.start()

@@ -107,8 +107,12 @@ class Deadline:
         return min(self.remaining(stage), getattr(batcher, "timeout_s", None) or math.inf)
 
 
-_inverters: dict = {}  # Model -> facegen.inversion.Inverter, made on a model's first inverted edit
+_inverters: dict = {}  # Model -> facegen.inversion.Inverter, made on a model's first inverted edit (or warm-up)
 _inverters_lock = threading.Lock()
+# "1": each worker makes its models' Inverters and runs one inversion in a background thread after start
+# (warm_up_inverters), so the first pti edit does not pay for loading and tracing them (15-18 s on two cores).
+# gunicorn.conf.py turns it on for the service; off by default, so a create_app() in a script or test stays light.
+WARM_INVERSION_ENV = "FACEGEN_WARM_INVERSION"
 
 
 def inverter_for(model: Model) -> inversion.Inverter:
@@ -122,6 +126,26 @@ def inverter_for(model: Model) -> inversion.Inverter:
                                allowed=[m for m in METHODS if m not in INVERTED_METHODS])
             _inverters[model] = inversion.Inverter(model.path)
         return _inverters[model]
+
+
+def can_invert(model: Model) -> bool:
+    """Whether the pti methods work on this model: it encodes photos and has the float signature."""
+    return model.can_encode and model_folder.has_pixels(model.manifest)
+
+
+def warm_up_inverters(models) -> float:
+    """Make the Inverter of each model that can invert and run it once on a grey photo with one edit (the traced
+    graph takes any number of edits: no later retrace); returns the seconds it took. Holds each Inverter's lock while
+    it runs, so an edit arriving meanwhile waits for the warm graph instead of tracing its own."""
+    started = time.perf_counter()
+    for model in models:
+        if can_invert(model):
+            inverter = inverter_for(model)
+            side = model.resolution
+            found = np.zeros(len(model.attributes), np.float32)
+            inverter.invert(np.full((side, side, 3), 128, np.uint8), np.zeros(model.latent_size, np.float32), found,
+                            edits=inversion.edit_vectors(found, found))
+    return time.perf_counter() - started
 
 
 class NoFace(ApiError):

@@ -295,3 +295,20 @@ def test_an_inversion_that_cannot_start_in_time_is_a_503_with_retry_after(encode
     response = post(encoder_client, "view=edited&attrs=Smiling&method=pti", png_bytes(portrait))
     assert response.status_code == 503 and "inversion" in response.get_json()["error"]
     assert int(response.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.slow  # loads a tuning copy and traces the inversion graph
+def test_the_service_warms_the_pti_methods_up_so_the_first_edit_traces_nothing(encoder_models_dir, portrait,
+                                                                               monkeypatch):
+    from app import create_app, edits
+
+    monkeypatch.setattr(edits, "_inverters", {})
+    create_app({"FACEGEN_MODELS_DIR": str(encoder_models_dir)})
+    assert edits._inverters == {}  # off unless asked (gunicorn.conf.py asks): a plain create_app stays light
+    app = create_app({"FACEGEN_MODELS_DIR": str(encoder_models_dir), "FACEGEN_WARM_INVERSION": True})
+    app.extensions["facegen_inversion_warm_up"].join(timeout=600)
+    model = app.extensions["facegen"].get(ENCODER_MODEL)
+    inverter = edits._inverters[model]
+    assert inverter._fit.experimental_get_tracing_count() == 1  # traced and run once, in the background
+    ok(post(app.test_client(), "view=strip&attrs=Smiling,-Eyeglasses&method=pti", png_bytes(portrait)))
+    assert edits._inverters[model] is inverter and inverter._fit.experimental_get_tracing_count() == 1
