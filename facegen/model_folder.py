@@ -333,10 +333,11 @@ def load_saved_model(model_dir):
     return tf.saved_model.load(str(model_dir))
 
 
-def generate_function(loaded):
+def generate_function(loaded, rows: int = CALL_ROWS):
     """generate(noise, attrs) -> uint8 [N, H, W, 3] numpy, from a loaded SavedModel: its direct ``generate``
     function where the export has it (no dict, no retracing per batch size: a traced graph with a [None, ...] batch
-    dimension), else GENERATE_SIGNATURE (the same graph). Imports TensorFlow."""
+    dimension), else GENERATE_SIGNATURE (the same graph), called on ``rows`` rows at a time (CALL_ROWS; other values
+    for bench/call_rows.py only). Imports TensorFlow."""
     import tensorflow as tf
 
     if hasattr(loaded, "generate"):
@@ -350,7 +351,7 @@ def generate_function(loaded):
         return np.asarray(call(tf.constant(noise), tf.constant(attrs)).numpy(), dtype=np.uint8)
 
     def generate(noise, attrs) -> np.ndarray:
-        return in_fixed_calls(generate_rows, np.asarray(noise, np.float32), np.asarray(attrs, np.float32))
+        return in_fixed_calls(generate_rows, np.asarray(noise, np.float32), np.asarray(attrs, np.float32), rows=rows)
 
     return generate
 

@@ -3,6 +3,7 @@ layout, checked against the service itself (create_app), against ``training prep
 resuming and bad flags. The models are the real tiny exports of tests/conftest.py."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -148,13 +149,15 @@ def test_ctrl_c_in_a_real_run_leaves_only_whole_files(tiny_models_dir, tmp_path)
     # written before it, and the run ended 0).
     command = [sys.executable, "-m", "facegen", "generate", "--count", "30000", "--out", str(out), "--model",
                str(tiny_models_dir / TINY_MODEL), "--no-progress"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Its own process group, signalled whole below: a terminal's Ctrl-C reaches the worker processes too.
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     deadline = time.monotonic() + 600  # TensorFlow's import and the model's warm-up first, on a shared CPU
     while time.monotonic() < deadline and len(list((out / generate.IMAGES).glob("*.png"))) < 50:
         if process.poll() is not None:
             pytest.fail(f"generate stopped before it was interrupted: {process.communicate()[1]}")
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)  # what Ctrl-C sends, while faces are being written
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends, while faces are being written
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130 and "Traceback" not in err, err
     assert "the same command completes it" in err
