@@ -25,6 +25,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # detection alone has taken 20 s, so tests lift it (tests/test_edit_photo.py sets its own to test it).
 os.environ.setdefault("FACEGEN_EDIT_DEADLINE_S", "600")
 
+import facegen  # noqa: E402,F401  (before TensorFlow loads: it picks TensorFlow's CPU kernels, facegen/__init__.py)
 import pytest  # noqa: E402
 
 TINY_MODEL = "tiny"

@@ -1,6 +1,7 @@
 """The model-folder contract (facegen.model_folder): one home that export, serving and the tools all read."""
 
 import ast
+import os
 import json
 from pathlib import Path
 
@@ -65,6 +66,31 @@ def test_a_faces_pixels_and_codes_do_not_depend_on_how_many_rows_share_the_call(
         codes = [np.concatenate(part) for part in zip(*(encode(photos[k:k + size]) for k in range(0, 24, size)))]
         for got, want in zip(codes, codes_alone):
             np.testing.assert_array_equal(got, want, err_msg=f"encoder calls of {size} photos")
+
+
+@pytest.mark.slow  # TensorFlow in two subprocesses
+def test_the_served_faces_do_not_depend_on_tensorflows_thread_count(tmp_path):
+    """A service worker runs TensorFlow on the cores shared out among the workers, generate's workers on one: the
+    same face must come out of both (facegen/__init__.py picks kernels whose results do not follow the threads)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from app.models import load_model\n"
+        "model = load_model(Path('models/celeba-hq-64'))\n"
+        "stream = np.random.RandomState(2)\n"
+        "noise = stream.standard_normal((48, model.latent_size)).astype(np.float32)\n"
+        "attrs = (stream.random_sample((48, len(model.attributes))) < 0.5).astype(np.float32)\n"
+        "np.save(sys.argv[1], model.generate(noise, attrs))\n")
+    root = Path(__file__).resolve().parents[1]
+    for threads in ("1", "2"):
+        env = {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads}
+        env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # as a fresh process gets it: from facegen alone
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{threads}.npy")], cwd=root, env=env,
+                       check=True, timeout=600)
+    np.testing.assert_array_equal(np.load(tmp_path / "1.npy"), np.load(tmp_path / "2.npy"))
 
 
 def test_seed_inputs_are_the_frozen_legacy_stream():
