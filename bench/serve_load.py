@@ -495,6 +495,9 @@ def main(argv=None) -> int:
         ours_env = dict(env, PORT=str(ours_port), BIND_HOST="127.0.0.1", TLS_CERT_FILE=cert, TLS_KEY_FILE=key,
                         FACEGEN_MODELS_DIR=str(models_dir), WEB_CONCURRENCY=str(args.workers),
                         PROMETHEUS_MULTIPROC_DIR=str(work / "prometheus"), LOG_LEVEL="info")
+        # The steady state: the pti methods' background warm-up (app/edits.py, about 16 s of one core per worker
+        # after it is ready) would land in the first measured level. An operator's explicit setting is kept.
+        ours_env.setdefault("FACEGEN_WARM_INVERSION", "0")
         if args.threads:
             ours_env["GUNICORN_THREADS"] = str(args.threads)
         if args.model:
