@@ -373,7 +373,7 @@ def _worker_main(model_path: str, model_name: str, share: list, fields: dict, ou
                 write_atomically(images / f"{i}.{fmt}", encode_face(requests[i], pixels, fmt))
             messages.put(("wrote", len(batch)))
     except OSError as error:
-        messages.put(("error", f"cannot write to {out} ({error.strerror or error})"))
+        messages.put(("error", error.strerror or str(error)))  # the parent names --out and the folder
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which stops every worker
         messages.put(("failed", f"{type(error).__name__}: {error}"))
     finally:
