@@ -39,6 +39,9 @@ def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__)
     app.config["FACEGEN_MODELS_DIR"] = os.environ.get("FACEGEN_MODELS_DIR") or str(REPO_MODELS_DIR)
     app.config["FACEGEN_MODEL"] = os.environ.get("FACEGEN_MODEL") or None
+    # "1": warm the pti edit methods up in a background thread once ready (app/edits.py's warm_up_inverters), so the
+    # first pti edit does not pay for loading and tracing them (15-18 s on two cores); gunicorn.conf.py turns it on
+    # for the service, and off is the default so that a create_app() in a script or test stays light.
     app.config["FACEGEN_WARM_INVERSION"] = os.environ.get("FACEGEN_WARM_INVERSION", "").strip() == "1"
     app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False

@@ -109,10 +109,6 @@ class Deadline:
 
 _inverters: dict = {}  # Model -> facegen.inversion.Inverter, made on a model's first inverted edit (or warm-up)
 _inverters_lock = threading.Lock()
-# "1": each worker makes its models' Inverters and runs one inversion in a background thread after start
-# (warm_up_inverters), so the first pti edit does not pay for loading and tracing them (15-18 s on two cores).
-# gunicorn.conf.py turns it on for the service; off by default, so a create_app() in a script or test stays light.
-WARM_INVERSION_ENV = "FACEGEN_WARM_INVERSION"
 
 
 def inverter_for(model: Model) -> inversion.Inverter:

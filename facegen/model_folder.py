@@ -40,9 +40,10 @@ ENCODE_SIGNATURE = "encode"
 FRAMING_DETECTOR = "mtcnn"  # the face detector the framing template was measured with (facegen/framing.py)
 # Every call into a SavedModel's generate and encode functions runs on exactly CALL_ROWS rows (padded, in chunks):
 # CPU kernels pick their code path by batch size, and on an AVX2 CPU 1, 2, 3, 7, 8 and 15 rows each gave some
-# faces one pixel off the 4-row result (tests/test_model_folder.py), so a face's bytes hung on how many faces
-# shared its call. At a fixed size a row's result depends on its own inputs only. 4: the smallest size whose
-# per-face cost is near the batch-16 figure (64 px: 250 against 271 faces/s on one thread; 128 px: faster than 8).
+# faces one pixel off the 4-row result (bench/call_rows.py), so a face's bytes hung on how many faces shared its
+# call. At a fixed size a row's result depends on its own inputs only. 4 rather than 16: a lone 64 px face waits
+# about 12 ms instead of 38, for 23% fewer faces/s in a full batch of 16 (4% at 128 px; BENCHMARKS.md, "Batch
+# shapes and kernels"); under load the service is bound by HTTP and PNG work, not by the generator.
 CALL_ROWS = 4
 
 # What a manifest holds. Serving interprets the first group; the rest is shown (API, card), not interpreted.
