@@ -295,6 +295,15 @@ def batches_to_make(count: int, out: Path, fmt: str) -> tuple[list[int], list[li
     return todo, [todo[k:k + size] for k in range(0, len(todo), size)]
 
 
+def write_batch(requests, batch: list[int], rows, images: Path, fmt: str) -> int:
+    """Encode (app/faces.py's encode_face) and write faces ``batch`` given their pixels ``rows``: how many."""
+    from app.faces import encode_face
+
+    for i, pixels in zip(batch, rows):
+        write_atomically(images / f"{i}.{fmt}", encode_face(requests[i], pixels, fmt))
+    return len(batch)
+
+
 def write_faces(model, requests, out: Path, fmt: str, show_progress: bool, writers: int = WRITERS) -> tuple[int, float]:
     """Generate and write the faces not yet in OUT: (faces written now, seconds). This thread makes the service's
     batch call (MicroBatcher.render: the batch shapes /api/face's micro-batcher uses) on max_batch faces at a time,
@@ -305,7 +314,6 @@ def write_faces(model, requests, out: Path, fmt: str, show_progress: bool, write
     from concurrent.futures import ThreadPoolExecutor
 
     from app.batcher import MicroBatcher
-    from app.faces import encode_face
 
     images = out / IMAGES
     todo, batches = batches_to_make(len(requests), out, fmt)
@@ -314,9 +322,7 @@ def write_faces(model, requests, out: Path, fmt: str, show_progress: bool, write
     window = 2 * max(1, writers)  # batches made and not yet written: the generator never waits for the writers
 
     def write(batch: list[int], rows) -> int:
-        for i, pixels in zip(batch, rows):
-            write_atomically(images / f"{i}.{fmt}", encode_face(requests[i], pixels, fmt))
-        return len(batch)
+        return write_batch(requests, batch, rows, images, fmt)
 
     pending: deque = deque()
     started = time.perf_counter()
@@ -354,7 +360,7 @@ def _worker_main(model_path: str, model_name: str, share: list, fields: dict, ou
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent says stop
     try:
         from app.batcher import MicroBatcher
-        from app.faces import FaceRequest, encode_face
+        from app.faces import FaceRequest
         from app.models import load_model
 
         model = load_model(Path(model_path), name=model_name)
@@ -369,9 +375,8 @@ def _worker_main(model_path: str, model_name: str, share: list, fields: dict, ou
         for batch in share:
             if stop.is_set() or os.getppid() != parent:  # Ctrl-C, or the parent is gone
                 return
-            for i, pixels in zip(batch, batcher.render([requests[i] for i in batch])):
-                write_atomically(images / f"{i}.{fmt}", encode_face(requests[i], pixels, fmt))
-            messages.put(("wrote", len(batch)))
+            rows = batcher.render([requests[i] for i in batch])
+            messages.put(("wrote", write_batch(requests, batch, rows, images, fmt)))
     except OSError as error:
         messages.put(("error", error.strerror or str(error)))  # the parent names --out and the folder
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which stops every worker
