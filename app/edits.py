@@ -303,7 +303,7 @@ def inverted_faces(photo: EncodedPhoto, edited: np.ndarray, needs_edit: bool,
     """{"rebuilt", "generated"}: the per-photo inversion's rebuild and edit (facegen/inversion.py), waiting for the
     model's tuning copy no longer than the deadline allows."""
     inverter = inverter_for(photo.model)
-    edits = inversion.edit_vectors(photo.found, edited) if needs_edit else ()
+    edits = inversion.edit_vectors(photo.found, edited, photo.model.inversion_edit_gains) if needs_edit else ()
     try:
         result = inverter.invert(photo.framed, photo.noise, photo.found, edits,
                                  wait_s=deadline.remaining("the inversion"))

@@ -61,6 +61,7 @@ class Model:
         self.encoder: EncoderSpec | None = None
         self._encode = None
         self.edit_gains = model_folder.edit_gains(manifest)  # how far an edit pushes each attribute it changes
+        self.inversion_edit_gains = model_folder.edit_gains(manifest, inverted=True)  # the same for the pti methods
         if manifest.get("encoder") is not None:
             self.encoder = EncoderSpec(manifest["encoder"])
             try:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facegen import model_folder
+from facegen import model_folder, photo_edit
 
 # Chosen on the validation photos (docs/SERVICE.md's identity section has the figures and the command).
 LATENT_STEPS = 30
@@ -37,6 +37,9 @@ LOW_PASS_WEIGHT = 1.0
 LOW_PASS = 4  # the low-pass term's average-pooling window, in pixels
 FOUND_LOGIT = 3.0  # the attribute logits start at +-this (sigmoid 0.95 / 0.05) from the found 0/1 vector
 BETA1, BETA2, EPSILON = 0.9, 0.999, 1e-8
+# An edit vector's entry that keeps the refined attribute value: NaN, since a pushed value may be any number (a gain
+# of 2 turns an attribute that is on into -1).
+KEEP = np.nan
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,8 @@ class Inverter:
             variable.assign_sub(corrected * first / (tf.sqrt(second) + EPSILON))
 
     def _fit_graph(self, target, noise, logits, edits):
-        """Both stages, then the rebuild and the edits (``edits``: [E, A], -1 where the refined attribute value is
-        kept, else the value to set) as float32 pixels [1 + E, S, S, 3]."""
+        """Both stages, then the rebuild and the edits (``edits``: [E, A], KEEP where the refined attribute value
+        is kept, else the value to set) as float32 pixels [1 + E, S, S, 3]."""
         import tensorflow as tf
 
         s = self.settings
@@ -137,13 +140,14 @@ class Inverter:
                 loss = pixel_loss(self._pixels(self._noise, attributes), target, s.low_pass_weight)
             self._adam(self._weights, tape.gradient(loss, self._weights), weight_moments, step, s.tune_rate)
         count = tf.shape(edits)[0]
-        vectors = tf.concat([attributes, tf.where(edits < 0, tf.repeat(attributes, count, axis=0), edits)], axis=0)
+        vectors = tf.concat([attributes, tf.where(tf.math.is_nan(edits), tf.repeat(attributes, count, axis=0), edits)],
+                            axis=0)
         return self._pixels(tf.repeat(self._noise, count + 1, axis=0), vectors), self._noise, attributes
 
     def invert(self, framed: np.ndarray, noise: np.ndarray, found: np.ndarray, edits=(),
                wait_s: float | None = None) -> Inverted:
         """``framed``: uint8 [S, S, 3], the photo as the encoder saw it; ``noise`` [L] and ``found`` [A] (0/1): the
-        encoder's; ``edits``: attribute vectors [A] whose entries are the values to set, or -1 to keep the refined
+        encoder's; ``edits``: attribute vectors [A] whose entries are the values to set, or KEEP for the refined
         value (edit_vectors makes them). ``wait_s``: how long to wait for another photo's inversion to finish
         (TimeoutError past it); None waits as long as it takes."""
         import tensorflow as tf
@@ -164,8 +168,9 @@ class Inverter:
         return Inverted(faces[0], list(faces[1:]), refined.numpy()[0], attributes.numpy()[0])
 
 
-def edit_vectors(found: np.ndarray, edited: np.ndarray) -> np.ndarray:
+def edit_vectors(found: np.ndarray, edited: np.ndarray, gains=1.0) -> np.ndarray:
     """The edits :meth:`Inverter.invert` takes for one edited 0/1 vector: where ``edited`` differs from ``found``
-    its value is set, elsewhere the refined value is kept (-1). -> float32 [1, A]."""
+    its value is set, pushed by ``gains`` (facegen.photo_edit.pushed: the model's inversion_edit_gains, off -> g,
+    on -> 1 - g), elsewhere the refined value is kept (KEEP). -> float32 [1, A]."""
     found, edited = np.asarray(found, np.float32), np.asarray(edited, np.float32)
-    return np.where(edited != found, edited, -1.0).astype(np.float32)[None]
+    return np.where(edited != found, photo_edit.pushed(found, edited, gains), KEEP).astype(np.float32)[None]

@@ -208,20 +208,25 @@ def validate_manifest(manifest, where) -> dict:
         problem = encoder_problem(manifest["encoder"], manifest["resolution"], manifest["latent_size"],
                                   len(attributes))
         need(problem is None, f"encoder {problem}")
-        if "edit_gains" in manifest["encoder"]:
-            problem = edit_gains_problem(manifest["encoder"]["edit_gains"], attributes)
-            need(problem is None, f"encoder edit_gains {problem}")
+        for key in EDIT_GAIN_KEYS.values():
+            if key in manifest["encoder"]:
+                problem = edit_gains_problem(manifest["encoder"][key], attributes)
+                need(problem is None, f"encoder {key} {problem}")
     return manifest
 
 
 EDIT_GAIN_RANGE = (0.5, 4.0)  # an edit's push (facegen.photo_edit.pushed): from half as far to four times as far
+# The encoder object's optional gains, one set per kind of edit (each measured on its own: the gains that make the
+# encoder's edits read as asked made the tuned copy's overshoot): the edits of the exported G (methods generator and
+# photo) and those of the per-photo tuned copy (methods pti and pti-photo, facegen/inversion.py).
+EDIT_GAIN_KEYS = {False: "edit_gains", True: "inversion_edit_gains"}
 
 
-def edit_gains(manifest: dict) -> np.ndarray:
+def edit_gains(manifest: dict, inverted: bool = False) -> np.ndarray:
     """float32 [A]: how far an edit pushes each attribute it changes (facegen.photo_edit.pushed), from the encoder
-    object's optional "edit_gains" {attribute: gain} (written with the identity figures they were measured with,
-    ``python -m training.identity --write``); 1.0 for attributes it does not name, and for models without it."""
-    gains = (manifest.get("encoder") or {}).get("edit_gains") or {}
+    object's optional EDIT_GAIN_KEYS[inverted] {attribute: gain} (written with the identity figures they were measured
+    with, ``python -m training.identity --write``); 1.0 for attributes it does not name, and for models without it."""
+    gains = (manifest.get("encoder") or {}).get(EDIT_GAIN_KEYS[inverted]) or {}
     return np.array([float(gains.get(name, 1.0)) for name in manifest["attributes"]], np.float32)
 
 

@@ -36,8 +36,9 @@ def pushed(found: np.ndarray, edited: np.ndarray, gains) -> np.ndarray:
     past the 0/1 the generator was trained on: at 0/1 its change is often too faint to read as the new attribute.
     ``gains``: float [A] or one number, the model's own (facegen.model_folder.edit_gains: measured per model by
     ``python -m training.identity --write``); attributes the edit leaves are as found. The pti methods' tuned copy
-    is not pushed: on 60 validation photos the same gains (Male 1.75, Smiling 2) made its edits overshoot
-    (pti-photo: changed 0.83 / 0.97, the same person only 0.63 / 0.72)."""
+    has gains of its own (the manifest's inversion_edit_gains; facegen.inversion.edit_vectors): on 60 validation
+    photos the encoder's gains (Male 1.75, Smiling 2) made its edits overshoot (pti-photo: changed 0.83 / 0.97, the
+    same person only 0.63 / 0.72)."""
     found, edited = np.asarray(found, np.float32), np.asarray(edited, np.float32)
     return (found + np.asarray(gains, np.float32) * (edited - found)).astype(np.float32)
 

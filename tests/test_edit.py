@@ -582,9 +582,13 @@ def test_gunicorn_logs_hold_no_photo_bytes(served_encoder, verified_context, cel
 
 
 @pytest.mark.slow
-def test_the_manifests_edit_gains_push_only_the_attributes_they_name(encoder_models_dir, celeba_photo, tmp_path):
-    """encoder.edit_gains (facegen.photo_edit.pushed): a gain on one attribute changes that attribute's edits and
-    nothing else's; a served model reads it from its manifest."""
+@pytest.mark.parametrize("key, method, other_method", [("edit_gains", "generator", "pti"),
+                                                       ("inversion_edit_gains", "pti", "generator")])
+def test_the_manifests_edit_gains_push_only_the_attributes_they_name(encoder_models_dir, celeba_photo, tmp_path, key,
+                                                                     method, other_method):
+    """encoder.edit_gains (methods generator and photo) and encoder.inversion_edit_gains (pti and pti-photo;
+    facegen.photo_edit.pushed): a gain on one attribute changes that attribute's edits by its own methods and nothing
+    else; a served model reads them from its manifest."""
     import shutil
 
     from app import create_app
@@ -595,16 +599,18 @@ def test_the_manifests_edit_gains_push_only_the_attributes_they_name(encoder_mod
     pushed_dir = tmp_path / "models"
     shutil.copytree(encoder_models_dir, pushed_dir)
     manifest = model_folder.read_manifest(pushed_dir / ENCODER_MODEL)
-    manifest["encoder"]["edit_gains"] = {gained: 2.5}
+    manifest["encoder"][key] = {gained: 2.5}
     model_folder.write_manifest(pushed_dir / ENCODER_MODEL, manifest)
     clients = {name: create_app({"FACEGEN_MODELS_DIR": str(folder), "TESTING": True}).test_client()
                for name, folder in (("gain 1", encoder_models_dir), ("gained", pushed_dir))}
     found = ok(post(clients["gain 1"], "/api/edit?view=rebuilt", photo)).headers["X-Attributes-Found"].split(",")
     flips = {name: (name if state.startswith("-") else "-" + name) for name, state in zip(ENCODER_ATTRIBUTES, found)}
-    faces = {(which, name): rgb_of(ok(post(client, f"/api/edit?method=generator&attrs={flips[name]}", photo)).data)
-             for which, client in clients.items() for name in (gained, plain)}  # pixels: the marks name the version
-    assert np.abs(faces["gained", gained].astype(int) - faces["gain 1", gained]).mean() > 1
-    np.testing.assert_array_equal(faces["gained", plain], faces["gain 1", plain])
+    faces = {(which, name, how): rgb_of(ok(post(client, f"/api/edit?method={how}&attrs={flips[name]}", photo)).data)
+             for which, client in clients.items() for name in (gained, plain)
+             for how in (method, other_method)}  # pixels: the marks name the version
+    assert np.abs(faces["gained", gained, method].astype(int) - faces["gain 1", gained, method]).mean() > 1
+    np.testing.assert_array_equal(faces["gained", plain, method], faces["gain 1", plain, method])
+    np.testing.assert_array_equal(faces["gained", gained, other_method], faces["gain 1", gained, other_method])
 
 
 def test_pushed_moves_only_the_changed_attributes_by_their_gains():

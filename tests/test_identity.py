@@ -90,6 +90,9 @@ def test_edit_gains_flags_name_their_problem(encoder_models_dir):
         with pytest.raises(UsageError, match=f"--edit-gains: .*{words}"):
             measure(encoder_models_dir / ENCODER_MODEL, [], ENCODER_ATTRIBUTES[:1], methods=("photo",),
                     edit_gains=gains)
+        with pytest.raises(UsageError, match=f"--inversion-edit-gains: .*{words}"):
+            measure(encoder_models_dir / ENCODER_MODEL, [], ENCODER_ATTRIBUTES[:1], methods=("photo",),
+                    inversion_edit_gains=gains)
 
 
 def test_the_card_renders_the_identity_figures_and_says_when_there_are_none():
@@ -102,9 +105,10 @@ def test_the_card_renders_the_identity_figures_and_says_when_there_are_none():
               "edits": {"Smiling": {"pti-photo": {"same_person": 0.9, "mean_distance": 0.45, "changed": 0.55,
                                                   "kept": 0.95}}},
               "seconds_per_photo_median_by_method": {"pti-photo": 0.8}, "command": "python -m training.identity",
-              "edit_gains": {"Smiling": 2.0}}
+              "edit_gains": {"Smiling": 2.0}, "inversion_edit_gains": {"Male": 1.25, "Smiling": 1.5}}
     text = "\n".join(identity_section(report))
     assert "methods generator and photo: Smiling 2; 1 for the rest" in text
+    assert "methods pti and pti-photo: Male 1.25, Smiling 1.5; 1 for the rest" in text
     assert "| the rebuild after inversion (pti) | 1.000 | 0.400 |" in text
     assert "| Smiling | pti-photo (pivotal tuning's change applied to the photo) | 0.900 | 0.450 | 0.550 | 0.950 |" \
         in text

@@ -135,8 +135,32 @@ def test_inversion_is_deterministic_and_never_touches_the_served_weights(model_d
     assert np.array_equal(other.invert(framed, code, found, edits).edits[0], first.edits[0])
 
 
-def test_edit_vectors_set_only_what_the_edit_changes():
+@pytest.mark.slow
+def test_a_pushed_value_reaches_the_tuned_copy_even_at_minus_one(model_dir, photo):
+    """An attribute that is on, edited off with a gain of 2, is set to -1: the edit must differ from the unpushed
+    one (0) and from the rebuild (which "keep" would give)."""
+    from facegen import inversion
+
+    framed, code, found, _ = photo
+    flipped = found.copy()
+    j = int(np.flatnonzero(found == 1)[0])
+    flipped[j] = 0
+    edits = np.concatenate([inversion.edit_vectors(found, flipped), inversion.edit_vectors(found, flipped, 2.0)])
+    assert edits[1, j] == -1
+    result = inversion.Inverter(model_dir, inversion.Settings(latent_steps=5, tune_steps=5)).invert(
+        framed, code, found, edits)
+    plain, pushed = (face.astype(int) for face in result.edits)
+    assert np.abs(pushed - plain).mean() > 0.5 and np.abs(pushed - result.rebuilt).mean() > 0.5
+
+
+def test_edit_vectors_set_only_what_the_edit_changes_pushed_by_the_gains():
     from facegen.inversion import edit_vectors
 
     found = np.array([1, 0, 1, 0], np.float32)
-    assert edit_vectors(found, np.array([1, 1, 0, 0], np.float32)).tolist() == [[-1, 1, 0, -1]]
+    edited = np.array([1, 1, 0, 0], np.float32)
+    np.testing.assert_array_equal(edit_vectors(found, edited), [[np.nan, 1, 0, np.nan]])
+    # off -> g, on -> 1 - g; a gain of 2 sets -1, which must not read as "keep"
+    np.testing.assert_array_equal(edit_vectors(found, edited, 2.0), [[np.nan, 2, -1, np.nan]])
+    np.testing.assert_array_equal(edit_vectors(found, edited, [3, 1.5, 1, 3]), [[np.nan, 1.5, 0, np.nan]])
+
+

@@ -139,18 +139,22 @@ def test_read_manifest_names_the_problem(tmp_path, change, problem):
 @pytest.mark.parametrize("gains, problem", [
     ({"Bald": 2.0}, "does not have"), ({"Male": 9.0}, r"in \[0.5, 4\]"), ({"Male": True}, "numbers"), ([2.0], "object"),
 ])
-def test_edit_gains_are_checked_and_read_with_one_for_the_rest(tmp_path, gains, problem):
+@pytest.mark.parametrize("key", sorted(model_folder.EDIT_GAIN_KEYS.values()))
+def test_edit_gains_are_checked_and_read_with_one_for_the_rest(tmp_path, gains, problem, key):
     template = [[0.35, 0.45], [0.65, 0.45], [0.5, 0.6], [0.38, 0.75], [0.62, 0.75]]
     encoder = model_folder.encoder_field(64, 8, 2, {"landmarks": template, "detector": "mtcnn x"})
     manifest = model_folder.build_manifest(name="m", resolution=64, latent_size=8, attributes=["Male", "Smiling"],
                                            architecture="facegen", parameters=10, created="x", encoder=encoder)
-    np.testing.assert_array_equal(model_folder.edit_gains(manifest), [1.0, 1.0])
-    manifest["encoder"]["edit_gains"] = {"Smiling": 2.0}
+    inverted = key == model_folder.EDIT_GAIN_KEYS[True]
+    np.testing.assert_array_equal(model_folder.edit_gains(manifest, inverted), [1.0, 1.0])
+    manifest["encoder"][key] = {"Smiling": 2.0}
     (tmp_path / model_folder.MANIFEST).write_text(json.dumps(manifest))
-    np.testing.assert_array_equal(model_folder.edit_gains(model_folder.read_manifest(tmp_path)), [1.0, 2.0])
-    manifest["encoder"]["edit_gains"] = gains
+    read = model_folder.read_manifest(tmp_path)
+    np.testing.assert_array_equal(model_folder.edit_gains(read, inverted), [1.0, 2.0])
+    np.testing.assert_array_equal(model_folder.edit_gains(read, not inverted), [1.0, 1.0])  # each kind its own
+    manifest["encoder"][key] = gains
     (tmp_path / model_folder.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(model_folder.ManifestError, match=problem):
+    with pytest.raises(model_folder.ManifestError, match=f"{key} .*{problem}"):
         model_folder.read_manifest(tmp_path)
 
 

@@ -444,10 +444,11 @@ def identity_section(report: dict | None) -> list:
             out.append(f"| {attribute} | {method} ({IDENTITY_METHODS.get(method, method)}) | "
                        f"{_f(figures['same_person'])} | {_f(figures['mean_distance'])} | "
                        f"{_f(figures.get('changed'))} | {_f(figures.get('kept'))} |")
-    if report.get("edit_gains"):
-        out += ["", "Edit gains (the manifest's encoder.edit_gains, served with these figures): each edited attribute "
-                "pushed this many times as far in the generator's input, methods generator and photo: " +
-                ", ".join(f"{name} {gain:g}" for name, gain in report["edit_gains"].items()) + "; 1 for the rest."]
+    for key, methods in (("edit_gains", "generator and photo"), ("inversion_edit_gains", "pti and pti-photo")):
+        if report.get(key):
+            out += ["", f"Edit gains (the manifest's encoder.{key}, served with these figures): each edited "
+                    f"attribute pushed this many times as far in the generator's input, methods {methods}: " +
+                    ", ".join(f"{name} {gain:g}" for name, gain in report[key].items()) + "; 1 for the rest."]
     timing = report.get("seconds_per_photo_median_by_method") or {}
     if timing:
         out += ["", "Median seconds per photo (detection to edited faces, in-process, on the machine and under the "

@@ -4,7 +4,7 @@
         --photos ../shared/data/celeba-hq-128/CelebA-HQ-img [--count 200] [--edit-attributes Male,Smiling,Eyeglasses]
         [--partition test|validation] [--methods generator,photo,latent,pti,pti-photo]
         [--latent-steps N] [--tune-steps N] [--latent-rate R] [--tune-rate R] [--low-pass-weight W]
-        [--edit-gains G|NAME=G,...] [--write]
+        [--edit-gains G|NAME=G,...] [--inversion-edit-gains G|NAME=G,...] [--write]
 
 Choose settings on --partition validation, report on test (the default).
 
@@ -140,10 +140,11 @@ def inverters(model_dir, methods, settings=None) -> dict:
 
 
 def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=None, progress: bool = True,
-            methods=DEFAULT_METHODS, settings=None, edit_gains=None) -> dict:
+            methods=DEFAULT_METHODS, settings=None, edit_gains=None, inversion_edit_gains=None) -> dict:
     """Identity (and, with ``classifier``, edit success) over the photos at ``photo_paths`` for each of ``methods``
-    (METHODS); see the module doc. ``settings``: the inversion recipe (facegen.inversion.Settings); ``edit_gains``:
-    {attribute: gain} (or {"*": gain}: all) over the model's own (facegen.model_folder.edit_gains, what is served)."""
+    (METHODS); see the module doc. ``settings``: the inversion recipe (facegen.inversion.Settings); ``edit_gains``
+    and ``inversion_edit_gains``: {attribute: gain} (or {"*": gain}: all) over the model's own for the encoder's edits
+    and the tuned copy's (facegen.model_folder.edit_gains, what is served)."""
     from PIL import Image
 
     from facegen import framing, inversion, model_folder, photo_edit
@@ -165,15 +166,8 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
     generate, loaded = model_folder.load_generate(model_dir)
     encode = model_folder.load_encode(model_dir, loaded)
     inverting = inverters(model_dir, methods, settings)
-    asked = dict(edit_gains or {})
-    everyone = asked.pop("*", None)
-    asked = {**({name: everyone for name in names} if everyone is not None else {}), **asked}
-    problem = model_folder.edit_gains_problem(asked, names)
-    if problem:
-        raise UsageError(f"--edit-gains: {problem}")
-    gains = model_folder.edit_gains(manifest)
-    for name, gain in asked.items():
-        gains[names.index(name)] = gain
+    gains = chosen_gains(manifest, edit_gains, inverted=False)
+    inversion_gains = chosen_gains(manifest, inversion_edit_gains, inverted=True)
 
     photos, framed, skipped = [], [], 0
     rebuilt = {"encoder": [], **{name: [] for name in inverting}}  # by inversion
@@ -208,7 +202,8 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
         for name, inverter in inverting.items():
             began = time.perf_counter()
             result = inverter.invert(face, noise[0], found,
-                                     np.concatenate([inversion.edit_vectors(found, v) for v in vectors[1:]]))
+                                     np.concatenate([inversion.edit_vectors(found, v, inversion_gains)
+                                                     for v in vectors[1:]]))
             outputs[name] = (result, time.perf_counter() - began)
             rebuilt[name].append(result.rebuilt)
         for method in methods:
@@ -268,7 +263,7 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
     report = {"photos": len(framed), "no_face": skipped, "same_person_below": SAME_PERSON,
               "network": "dlib face-recognition ResNet (face_recognition_models 0.3.0), template-placed 5-point chip",
               **figures, "edits": edits, "methods": list(methods),
-              "edit_gains": {name: round(float(g), 4) for name, g in zip(names, gains) if g != 1.0},
+              "edit_gains": named_gains(names, gains),
               "seconds_per_photo_median": timing.get("photo", max(timing.values())),
               "seconds_per_photo_median_by_method": timing,
               "seconds_note": f"detect + frame + encode + generate {1 + len(edit_attributes)} faces (+ the method's "
@@ -278,7 +273,32 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
         report["inversion"] = {"latent_steps": pti.latent_steps, "tune_steps": pti.tune_steps,
                                "latent_rate": pti.latent_rate, "tune_rate": pti.tune_rate,
                                "low_pass_weight": pti.low_pass_weight}
+        report["inversion_edit_gains"] = named_gains(names, inversion_gains)
     return report
+
+
+def chosen_gains(manifest: dict, asked, inverted: bool) -> np.ndarray:
+    """float32 [A]: the model's own edit gains (facegen.model_folder.edit_gains) with ``asked`` ({attribute: gain},
+    "*" for all) over them."""
+    from facegen import model_folder
+
+    names = list(manifest["attributes"])
+    asked = dict(asked or {})
+    everyone = asked.pop("*", None)
+    asked = {**({name: everyone for name in names} if everyone is not None else {}), **asked}
+    flag = "--inversion-edit-gains" if inverted else "--edit-gains"
+    problem = model_folder.edit_gains_problem(asked, names)
+    if problem:
+        raise UsageError(f"{flag}: {problem}")
+    gains = model_folder.edit_gains(manifest, inverted)
+    for name, gain in asked.items():
+        gains[names.index(name)] = gain
+    return gains
+
+
+def named_gains(names, gains) -> dict:
+    """The gains that are not 1, {attribute: gain}: the manifest's form."""
+    return {name: round(float(g), 4) for name, g in zip(names, gains) if g != 1.0}
 
 
 def format_report(report: dict) -> str:
@@ -331,6 +351,9 @@ def main(argv=None) -> int:
                         help="how far an edit pushes the attributes it changes, for methods generator and photo "
                              "(facegen.photo_edit.pushed): one number for all, or per attribute (default: the "
                              "manifest's encoder.edit_gains, what is served; --write stores the ones measured)")
+    parser.add_argument("--inversion-edit-gains", type=_gains, metavar="G|NAME=G,...",
+                        help="the same for methods pti and pti-photo (the tuned copy's edits; default: the manifest's "
+                             "encoder.inversion_edit_gains)")
     parser.add_argument("--edit-attributes", default=",".join(DEFAULT_EDITS),
                         help=f"attributes flipped one at a time ({','.join(DEFAULT_EDITS)})")
     parser.add_argument("--classifier", type=Path, metavar="FILE.keras",
@@ -365,7 +388,7 @@ def main(argv=None) -> int:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         report = measure(args.model, paths, [a.strip() for a in args.edit_attributes.split(",") if a.strip()],
                          classifier, methods=methods, settings=replace(Settings(), **chosen),
-                         edit_gains=args.edit_gains)
+                         edit_gains=args.edit_gains, inversion_edit_gains=args.inversion_edit_gains)
         report["partition"] = args.partition
         report["command"] = " ".join(["python -m training.identity"] + (argv if argv is not None else sys.argv[1:]))
     except UsageError as error:
@@ -380,7 +403,9 @@ def main(argv=None) -> int:
         manifest = model_folder.read_manifest(args.model)
         manifest.setdefault("metrics", {})["identity"] = report
         # The gains the figures were measured with are the ones served: one home, written together.
-        manifest["encoder"]["edit_gains"] = report["edit_gains"]
+        manifest["encoder"][model_folder.EDIT_GAIN_KEYS[False]] = report["edit_gains"]
+        if "inversion_edit_gains" in report:
+            manifest["encoder"][model_folder.EDIT_GAIN_KEYS[True]] = report["inversion_edit_gains"]
         model_folder.write_manifest(args.model, manifest)
     return 0
 
