@@ -152,6 +152,7 @@ def exported(tmp_path_factory, caches):
                                attributes=ATTRS, encoder=True, seed=5)
     manifest = model_folder.read_manifest(base)
     manifest["encoder"]["edit_gains"] = {"Male": 1.5}
+    manifest["encoder"]["inversion_edit_gains"] = {"Male": 1.25}
     model_folder.write_manifest(base, manifest)
     run = trained(folder, caches, steps=20, name="stage")
     run.save()
@@ -170,6 +171,7 @@ def test_export_puts_the_stage_behind_the_base_generator_and_encoder(exported):
     assert manifest["resolution"] == 2 * SMALL and manifest["name"] == "big64"
     assert manifest["architecture"] == "facegen + upsampling stage"
     assert manifest["encoder"]["edit_gains"] == {"Male": 1.5}
+    assert manifest["encoder"]["inversion_edit_gains"] == {"Male": 1.25}
     assert manifest["encoder"]["framing"]["landmarks"] == model_folder.read_manifest(base)["encoder"]["framing"][
         "landmarks"]
     assert manifest["training"]["upsampler"]["steps"] == 20 and manifest["training"]["upsampler"]["base"] == "base32"
