@@ -257,7 +257,7 @@ def edit():
         raise ApiError("view applies to format=png only: format=json returns every view", allowed=["png"])
     view = parse_choice(values.get("view"), "view", list(edits.VIEWS))
     method = parse_choice(values.get("method"), "method", list(edits.METHODS)) if "method" in values \
-        else edits.DEFAULT_METHOD
+        else edits.default_method(model)
     photo = encoded_upload(model, deadline)
     edited = edits.edited_vector(photo, constraints)
     wanted = edits.JSON_VIEWS if output == "json" else edits.STRIP if view == "strip" else (view,)

@@ -7,7 +7,8 @@
       -> found vector: each attribute on where its probability is at least THRESHOLD (0.5)
       -> edited vector: the query's constraints (``Smiling`` on, ``-Eyeglasses`` off) over the found vector
       -> generator (the model's MicroBatcher, raw pixels): rebuilt = G(noise, found), generated = G(noise, edited)
-      -> edited face, by ``method``: ``photo`` (the default, facegen/photo_edit.py) applies the edit as a change
+      -> edited face, by ``method`` (default_method: pti-photo where the model can invert, else photo): ``photo``
+         (facegen/photo_edit.py) applies the edit as a change
          to the framed photo, framed + mask * (generated - rebuilt), the mask being where the generator's two faces
          differ, so the rest of the face stays the person's own; ``generator`` is the generated face itself (the
          encoder's rebuild, edited: another person more often than not, see docs/SERVICE.md's identity figures);
@@ -53,11 +54,12 @@ JSON_VIEWS = STRIP + ("photo",)  # format=json's images
 # /api/edit?method=, how the edited face is made (module docstring); the pti ones need the model's float signature
 METHODS = ("photo", "generator", "pti", "pti-photo")
 INVERTED_METHODS = ("pti", "pti-photo")
-# Chosen by the identity and edit figures in docs/SERVICE.md (100 test photos): pti-photo's rebuild is the person
-# (1.00 against the encoder's 0.03) and its edits stay the person as often as photo's (1.00 / 1.00 / 0.99), but they
-# read as the new attribute less often for Male and Eyeglasses (0.37 / 0.78 against 0.45 / 0.81) and cost about
-# 0.9 s more CPU per edit (bench/edit_time.py), so photo stays the default and the pti methods are asked by name.
-DEFAULT_METHOD = "photo"
+# The default, chosen by the identity and edit figures in docs/SERVICE.md (200 test photos, celeba-hq-64): pti-photo
+# where the model can invert (its rebuild is the person, 0.99 against the encoder's 0.05, and with its own edit gains
+# its edits read as asked as often as photo's while staying the person more often), else photo (which needs only the
+# encoder and costs about a quarter of the CPU: bench/edit_time.py).
+DEFAULT_METHOD = "pti-photo"
+FALLBACK_METHOD = "photo"
 # The whole-photo view is returned at the upright photo's own size, downscaled (Lanczos) so that its longer side is
 # at most this: a 12 MP phone photo would be a 20 MB PNG, and the edited face is 64-128 px of detail anyway.
 PHOTO_MAX_SIDE = 1024
@@ -127,6 +129,11 @@ def inverter_for(model: Model) -> inversion.Inverter:
 def can_invert(model: Model) -> bool:
     """Whether the pti methods work on this model: it encodes photos and has the float signature."""
     return model.can_encode and model_folder.has_pixels(model.manifest)
+
+
+def default_method(model: Model) -> str:
+    """/api/edit's method when the query names none: DEFAULT_METHOD where the model can invert, else FALLBACK_METHOD."""
+    return DEFAULT_METHOD if can_invert(model) else FALLBACK_METHOD
 
 
 def warm_up_inverters(models) -> float:
@@ -253,7 +260,7 @@ def whole_photo(photo: EncodedPhoto, edited_face: np.ndarray) -> np.ndarray:
 
 
 def render_views(photo: EncodedPhoto, edited: np.ndarray, views, size: int, batcher,
-                 method: str = DEFAULT_METHOD, deadline: Deadline | None = None) -> dict[str, np.ndarray]:
+                 method: str, deadline: Deadline | None = None) -> dict[str, np.ndarray]:
     """The requested views as uint8 RGB: ``framed`` (the encoder's input), ``rebuilt`` (G(noise, found), or the
     inversion's rebuild for the pti methods) and ``edited`` (by ``method``, see the module docstring) at
     [size, size, 3], and ``photo`` (the whole upright photo with the edit, see :func:`whole_photo`) at the photo's

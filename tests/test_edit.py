@@ -179,14 +179,15 @@ def test_same_photo_and_query_same_bytes(encoder_client, celeba_photo):
 @pytest.mark.slow
 def test_attributes_reach_the_generator_and_no_change_is_the_photo_itself(encoder_client, celeba_photo):
     photo = celeba_photo(3)
-    rebuilt = ok(post(encoder_client, "/api/edit?view=rebuilt", photo))
+    rebuilt = ok(post(encoder_client, "/api/edit?view=rebuilt&method=generator", photo))
     framed = ok(post(encoder_client, "/api/edit?view=framed", photo)).data
     found = rebuilt.headers["X-Attributes-Found"]
-    # No attrs, an empty attrs, or attrs naming exactly what was found: the framed photo itself (method=photo, the
-    # default, adds only what the generator changes), the rebuilt face with method=generator.
+    # No attrs, an empty attrs, or attrs naming exactly what was found: the framed photo itself (the default,
+    # pti-photo, and photo add only what the generator changes), the rebuilt face with method=generator.
     for query in ("", "attrs=", f"attrs={found}"):
         edited = ok(post(encoder_client, "/api/edit?" + query, photo))
         assert edited.data == framed, query
+        assert ok(post(encoder_client, f"/api/edit?method=photo&{query}", photo)).data == framed, query
         assert edited.headers["X-Attributes-Explicit"] == found
         assert ok(post(encoder_client, f"/api/edit?method=generator&{query}", photo)).data == rebuilt.data, query
     # Each attribute flipped from its found state changes the face.
@@ -277,9 +278,10 @@ def test_uploads_go_through_the_batchers_and_nothing_is_cached(encoder_app, enco
     entries, cached_bytes = len(renderer.cache), renderer.cache.bytes
     encoded, generated = encoder.batches, generator.batches
     with caplog.at_level("DEBUG"):
-        ok(post(encoder_client, "/api/edit?attrs=Smiling", celeba_photo(5)))
+        ok(post(encoder_client, "/api/edit?attrs=Smiling&method=photo", celeba_photo(5)))
         ok(post(encoder_client, "/api/encode", celeba_photo(5)), "application/json")
-    assert encoder.batches == encoded + 2 and generator.batches > generated
+        ok(post(encoder_client, "/api/edit?attrs=Smiling", celeba_photo(5)))  # the default: pti-photo
+    assert encoder.batches == encoded + 3 and generator.batches > generated
     assert len(renderer.cache) == entries and renderer.cache.bytes == cached_bytes, "an edit entered the PNG cache"
     photo = celeba_photo(5)
     logged = "\n".join(record.getMessage() for record in caplog.records)

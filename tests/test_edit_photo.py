@@ -171,7 +171,7 @@ def test_no_change_gives_the_photo_back_exactly(encoder_app, portrait):
     renderer = encoder_app.extensions["facegen_renderer"]
     photo = edits.encode_photo(uploads.decode_image(png_bytes(portrait)), model, renderer.encoders[ENCODER_MODEL])
     views = edits.render_views(photo, edits.edited_vector(photo, None), ("photo", "edited", "framed"),
-                               TINY_RESOLUTION, renderer.batchers[ENCODER_MODEL])
+                               TINY_RESOLUTION, renderer.batchers[ENCODER_MODEL], edits.FALLBACK_METHOD)
     np.testing.assert_array_equal(views["photo"], portrait)
     np.testing.assert_array_equal(views["edited"], views["framed"])
 
@@ -227,7 +227,7 @@ def test_format_json_holds_the_whole_photo_and_the_method(encoder_client, portra
     data = png_bytes(portrait)
     response = encoder_client.post("/api/edit?format=json&attrs=Smiling", data=data, content_type="image/png")
     body = response.get_json()
-    assert response.status_code == 200 and body["method"] == "photo"
+    assert response.status_code == 200 and body["method"] == "pti-photo"  # the default where the model can invert
     prefix = "data:image/png;base64,"
     assert body["images"]["photo"].startswith(prefix)
     assert base64.b64decode(body["images"]["photo"][len(prefix):]) == \
@@ -280,9 +280,33 @@ def test_method_pti_gives_the_same_bytes_and_leaves_the_served_faces_alone(encod
     for method, strip in first.items():
         assert ok(post(encoder_client, f"view=strip&attrs=Smiling&method={method}", data)) == strip, method
     # The pti rebuild is the inversion's (not the encoder's), so the strips differ from method=photo's.
-    assert ok(post(encoder_client, "view=rebuilt&method=pti", data)) != ok(post(encoder_client, "view=rebuilt", data))
+    assert ok(post(encoder_client, "view=rebuilt&method=pti", data)) != ok(post(encoder_client,
+                                                                              "view=rebuilt&method=photo", data))
     # Pivotal tuning changed a copy: the faces /api/face serves are the exported model's, byte for byte.
     np.testing.assert_array_equal(model.generate(noise, attrs), served)
+
+
+@pytest.mark.slow
+def test_a_model_without_the_float_signature_edits_by_photo_and_refuses_the_pti_methods(encoder_models_dir, portrait,
+                                                                                        tmp_path):
+    """The default method is pti-photo only where the model can invert; an older export (no float signature in its
+    manifest) gets photo by default, and a 400 naming method=photo when it asks for a pti method."""
+    import shutil
+
+    from app import create_app
+    from facegen import model_folder
+
+    folder = tmp_path / "models"
+    shutil.copytree(encoder_models_dir, folder)
+    manifest = model_folder.read_manifest(folder / ENCODER_MODEL)
+    del manifest["signature"]["pixels"]  # as exported before the float signature
+    model_folder.write_manifest(folder / ENCODER_MODEL, manifest)
+    client = create_app({"FACEGEN_MODELS_DIR": str(folder), "TESTING": True}).test_client()
+    data = png_bytes(portrait)
+    body = client.post("/api/edit?format=json&attrs=Smiling", data=data, content_type="image/png").get_json()
+    assert body["method"] == "photo", body
+    response = post(client, "view=edited&attrs=Smiling&method=pti-photo", data)
+    assert response.status_code == 400 and "method=photo" in response.get_json()["error"]
 
 
 def test_an_inversion_that_cannot_start_in_time_is_a_503_with_retry_after(encoder_client, portrait, monkeypatch):
