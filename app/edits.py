@@ -55,7 +55,7 @@ JSON_VIEWS = STRIP + ("photo",)  # format=json's images
 METHODS = ("photo", "generator", "pti", "pti-photo")
 INVERTED_METHODS = ("pti", "pti-photo")
 # The default, chosen by the identity and edit figures in docs/SERVICE.md (200 test photos, celeba-hq-64): pti-photo
-# where the model can invert (its rebuild is the person, 0.99 against the encoder's 0.05, and with its own edit gains
+# where the model can invert (its rebuild is the person, 0.995 against the encoder's 0.045, and with its own edit gains
 # its edits read as asked as often as photo's while staying the person more often), else photo (which needs only the
 # encoder and costs about a quarter of the CPU: bench/edit_time.py).
 DEFAULT_METHOD = "pti-photo"
