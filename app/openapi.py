@@ -167,8 +167,8 @@ def build_document() -> dict:
                 "generated again with the attributes named in attrs changed, the rest as found; by default "
                 "(method=pti-photo where the model has its float signature, else method=photo) the generator's "
                 "change, after the generator is tuned to this photo (pti-photo), is applied to the photo itself, and "
-                "view=photo puts it back in the whole photo. The same photo and query give the same bytes. Past its deadline "
-                "(FACEGEN_EDIT_DEADLINE_S), 503 with Retry-After.", EDIT_PARAMS,
+                "view=photo puts it back in the whole photo. The same photo and query give the same bytes. Past its "
+                "deadline (FACEGEN_EDIT_DEADLINE_S), 503 with Retry-After.", EDIT_PARAMS,
                 {"200": {"description": "The view asked for (PNG), or everything as JSON.", "headers": EDIT_HEADERS,
                          "content": {"image/png": {"schema": {"type": "string", "format": "binary"}},
                                      "application/json": {"schema": {"allOf": [ENCODED, {
