@@ -120,7 +120,7 @@ def inverter_for(model: Model) -> inversion.Inverter:
         if model not in _inverters:
             if not model_folder.has_pixels(model.manifest):
                 raise ApiError(f"method={'/'.join(INVERTED_METHODS)} needs the model's {model_folder.PIXELS_SIGNATURE} "
-                               f"signature, which {model.name} was exported without: use method=photo",
+                               f"signature, which {model.name} was exported without: use method={FALLBACK_METHOD}",
                                allowed=[m for m in METHODS if m not in INVERTED_METHODS])
             _inverters[model] = inversion.Inverter(model.path)
         return _inverters[model]

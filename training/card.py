@@ -444,7 +444,8 @@ def identity_section(report: dict | None) -> list:
             out.append(f"| {attribute} | {method} ({IDENTITY_METHODS.get(method, method)}) | "
                        f"{_f(figures['same_person'])} | {_f(figures['mean_distance'])} | "
                        f"{_f(figures.get('changed'))} | {_f(figures.get('kept'))} |")
-    for key, methods in (("edit_gains", "generator and photo"), ("inversion_edit_gains", "pti and pti-photo")):
+    for inverted, key in model_folder.EDIT_GAIN_KEYS.items():
+        methods = "pti and pti-photo" if inverted else "generator and photo"
         if report.get(key):
             out += ["", f"Edit gains (the manifest's encoder.{key}, served with these figures): each edited "
                     f"attribute pushed this many times as far in the generator's input, methods {methods}: " +

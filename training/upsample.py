@@ -504,8 +504,8 @@ def export_upsampled(run_dir: Path, base_dir: Path, out_dir: Path, name: str | N
               "attribute_table": base.get("attribute_table"), "dataset": dataset, "training": training}
     framing = framing_from_model(base_dir) if big_encoder is not None else None
     path = write_saved_model(big, big_config, out_dir, fields, big_encoder, framing)
-    gains = {key: (base.get("encoder") or {}).get(key) for key in model_folder.EDIT_GAIN_KEYS.values()}
-    gains = {key: value for key, value in gains.items() if value}
+    base_encoder = base.get("encoder") or {}
+    gains = {key: base_encoder[key] for key in model_folder.EDIT_GAIN_KEYS.values() if base_encoder.get(key)}
     if gains and big_encoder is not None:  # the base's edits, so its gains (each kind's)
         manifest = model_folder.read_manifest(path)
         manifest["encoder"].update(gains)
