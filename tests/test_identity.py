@@ -95,6 +95,25 @@ def test_edit_gains_flags_name_their_problem(encoder_models_dir):
                     inversion_edit_gains=gains)
 
 
+def test_write_stores_the_figures_and_both_kinds_of_gains_they_were_measured_with(encoder_models_dir, tmp_path):
+    import shutil
+
+    from facegen import model_folder
+    from training.identity import write_to_manifest
+
+    folder = tmp_path / ENCODER_MODEL
+    shutil.copytree(encoder_models_dir / ENCODER_MODEL, folder)
+    name = ENCODER_ATTRIBUTES[0]
+    report = {"photos": 3, "edit_gains": {name: 2.0}, "inversion_edit_gains": {name: 1.25}}
+    write_to_manifest(folder, report)
+    manifest = model_folder.read_manifest(folder)  # still a valid manifest
+    assert manifest["metrics"]["identity"] == report
+    assert model_folder.edit_gains(manifest)[0] == 2.0 and model_folder.edit_gains(manifest, inverted=True)[0] == 1.25
+    write_to_manifest(folder, {"photos": 3, "edit_gains": {}})  # a photo-only run keeps the pti gains it did not measure
+    manifest = model_folder.read_manifest(folder)
+    assert model_folder.edit_gains(manifest)[0] == 1.0 and model_folder.edit_gains(manifest, inverted=True)[0] == 1.25
+
+
 def test_the_card_renders_the_identity_figures_and_says_when_there_are_none():
     from training.card import identity_section
 

@@ -263,7 +263,7 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
     report = {"photos": len(framed), "no_face": skipped, "same_person_below": SAME_PERSON,
               "network": "dlib face-recognition ResNet (face_recognition_models 0.3.0), template-placed 5-point chip",
               **figures, "edits": edits, "methods": list(methods),
-              "edit_gains": named_gains(names, gains),
+              model_folder.EDIT_GAIN_KEYS[False]: named_gains(names, gains),
               "seconds_per_photo_median": timing.get("photo", max(timing.values())),
               "seconds_per_photo_median_by_method": timing,
               "seconds_note": f"detect + frame + encode + generate {1 + len(edit_attributes)} faces (+ the method's "
@@ -273,7 +273,7 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
         report["inversion"] = {"latent_steps": pti.latent_steps, "tune_steps": pti.tune_steps,
                                "latent_rate": pti.latent_rate, "tune_rate": pti.tune_rate,
                                "low_pass_weight": pti.low_pass_weight}
-        report["inversion_edit_gains"] = named_gains(names, inversion_gains)
+        report[model_folder.EDIT_GAIN_KEYS[True]] = named_gains(names, inversion_gains)
     return report
 
 
@@ -398,16 +398,19 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     if args.write:
-        from facegen import model_folder
-
-        manifest = model_folder.read_manifest(args.model)
-        manifest.setdefault("metrics", {})["identity"] = report
-        # The gains the figures were measured with are the ones served: one home, written together.
-        manifest["encoder"][model_folder.EDIT_GAIN_KEYS[False]] = report["edit_gains"]
-        if "inversion_edit_gains" in report:
-            manifest["encoder"][model_folder.EDIT_GAIN_KEYS[True]] = report["inversion_edit_gains"]
-        model_folder.write_manifest(args.model, manifest)
+        write_to_manifest(args.model, report)
     return 0
+
+
+def write_to_manifest(model_dir, report: dict) -> None:
+    """--write: the report as the manifest's metrics.identity, and the edit gains it was measured with as the
+    encoder's (the report names them as the manifest does): the figures and the gains served are written together."""
+    from facegen import model_folder
+
+    manifest = model_folder.read_manifest(model_dir)
+    manifest.setdefault("metrics", {})["identity"] = report
+    manifest["encoder"].update({key: report[key] for key in model_folder.EDIT_GAIN_KEYS.values() if key in report})
+    model_folder.write_manifest(model_dir, manifest)
 
 
 if __name__ == "__main__":
