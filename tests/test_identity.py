@@ -122,15 +122,18 @@ def test_the_card_renders_the_identity_figures_and_says_when_there_are_none():
     report = {"photos": 3, "same_person_below": 0.6, "framed": figures, "rebuilt": figures, "stranger": figures,
               "rebuilt_by_inversion": {"pti": {"same_person": 1.0, "mean_distance": 0.4}},
               "edits": {"Smiling": {"pti-photo": {"same_person": 0.9, "mean_distance": 0.45, "changed": 0.55,
-                                                  "kept": 0.95}}},
+                                                  "kept": 0.95, "kept_unconfounded": 0.97,
+                                                  "flipped_most": {"Mouth_Slightly_Open": 0.4, "Young": 0.05}}}},
+              "judge": {"confound_shift": 0.1, "confounded": {"Smiling": ["Mouth_Slightly_Open"]}},
               "seconds_per_photo_median_by_method": {"pti-photo": 0.8}, "command": "python -m training.identity",
               "edit_gains": {"Smiling": 2.0}, "inversion_edit_gains": {"Male": 1.25, "Smiling": 1.5}}
     text = "\n".join(identity_section(report))
     assert "methods generator and photo: Smiling 2; 1 for the rest" in text
     assert "methods pti and pti-photo: Male 1.25, Smiling 1.5; 1 for the rest" in text
     assert "| the rebuild after inversion (pti) | 1.000 | 0.400 |" in text
-    assert "| Smiling | pti-photo (pivotal tuning's change applied to the photo) | 0.900 | 0.450 | 0.550 | 0.950 |" \
-        in text
+    assert ("| Smiling | pti-photo (pivotal tuning's change applied to the photo) | 0.900 | 0.450 | 0.550 | 0.950 | "
+            "0.970 | Mouth_Slightly_Open 0.40, Young 0.05 |") in text
+    assert "Left out: Smiling: Mouth_Slightly_Open." in text
     assert "pti-photo 0.80" in text
 
 
@@ -140,3 +143,75 @@ def test_the_identity_metric_is_skipped_without_a_model_folder_and_photos():
     context = Context(generate=None, latent_size=2, attributes=["Smiling"], frequencies=None, real_images=None,
                       real_attributes=None, classifier=None)
     assert "skipped" in METRICS["identity"](context)
+
+
+def _judge_world(count=4000, seed=0):
+    """Made-up held-out photos: labels for (Male, Eyeglasses, Young), glasses worn mostly by men, and a judge that
+    reads Male and Eyeglasses as labelled but Young as off whenever there are glasses (the shortcut CelebA's judge
+    learned: glasses -> older)."""
+    rng = np.random.RandomState(seed)
+    male = rng.rand(count) < 0.4
+    glasses = rng.rand(count) < np.where(male, 0.3, 0.05)
+    young = rng.rand(count) < 0.7
+    labels = np.stack([male, glasses, young], axis=1)
+    readings = labels.copy()
+    readings[:, 2] &= ~glasses
+    return readings, labels
+
+
+def test_judge_shifts_find_the_attributes_the_judge_ties_to_the_edit_at_equal_labels():
+    from training.identity import CONFOUND_SHIFT, confounded, judge_shifts
+
+    readings, labels = _judge_world()
+    names = ("Male", "Eyeglasses", "Young")
+    shifts = judge_shifts(readings, labels, names, "Eyeglasses")
+    # Young is read off with glasses for every young person: the shift is the whole young group's rate.
+    assert shifts["Young"] == pytest.approx(1.0)
+    # Male goes with glasses in the labels, yet the judge reads it as labelled: at equal labels, no shift. (Without
+    # the label groups Male's reading rate would move with glasses by ~0.4 and it would be left out wrongly.)
+    assert shifts["Male"] == pytest.approx(0.0)
+    assert confounded(shifts) == ["Young"]
+    # From Male's side, young men read as young less often only through glasses (worn by 30% of men, 5% of women):
+    # a tie all the same, and the judge_shifts measure it.
+    through_glasses = judge_shifts(readings, labels, names, "Male")["Young"]
+    assert through_glasses == pytest.approx(0.25, abs=0.04) and through_glasses > CONFOUND_SHIFT
+    # Too few photos with the edited attribute in a label group: not measurable, so left out of unconfounded.
+    few = labels.copy()
+    few[:, 1] = False
+    few[:5, 1] = True
+    shifts = judge_shifts(readings, few, names, "Eyeglasses")
+    assert shifts == {"Male": None, "Young": None} and confounded(shifts) == ["Male", "Young"]
+
+
+class _ShortcutJudge:
+    """A judge for measure(): Young read on the first images it sees (the framed photos, read first) and on nothing
+    after, everything else read off; so every edit 'changes' Young and keeps the rest."""
+
+    info = {"held_out": {"mean_balanced": 0.5}}
+
+    def __init__(self, names):
+        self.names, self.calls = list(names), 0
+
+    def column(self, name):
+        return self.names.index(name)
+
+    def probabilities(self, images):
+        self.calls += 1
+        out = np.zeros((len(images), len(self.names)), np.float32)
+        if self.calls == 1:
+            out[:, self.names.index("Young")] = 1.0
+        return out
+
+
+def test_kept_unconfounded_leaves_out_what_the_judge_ties_to_the_edit(encoder_models_dir, photo_paths):
+    from training.identity import measure
+
+    judge = _ShortcutJudge(ENCODER_ATTRIBUTES)
+    shifts = {"Eyeglasses": {"Male": 0.02, "Smiling": 0.0, "Young": 0.7}}
+    report = measure(encoder_models_dir / ENCODER_MODEL, photo_paths[:3], ("Eyeglasses",), classifier=judge,
+                     progress=False, methods=("photo",), shifts=shifts)
+    figures = report["edits"]["Eyeglasses"]["photo"]
+    assert figures["kept"] == round(2 / 3, 4)  # Young flipped on every photo, Male and Smiling kept
+    assert figures["kept_unconfounded"] == 1.0  # Young is the judge's, not the edit's
+    assert list(figures["flipped_most"].items())[0] == ("Young", 1.0)
+    assert report["judge"]["confounded"] == {"Eyeglasses": ["Young"]}

@@ -26,7 +26,9 @@ framed photo (facegen.photo_edit). Each image is then compared with the photo by
 For each: the share called the same person and the mean distance. With an attribute classifier (--classifier, or
 trained beside the cache as evaluate does) each edit also gets ``changed`` (the classifier reads the flipped
 attribute in its new state) and ``kept`` (its other decisions equal those on the unedited face: the method's own
-rebuild for generator / latent / pti, the framed photo for photo / pti-photo). Each method's time per photo is
+rebuild for generator / latent / pti, the framed photo for photo / pti-photo), ``kept_unconfounded`` (the same
+over the others the judge does not itself tie to the edited attribute on real photos: see CONFOUND_SHIFT) and
+``flipped_most`` (the others it reads changed most often). Each method's time per photo is
 measured in the same run (the median, from detection to its edited faces). The network is an evaluation judge
 only: nothing here, in facegen/inversion.py or in training optimises against it, or the figure would stop meaning
 anything.
@@ -48,6 +50,16 @@ SAME_PERSON = 0.6  # dlib's threshold for its face-recognition descriptors (99.3
 DESCRIPTOR_SIDE = 256  # aligned faces are enlarged to this before dlib's 5-point predictor and 150 px face chip
 DEFAULT_COUNT = 200
 DEFAULT_EDITS = ("Male", "Smiling", "Eyeglasses")
+# The attribute judge (training/classifier.py) learned CelebA's correlations as well as its attributes: on held-out
+# real photos it reads people with glasses as older, male and without lipstick far more often than their labels say.
+# A perfect glasses edit would still change those attributes in its eyes, so ``kept`` mixes an edit's side effects
+# with the judge's. ``kept_unconfounded`` counts only the others whose reading the judge does not tie to the edited
+# attribute: among held-out real photos with the same label for the other, its rate of reading it differs by at
+# most CONFOUND_SHIFT between photos with and without the edited attribute, in every such group of at least
+# CONFOUND_GROUP photos (and there is at least one).
+CONFOUND_SHIFT = 0.1
+CONFOUND_GROUP = 20
+FLIPPED_SHOWN = 3  # each edit's report names the others the judge most often reads changed
 
 
 class IdentityNet:
@@ -102,6 +114,47 @@ DEFAULT_METHODS = ("generator", "photo")
 INVERSIONS = {"latent": "latent", "pti": "pti", "pti-photo": "pti"}  # method -> the inversion it needs
 
 
+def judge_shifts(readings: np.ndarray, labels: np.ndarray, names, edited: str) -> dict:
+    """{other attribute: shift}: how far the judge's reading of each other attribute moves with ``edited`` on real
+    photos at equal labels (see CONFOUND_SHIFT): the largest, over the other's label values with at least
+    CONFOUND_GROUP photos both with and without ``edited``, of the difference in the rate the judge reads the other;
+    None where no label value has that many. ``readings`` and ``labels``: bool [N, A] in ``names``' order (the
+    judge's decisions and the data set's labels for the same held-out photos)."""
+    readings, labels = np.asarray(readings, bool), np.asarray(labels, bool)
+    has = labels[:, list(names).index(edited)]
+    shifts = {}
+    for k, other in enumerate(names):
+        if other == edited:
+            continue
+        moved = [abs(readings[has & group, k].mean() - readings[~has & group, k].mean())
+                 for group in (labels[:, k], ~labels[:, k])
+                 if min(np.sum(has & group), np.sum(~has & group)) >= CONFOUND_GROUP]
+        shifts[other] = round(float(max(moved)), 4) if moved else None
+    return shifts
+
+
+def confounded(shifts: dict) -> list:
+    """The others of judge_shifts that ``kept_unconfounded`` leaves out: tied to the edit, or not measurable."""
+    return [other for other, shift in shifts.items() if shift is None or shift > CONFOUND_SHIFT]
+
+
+def held_out_readings(cache, classifier, names, leave_out=()) -> tuple:
+    """(readings, labels), bool [N, A] in ``names``' order, of the held-out photos the judge never trained on
+    (training.classifier.split_indices) less ``leave_out`` (the measured photos): judge_shifts' input."""
+    from training.classifier import split_indices
+
+    _, rows = split_indices(cache.partition)
+    rows = np.setdiff1d(rows, np.asarray(leave_out, int))
+    cache_names = list(cache.attribute_names)
+    missing = [n for n in names if n not in cache_names]
+    if missing:
+        raise UsageError(f"--data: the cache has no labels for {missing}, the model's attributes")
+    readings = classifier.probabilities(cache.images[rows]) > 0.5
+    readings = readings[:, [classifier.column(n) for n in names]]
+    labels = np.asarray(cache.attributes)[rows][:, [cache_names.index(n) for n in names]] > 0
+    return readings, labels
+
+
 def served_methods(model_dir) -> tuple:
     """The edit methods a model folder's service offers: the pti ones only with its float signature."""
     from facegen import model_folder
@@ -140,11 +193,13 @@ def inverters(model_dir, methods, settings=None) -> dict:
 
 
 def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=None, progress: bool = True,
-            methods=DEFAULT_METHODS, settings=None, edit_gains=None, inversion_edit_gains=None) -> dict:
+            methods=DEFAULT_METHODS, settings=None, edit_gains=None, inversion_edit_gains=None,
+            shifts=None) -> dict:
     """Identity (and, with ``classifier``, edit success) over the photos at ``photo_paths`` for each of ``methods``
     (METHODS); see the module doc. ``settings``: the inversion recipe (facegen.inversion.Settings); ``edit_gains``
     and ``inversion_edit_gains``: {attribute: gain} (or {"*": gain}: all) over the model's own for the encoder's edits
-    and the tuned copy's (facegen.model_folder.edit_gains, what is served)."""
+    and the tuned copy's (facegen.model_folder.edit_gains, what is served). ``shifts``: {edited attribute:
+    judge_shifts} for the classifier; with it each edit also gets ``kept_unconfounded``."""
     from PIL import Image
 
     from facegen import framing, inversion, model_folder, photo_edit
@@ -256,7 +311,16 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
                 others = [judged[k] for k in range(len(names)) if k != j]
                 result["changed"] = round(float(np.mean(decisions[:, judged[j]] == (np.asarray(targets[name]) > 0.5))),
                                           4)
-                result["kept"] = round(float(np.mean(decisions[:, others] == base[:, others])), 4)
+                agree = decisions[:, others] == base[:, others]
+                result["kept"] = round(float(np.mean(agree)), 4)
+                other_names = [other for k, other in enumerate(names) if k != j]  # agree's columns
+                flips = 1 - agree.mean(axis=0)
+                result["flipped_most"] = {other_names[n]: round(float(flips[n]), 4)
+                                          for n in np.argsort(-flips, kind="stable")[:FLIPPED_SHOWN]}
+                if shifts and name in shifts:
+                    left_out = set(confounded(shifts[name]))
+                    free = [n for n, other in enumerate(other_names) if other not in left_out]
+                    result["kept_unconfounded"] = round(float(np.mean(agree[:, free])), 4) if free else None
             entry[method] = result
         edits[name] = entry
     timing = {method: round(float(np.median(values)), 4) for method, values in seconds.items()}
@@ -268,6 +332,12 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
               "seconds_per_photo_median_by_method": timing,
               "seconds_note": f"detect + frame + encode + generate {1 + len(edit_attributes)} faces (+ the method's "
                               "inversion, its edits rendered in one call) + the photo edits, in-process, no HTTP"}
+    if classifier is not None and shifts:
+        report["judge"] = {"held_out_balanced": classifier.info.get("held_out", {}).get("mean_balanced"),
+                           "confound_shift": CONFOUND_SHIFT, "confound_group": CONFOUND_GROUP,
+                           "confounded": {name: confounded(shifts[name]) for name in edit_attributes
+                                          if name in shifts},
+                           "shifts": {name: shifts[name] for name in edit_attributes if name in shifts}}
     if inverting:
         pti = next(iter(inverting.values())).settings if "pti" not in inverting else inverting["pti"].settings
         report["inversion"] = {"latent_steps": pti.latent_steps, "tune_steps": pti.tune_steps,
@@ -311,12 +381,16 @@ def format_report(report: dict) -> str:
     for name, entry in report["edits"].items():
         for method, r in entry.items():
             extra = f", changed {r['changed']:.3f}, kept {r['kept']:.3f}" if "changed" in r else ""
+            if r.get("kept_unconfounded") is not None:
+                extra += f" ({r['kept_unconfounded']:.3f} unconfounded)"
             lines.append(f"  {name} edit, method={method:<9} same person {r['same_person']:.3f}, mean distance "
                          f"{r['mean_distance']:.3f}{extra}")
     timing = report.get("seconds_per_photo_median_by_method", {})
     lines.append("  median seconds per photo: " + ", ".join(f"{m} {t:.3f}" for m, t in timing.items()))
     if "inversion" in report:
         lines.append(f"  inversion: {report['inversion']}")
+    for name, others in report.get("judge", {}).get("confounded", {}).items():
+        lines.append(f"  the judge ties {', '.join(others) or 'nothing'} to {name} (left out of unconfounded)")
     return "\n".join(lines)
 
 
@@ -386,9 +460,19 @@ def main(argv=None) -> int:
         chosen = {key: getattr(args, key) for key in ("latent_steps", "tune_steps", "latent_rate", "tune_rate",
                                                       "low_pass_weight") if getattr(args, key) is not None}
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        report = measure(args.model, paths, [a.strip() for a in args.edit_attributes.split(",") if a.strip()],
-                         classifier, methods=methods, settings=replace(Settings(), **chosen),
-                         edit_gains=args.edit_gains, inversion_edit_gains=args.inversion_edit_gains)
+        edit_attributes = [a.strip() for a in args.edit_attributes.split(",") if a.strip()]
+        shifts = None
+        if classifier is not None:
+            from facegen import model_folder
+
+            names = list(model_folder.read_manifest(args.model)["attributes"])
+            readings, labels = held_out_readings(cache, classifier, names, leave_out=indices)
+            spelled = {n.lower(): n for n in names}  # --edit-attributes match the model's names in any case
+            shifts = {name: judge_shifts(readings, labels, names, spelled[name.lower()])
+                      for name in edit_attributes if name.lower() in spelled}
+        report = measure(args.model, paths, edit_attributes, classifier, methods=methods,
+                         settings=replace(Settings(), **chosen), edit_gains=args.edit_gains,
+                         inversion_edit_gains=args.inversion_edit_gains, shifts=shifts)
         report["partition"] = args.partition
         report["command"] = " ".join(["python -m training.identity"] + (argv if argv is not None else sys.argv[1:]))
     except UsageError as error:
