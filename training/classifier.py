@@ -236,9 +236,11 @@ class _Deadline:
 
 
 def train_classifier(cache, epochs: int = 3, batch_size: int = 128, max_train: int = 20000, max_held_out: int = 5000,
-                     max_seconds: float | None = 120.0, seed: int = 0, progress: bool = True,
+                     max_seconds: float | None = None, seed: int = 0, progress: bool = True,
                      learning_rate: float = 2e-3, input_size: int = INPUT_SIZE) -> AttributeClassifier:
-    """Train on the cache's training partition, measure the ceiling on its held-out images."""
+    """Train on the cache's training partition, measure the ceiling on its held-out images. ``max_seconds`` (None:
+    all ``epochs``) cuts the training short: then the judge, and every figure it gives, depends on the machine's
+    speed, so by default a judge trains to the end."""
     import keras
 
     names = list(cache.attribute_names)

@@ -82,8 +82,9 @@ def add_arguments(parser):
                              "~/.cache/facegen, as `train` does)")
     parser.add_argument("--classifier-epochs", type=at_least(1), default=3,
                         help="epochs when training the classifier (3)")
-    parser.add_argument("--classifier-seconds", type=at_least(0.0), default=120.0,
-                        help="time budget of the classifier's training in seconds (120; 0 = none)")
+    parser.add_argument("--classifier-seconds", type=at_least(0.0), default=0.0,
+                        help="time budget of the classifier's training in seconds (0 = none, the default: a judge cut "
+                             "short by time differs from machine to machine)")
 
 
 # -- generators ------------------------------------------------------------------------------------------------
