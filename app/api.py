@@ -183,8 +183,9 @@ def describe_model(model, default: str) -> dict:
             "latent_size": model.latent_size, "attributes": list(model.attributes),
             "conditional": model.conditional, "attribute_sampling": model.attribute_sampling,
             "attribute_rows": None if model.attribute_table is None else len(model.attribute_table),
-            "can_encode": model.can_encode, "sizes": allowed_sizes(model.resolution), "version": model.version,
-            "manifest": listed_manifest(model)}
+            "can_encode": model.can_encode, "edit_methods": edits.served_methods(model),
+            "edit_method": edits.default_method(model) if model.can_encode else None,
+            "sizes": allowed_sizes(model.resolution), "version": model.version, "manifest": listed_manifest(model)}
 
 
 def listed_manifest(model) -> dict:

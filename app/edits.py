@@ -136,6 +136,13 @@ def default_method(model: Model) -> str:
     return DEFAULT_METHOD if can_invert(model) else FALLBACK_METHOD
 
 
+def served_methods(model: Model) -> list:
+    """The methods /api/edit offers for this model, in METHODS' order (none where it cannot encode photos)."""
+    if not model.can_encode:
+        return []
+    return [method for method in METHODS if method not in INVERTED_METHODS or can_invert(model)]
+
+
 def warm_up_inverters(models) -> float:
     """Make the Inverter of each model that can invert and run it once on a grey photo with one edit (the traced
     graph takes any number of edits: no later retrace); returns the seconds it took. Holds each Inverter's lock while

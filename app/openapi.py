@@ -191,8 +191,9 @@ def build_document() -> dict:
             "/api/models": {"get": operation(
                 "The models served, with their manifests and attribute_sampling: `table` (open attributes drawn "
                 "as whole training rows) or `independent` (each from its frequency; models exported without a "
-                "table); can_encode: whether the model takes photos (/api/encode, /api/edit); encoders: those "
-                "models' names.", (),
+                "table); can_encode: whether the model takes photos (/api/encode, /api/edit); edit_methods: the "
+                "/api/edit methods it offers, edit_method: the one used when the query names none (null where it "
+                "cannot encode); encoders: those models' names.", (),
                 {"200": json_response("Default model name and one entry per model.")}, "listModels")},
             "/healthz": {"get": operation("Liveness: the process answers.", (),
                                           {"200": json_response("Alive.")}, "healthz")},

@@ -71,6 +71,10 @@ def test_models_and_readyz_say_which_models_can_encode(encoder_client):
     assert listing["encoders"] == [ENCODER_MODEL]
     models = {m["name"]: m for m in listing["models"]}
     assert models[ENCODER_MODEL]["can_encode"] is True and models[TINY_MODEL]["can_encode"] is False
+    # The gallery's method picker offers what the model serves, the default chosen.
+    assert models[ENCODER_MODEL]["edit_methods"] == ["photo", "generator", "pti", "pti-photo"]
+    assert models[ENCODER_MODEL]["edit_method"] == "pti-photo"
+    assert models[TINY_MODEL]["edit_methods"] == [] and models[TINY_MODEL]["edit_method"] is None
     framing = models[ENCODER_MODEL]["manifest"]["encoder"]["framing"]
     assert framing["size"] == TINY_RESOLUTION and len(framing["landmarks"]) == 5
     ready = encoder_client.get("/readyz").get_json()

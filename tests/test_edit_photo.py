@@ -305,6 +305,8 @@ def test_a_model_without_the_float_signature_edits_by_photo_and_refuses_the_pti_
     data = png_bytes(portrait)
     body = client.post("/api/edit?format=json&attrs=Smiling", data=data, content_type="image/png").get_json()
     assert body["method"] == "photo", body
+    listed = next(m for m in client.get("/api/models").get_json()["models"] if m["name"] == ENCODER_MODEL)
+    assert listed["edit_methods"] == ["photo", "generator"] and listed["edit_method"] == "photo"  # the picker's
     response = post(client, "view=edited&attrs=Smiling&method=pti-photo", data)
     assert response.status_code == 400 and "method=photo" in response.get_json()["error"]
 

@@ -375,7 +375,7 @@ def test_edit_a_photo_panel(page, edit_server_url, celeba_photo):
         page.set_input_files("#edit-file", str(CELEBA_HQ / "0.jpg"))
     request = posted.value
     assert request.method == "POST" and "format=json" in request.url and f"model={ENCODER_MODEL}" in request.url
-    assert "attrs=" not in request.url and "size=256" in request.url
+    assert "attrs=" not in request.url and "size=256" in request.url and "method=pti-photo" in request.url
     assert request.headers["content-type"].startswith("multipart/form-data")
     wait_edit_faces(page)
     sizes = page.eval_on_selector_all(",".join(EDIT_IMAGES), "imgs => imgs.map(i => i.naturalWidth)")
@@ -426,6 +426,25 @@ def test_edit_a_photo_panel(page, edit_server_url, celeba_photo):
                                  headers={"Content-Type": "image/jpeg"}, method="POST")
     with urllib.request.urlopen(api, timeout=60) as response:
         assert whole == "data:image/png;base64," + __import__("base64").b64encode(response.read()).decode()
+    # The method picker: the model's methods, its default chosen; picking photo edits by photo (the API's bytes for
+    # method=photo, another face than the default's), and picking the default again gives the first edit back.
+    assert page.eval_on_selector_all("#edit-method option", "els => els.map(e => e.value)") == [
+        "photo", "generator", "pti", "pti-photo"]
+    assert page.input_value("#edit-method") == "pti-photo" and page.evaluate("() => edit.found.method") == "pti-photo"
+    with page.expect_request(lambda r: "/api/edit" in r.url and "method=photo" in r.url):
+        page.select_option("#edit-method", "photo")
+    page.wait_for_function("() => edit.found && edit.found.method === 'photo'")
+    wait_edit_faces(page)
+    by_photo = page.get_attribute("#edit-edited", "src")
+    api = urllib.request.Request(f"{edit_server_url}/api/edit?attrs={name}&size=256&method=photo",
+                                 data=celeba_photo(0), headers={"Content-Type": "image/jpeg"}, method="POST")
+    with urllib.request.urlopen(api, timeout=60) as response:
+        assert by_photo == "data:image/png;base64," + __import__("base64").b64encode(response.read()).decode()
+    assert by_photo != edited
+    page.select_option("#edit-method", "pti-photo")
+    page.wait_for_function("() => edit.found && edit.found.method === 'pti-photo'")
+    wait_edit_faces(page)
+    assert page.get_attribute("#edit-edited", "src") == edited
     page.locator("#edit").scroll_into_view_if_needed()
     page.screenshot(path=str(EDIT_SCREENSHOT), full_page=False)
     print(f"\nedit panel screenshot: {EDIT_SCREENSHOT}")

@@ -265,7 +265,14 @@ function showError(message) {
 // attribute changes; the answer holds the framed input, the rebuilt face and the edited face as PNG data URLs and
 // what the encoder found. The photo stays in this page's memory only, and is sent again when a toggle changes.
 // Toggles have the gallery's three states, except that "any" here means "as found" (the encoder's own reading).
-const edit = { photo: null, model: null, attrs: new Map(), found: null, sequence: 0 };
+const edit = { photo: null, model: null, method: null, attrs: new Map(), found: null, sequence: 0 };
+// The picker's words for /api/edit's methods (the model's list and default come from /api/models).
+const METHOD_WORDS = {
+  "pti-photo": "tuned to your photo, slower",
+  photo: "the change on your photo, fastest",
+  pti: "the tuned generator's face",
+  generator: "the generator's face",
+};
 const EDIT_WORD = { any: "as found", on: "on", off: "off" };
 const EDIT_DISPLAY = 256;             // CSS pixels each of the three faces is shown at
 
@@ -341,7 +348,7 @@ async function runEdit() {
   if (!edit.photo) return;
   const sequence = ++edit.sequence;
   const model = editModel();
-  const params = new URLSearchParams({ model: model.name, format: "json" });
+  const params = new URLSearchParams({ model: model.name, format: "json", method: edit.method });
   const size = editSize();
   if (size !== model.resolution) params.set("size", String(size));
   if (editAttrsParam()) params.set("attrs", editAttrsParam());
@@ -402,6 +409,17 @@ function selectEditModel(name) {
     .map(([a, on]) => [byLower.get(a.toLowerCase()), on]));
   edit.found = null;
   buildEditToggles();
+  buildMethodPicker();
+}
+
+// The model's methods, its default chosen unless the method picked before is one of them too.
+function buildMethodPicker() {
+  const model = editModel();
+  const select = $("edit-method");
+  const label = (m) => `${m}: ${METHOD_WORDS[m] || m}${m === model.edit_method ? " (default)" : ""}`;
+  select.replaceChildren(...model.edit_methods.map((m) => new Option(label(m), m)));
+  if (!model.edit_methods.includes(edit.method)) edit.method = model.edit_method;
+  select.value = edit.method;
 }
 
 function setupEdit(defaultModel) {
@@ -411,6 +429,7 @@ function setupEdit(defaultModel) {
   if (able.length === 0) {
     $("edit-note").textContent = "(no model served here can encode photos)";
     $("edit-file").disabled = true;
+    $("edit-method").disabled = true;
     $("edit-attributes").hidden = true;
     showEditStatus("None of the models served here has an encoder, so photos cannot be edited.", false);
     return;
@@ -420,6 +439,7 @@ function setupEdit(defaultModel) {
   selectEditModel(able.some((m) => m.name === defaultModel) ? defaultModel : able[0].name);
   select.value = edit.model;
   select.addEventListener("change", () => { selectEditModel(select.value); clearEditFaces(); runEdit(); });
+  $("edit-method").addEventListener("change", (event) => { edit.method = event.target.value; runEdit(); });
   $("edit-file").addEventListener("change", (event) => setEditPhoto(event.target.files[0]));
   $("edit-reset").addEventListener("click", () => { edit.attrs.clear(); syncEditToggles(); runEdit(); });
   // A photo dropped anywhere on the panel; the browser must not open it in place of the page.
