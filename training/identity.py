@@ -356,7 +356,7 @@ def chosen_gains(manifest: dict, asked, inverted: bool) -> np.ndarray:
     asked = dict(asked or {})
     everyone = asked.pop("*", None)
     asked = {**({name: everyone for name in names} if everyone is not None else {}), **asked}
-    flag = "--inversion-edit-gains" if inverted else "--edit-gains"
+    flag = "--" + model_folder.EDIT_GAIN_KEYS[inverted].replace("_", "-")  # the flag is named after the key
     problem = model_folder.edit_gains_problem(asked, names)
     if problem:
         raise UsageError(f"{flag}: {problem}")
