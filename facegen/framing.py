@@ -81,6 +81,20 @@ _detector_lock = threading.Lock()  # guards building the detector
 _detect_lock = threading.Lock()  # one detection at a time: TensorFlow already spreads one over every core
 
 
+def _skipping_when_empty(stage_class):
+    """A later MTCNN stage that passes no candidates on when it gets none. mtcnn runs each stage's network even on an
+    empty batch, which TensorFlow refuses with an INVALID_ARGUMENT that mtcnn catches as "no face", but only after
+    TensorFlow's runtime has logged it as a warning: one misleading log line for every upload without a face."""
+
+    class Skipping(stage_class):
+        def __call__(self, images_normalized, bboxes_batch, **kwargs):
+            if len(bboxes_batch) == 0:
+                return np.empty((0, 16))  # the rows detect_faces reads: index, box, score, 5 landmarks
+            return super().__call__(images_normalized=images_normalized, bboxes_batch=bboxes_batch, **kwargs)
+
+    return Skipping
+
+
 def detector():
     """The process's MTCNN, built on first call (a second or so: TensorFlow import aside, three small networks).
 
@@ -96,8 +110,8 @@ def detector():
 
                 weights = importlib.resources.files("mtcnn.assets.weights")
                 stages = [StagePNet(weights=str(weights / "pnet.lz4")),
-                          StageRNet(weights=str(weights / "rnet.lz4")),
-                          StageONet(weights=str(weights / "onet.lz4"))]
+                          _skipping_when_empty(StageRNet)(weights=str(weights / "rnet.lz4")),
+                          _skipping_when_empty(StageONet)(weights=str(weights / "onet.lz4"))]
                 _detector = MTCNN(stages=stages, device="CPU:0")
     return _detector
 

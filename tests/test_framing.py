@@ -127,6 +127,23 @@ def test_no_face_in_a_flat_or_noise_image(kind):
     assert framing.detect_faces(np.zeros((8, 8, 3), np.uint8)) == []  # smaller than any face
 
 
+@pytest.mark.slow  # TensorFlow in a subprocess: the suite's own process keeps TensorFlow's warnings quiet
+def test_an_image_without_a_face_logs_nothing():
+    """A grey 64 px square leaves the second network no candidate, a noise square the third; mtcnn would run them on
+    an empty batch, and TensorFlow's runtime would log its refusal ("Local rendezvous is aborting ...
+    INVALID_ARGUMENT") on stderr for every such upload. The stages pass nothing on instead."""
+    code = ("import numpy as np, sys; from facegen import framing; framing.detector(); print('BUILT', file=sys.stderr, "
+            "flush=True); grey = np.full((64, 64, 3), 128, np.uint8); "
+            "noise = np.random.RandomState(0).randint(0, 255, (200, 200, 3)).astype(np.uint8); "
+            "sys.exit(framing.detect_faces(grey) != [] or framing.detect_faces(noise) != [])")
+    root = Path(__file__).resolve().parents[1]
+    env = {**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "0"}  # warnings shown, as in a service's log
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after_build = done.stderr.split("BUILT", 1)[1]
+    assert "INVALID_ARGUMENT" not in after_build, after_build[-2000:]
+
+
 @pytest.mark.slow
 def test_two_faces_side_by_side_the_larger_is_chosen(photo):
     big = np.asarray(Image.fromarray(photo(1)).resize((300, 300), Image.Resampling.LANCZOS))
