@@ -335,6 +335,17 @@ def wait_edit_faces(page):
         arg=list(EDIT_IMAGES), timeout=60_000)
 
 
+def api_edit(server_url: str, query: str, jpeg: bytes) -> str:
+    """The PNG /api/edit answers for this JPEG and query, as the data URL the panel shows."""
+    import base64
+    import urllib.request
+
+    request = urllib.request.Request(f"{server_url}/api/edit?{query}", data=jpeg,
+                                     headers={"Content-Type": "image/jpeg"}, method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return "data:image/png;base64," + base64.b64encode(response.read()).decode()
+
+
 def edit_toggle(name: str) -> str:
     return f"#edit-boxes button.toggle[data-attr={name}]"
 
@@ -354,7 +365,6 @@ def drop_file(page, data: bytes, name: str, mime: str) -> None:
 
 def test_edit_a_photo_panel(page, edit_server_url, celeba_photo):
     import io
-    import urllib.request
 
     from PIL import Image
 
@@ -413,19 +423,13 @@ def test_edit_a_photo_panel(page, edit_server_url, celeba_photo):
     assert page.is_visible("#edit-download")
     assert page.get_attribute("#edit-download", "href") == edited
     assert page.get_attribute("#edit-download", "download") == f"edited-{ENCODER_MODEL}-{name}.png"
-    api = urllib.request.Request(f"{edit_server_url}/api/edit?attrs={name}&size=256", data=celeba_photo(0),
-                                 headers={"Content-Type": "image/jpeg"}, method="POST")
-    with urllib.request.urlopen(api, timeout=60) as response:
-        assert edited == "data:image/png;base64," + __import__("base64").b64encode(response.read()).decode()
+    assert edited == api_edit(edit_server_url, f"attrs={name}&size=256", celeba_photo(0))
     # The whole photo with the edit in it: shown, and offered for download, the API's view=photo bytes.
     assert page.is_visible("#edit-photo") and page.is_visible("#edit-photo-download")
     whole = page.get_attribute("#edit-photo", "src")
     assert page.get_attribute("#edit-photo-download", "href") == whole
     assert page.get_attribute("#edit-photo-download", "download") == f"photo-edited-{ENCODER_MODEL}-{name}.png"
-    api = urllib.request.Request(f"{edit_server_url}/api/edit?attrs={name}&view=photo", data=celeba_photo(0),
-                                 headers={"Content-Type": "image/jpeg"}, method="POST")
-    with urllib.request.urlopen(api, timeout=60) as response:
-        assert whole == "data:image/png;base64," + __import__("base64").b64encode(response.read()).decode()
+    assert whole == api_edit(edit_server_url, f"attrs={name}&view=photo", celeba_photo(0))
     # The method picker: the model's methods, its default chosen; picking photo edits by photo (the API's bytes for
     # method=photo, another face than the default's), and picking the default again gives the first edit back.
     assert page.eval_on_selector_all("#edit-method option", "els => els.map(e => e.value)") == [
@@ -436,10 +440,7 @@ def test_edit_a_photo_panel(page, edit_server_url, celeba_photo):
     page.wait_for_function("() => edit.found && edit.found.method === 'photo'")
     wait_edit_faces(page)
     by_photo = page.get_attribute("#edit-edited", "src")
-    api = urllib.request.Request(f"{edit_server_url}/api/edit?attrs={name}&size=256&method=photo",
-                                 data=celeba_photo(0), headers={"Content-Type": "image/jpeg"}, method="POST")
-    with urllib.request.urlopen(api, timeout=60) as response:
-        assert by_photo == "data:image/png;base64," + __import__("base64").b64encode(response.read()).decode()
+    assert by_photo == api_edit(edit_server_url, f"attrs={name}&size=256&method=photo", celeba_photo(0))
     assert by_photo != edited
     page.select_option("#edit-method", "pti-photo")
     page.wait_for_function("() => edit.found && edit.found.method === 'pti-photo'")
