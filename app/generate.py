@@ -18,8 +18,9 @@ written and makes the rest. A non-empty folder made otherwise is refused. It liv
 SavedModel and the service's rules, never the training code.
 
 The faces are made by ``--workers`` processes (default: one per core), each running TensorFlow on one thread and
-encoding its own faces; this process resolves the seeds, hands out the batches and counts. Which process makes a
-face does not change its bytes.
+resolving, encoding and writing its own faces; this process hands out the batches, counts, and writes the labels at
+the end. Nothing per face is held or sent ahead (a FaceSet is its arguments), so a million faces cost no more memory
+than a thousand. Which process makes a face does not change its bytes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import signal
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 from facegen.attributes import ON_THRESHOLD
@@ -52,6 +54,7 @@ DEFAULT_WORKERS = max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 GENERATOR_THREADS = max(1, (os.cpu_count() or 1) // 2)
 WRITERS = max(2, (os.cpu_count() or 1) - GENERATOR_THREADS)
 PARTIAL = ".partial"  # suffix of a file being written; renamed when whole, removed after an interruption
+LABEL_BATCH = 4096  # faces resolved at a time for the annotation file
 
 EXAMPLE = """example:
   python -m facegen generate --count 1000 --out faces/ --attrs Male,-Eyeglasses --seed 5000
@@ -159,11 +162,28 @@ def load(value: str | None):
     return model
 
 
-def face_requests(model, args) -> list:
-    """One FaceRequest per face, resolved (noise and attributes) exactly as /api/face resolves its query."""
+@dataclass(frozen=True)
+class FaceSet:
+    """The faces asked for, as their arguments: face i is /api/face?seed=first+i with these attrs, psi and size.
+    Each face is resolved when it is made (``requests``), by the process making it; picklable, without the model."""
+
+    first: int
+    count: int
+    attrs: tuple | None
+    psi: float
+    size: int | None
+
+    def requests(self, model, indices) -> list:
+        """FaceRequests of faces ``indices``, resolved (noise and attributes) exactly as /api/face resolves them."""
+        from app.faces import FaceRequest
+
+        return [FaceRequest.resolving(model, self.first + i, self.attrs, self.psi, self.size) for i in indices]
+
+
+def face_set(model, args) -> FaceSet:
+    """The faces the flags ask for, each flag checked by the API's own rules (a UsageError naming it)."""
     from app import limits, params
     from app.errors import ApiError
-    from app.faces import FaceRequest
     from app.params import parse_attrs
 
     try:
@@ -187,15 +207,15 @@ def face_requests(model, args) -> list:
     except ApiError as error:
         raise _flag_error("--size", error) from None
     size = None if size == model.resolution else size  # as /api/face: the native size is no resize
-    return [FaceRequest.resolving(model, first + i, constraints, psi, size) for i in range(args.count)]
+    return FaceSet(first, args.count, constraints, psi, size)
 
 
-def record(model, requests, args) -> dict:
+def record(model, faces: FaceSet, args) -> dict:
     """generation.json: what made the folder, so a rerun can tell its own folder, and what the faces inherit.
     Deterministic (no times, no paths): the same arguments give the same bytes."""
     import facegen
 
-    first = requests[0]
+    first = faces.requests(model, [0])[0]
     dataset = model.manifest.get("dataset") or {}
     image = f"{IMAGES}/{{i}}.{args.format}"
     return {
@@ -205,9 +225,9 @@ def record(model, requests, args) -> dict:
                   "manifest_sha256": hashlib.sha256((model.path / "manifest.json").read_bytes()).hexdigest(),
                   "resolution": model.resolution, "attributes": list(model.attributes),
                   "attribute_sampling": model.attribute_sampling},
-        "arguments": {"count": len(requests), "seed": first.seed, "attrs": ",".join(first.attrs or ()),
+        "arguments": {"count": faces.count, "seed": first.seed, "attrs": ",".join(first.attrs or ()),
                       "psi": first.psi, "size": first.output_size, "format": args.format},
-        "seeds": {"first": first.seed, "last": requests[-1].seed,
+        "seeds": {"first": first.seed, "last": faces.first + faces.count - 1,
                   "rule": f"{image} is the service's face for seed first + i"
                           + (" (the same bytes, for --format png)" if args.format == "png" else ""),
                   "api": "/api/face?" + first.query().replace(f"seed={first.seed}", "seed={first + i}", 1)},
@@ -222,13 +242,30 @@ def record(model, requests, args) -> dict:
     }
 
 
-def annotation(model, requests, suffix: str) -> str:
-    """CelebA's attribute text format: the count, the names, one line per image with 1 / -1."""
-    lines = [str(len(requests)), " ".join(model.attributes)]
-    for i, request in enumerate(requests):
-        values = request.resolved().attributes
-        lines.append(" ".join([f"{i}.{suffix}"] + ["1" if v >= ON_THRESHOLD else "-1" for v in values]))
-    return "\n".join(lines) + "\n"
+def label_lines(model, faces: FaceSet, suffix: str):
+    """The annotation's line per image, its attributes as 1 / -1 (each face resolved again, a batch at a time:
+    cheaper than keeping a million of them)."""
+    for start in range(0, faces.count, LABEL_BATCH):
+        indices = range(start, min(start + LABEL_BATCH, faces.count))
+        for i, request in zip(indices, faces.requests(model, indices)):
+            values = request.resolved().attributes
+            yield " ".join([f"{i}.{suffix}"] + ["1" if v >= ON_THRESHOLD else "-1" for v in values]) + "\n"
+
+
+def write_annotation(path: Path, model, faces: FaceSet, suffix: str, show_progress: bool = False) -> None:
+    """The annotation file, whole or not at all (written beside, then renamed): its presence says the folder is
+    complete. A million labels take minutes: they get a progress bar of their own."""
+    from tqdm import tqdm
+
+    partial = path.with_name(path.name + PARTIAL)
+    with open(partial, "w", encoding="ascii") as file, tqdm(
+            total=faces.count, unit="label", disable=not show_progress or faces.count < LABEL_BATCH,
+            file=sys.stderr, dynamic_ncols=True) as bar:
+        file.write(f"{faces.count}\n{' '.join(model.attributes)}\n")  # CelebA's format: the count, the names
+        for line in label_lines(model, faces, suffix):
+            file.write(line)
+            bar.update()
+    os.replace(partial, path)
 
 
 # -- the folder --------------------------------------------------------------------------------------------------
@@ -291,20 +328,23 @@ def batch_size() -> int:
 def batches_to_make(count: int, out: Path, fmt: str) -> tuple[list[int], list[list[int]]]:
     """The faces of 0 .. count-1 not yet in OUT (a rerun completes a folder), and those in batches of batch_size()."""
     images, size = out / IMAGES, batch_size()
-    todo = [i for i in range(count) if not (images / f"{i}.{fmt}").is_file()]
+    present = {entry.name for entry in os.scandir(images) if entry.is_file()} if images.is_dir() else set()
+    todo = [i for i in range(count) if f"{i}.{fmt}" not in present]  # one listing, not a stat per face
     return todo, [todo[k:k + size] for k in range(0, len(todo), size)]
 
 
 def write_batch(requests, batch: list[int], rows, images: Path, fmt: str) -> int:
-    """Encode (app/faces.py's encode_face) and write faces ``batch`` given their pixels ``rows``: how many."""
+    """Encode (app/faces.py's encode_face) and write faces ``batch`` (their ``requests`` and pixels ``rows``, in
+    the same order): how many."""
     from app.faces import encode_face
 
-    for i, pixels in zip(batch, rows):
-        write_atomically(images / f"{i}.{fmt}", encode_face(requests[i], pixels, fmt))
+    for i, request, pixels in zip(batch, requests, rows):
+        write_atomically(images / f"{i}.{fmt}", encode_face(request, pixels, fmt))
     return len(batch)
 
 
-def write_faces(model, requests, out: Path, fmt: str, show_progress: bool, writers: int = WRITERS) -> tuple[int, float]:
+def write_faces(model, faces: FaceSet, out: Path, fmt: str, show_progress: bool,
+                writers: int = WRITERS) -> tuple[int, float]:
     """Generate and write the faces not yet in OUT: (faces written now, seconds). This thread makes the service's
     batch call (MicroBatcher.render: the batch shapes /api/face's micro-batcher uses) on max_batch faces at a time,
     while ``writers`` threads encode and write the batches made before (TensorFlow, Pillow and zlib release the
@@ -316,21 +356,22 @@ def write_faces(model, requests, out: Path, fmt: str, show_progress: bool, write
     from app.batcher import MicroBatcher
 
     images = out / IMAGES
-    todo, batches = batches_to_make(len(requests), out, fmt)
+    todo, batches = batches_to_make(faces.count, out, fmt)
     batcher = MicroBatcher(model, max_batch=batch_size())
     batcher.warm_up()  # every batch shape the service uses, before the clock starts
     window = 2 * max(1, writers)  # batches made and not yet written: the generator never waits for the writers
 
-    def write(batch: list[int], rows) -> int:
+    def write(batch: list[int], requests, rows) -> int:
         return write_batch(requests, batch, rows, images, fmt)
 
     pending: deque = deque()
     started = time.perf_counter()
     pool = ThreadPoolExecutor(max(1, writers), thread_name_prefix="generate-writer")
     try:
-        with progress_bar(len(requests), len(requests) - len(todo), show_progress) as bar:
+        with progress_bar(faces.count, faces.count - len(todo), show_progress) as bar:
             for batch in batches:
-                pending.append(pool.submit(write, batch, batcher.render([requests[i] for i in batch])))
+                requests = faces.requests(model, batch)
+                pending.append(pool.submit(write, batch, requests, batcher.render(requests)))
                 if len(pending) > window:
                     bar.update(pending.popleft().result())
             while pending:
@@ -345,28 +386,22 @@ class WorkerFailed(Exception):
     """A worker process stopped with an error that is not about the output folder."""
 
 
-def _face_fields(request) -> tuple:
-    """What a worker needs to rebuild a resolved FaceRequest in its own process (the model is its own copy)."""
-    return request.seed, request.attrs, request.psi, request.size, request.resolved()
-
-
-def _worker_main(model_path: str, model_name: str, share: list, fields: dict, out: str, fmt: str, max_batch: int,
+def _worker_main(model_path: str, model_name: str, faces: FaceSet, share: list, out: str, fmt: str, max_batch: int,
                  messages, go, stop, parent: int) -> None:
-    """One worker process: load the model with TensorFlow on one thread, then make, encode and write its share of
-    the batches (lists of face indices), reporting ("ready" | "wrote" n | "error" text | "failed" text, "done")."""
+    """One worker process: load the model with TensorFlow on one thread, then resolve, make, encode and write its
+    share of the batches (lists of face indices), reporting ("ready" | "wrote" n | "error" text | "failed" text,
+    "done")."""
     os.environ["TF_NUM_INTRAOP_THREADS"] = "1"  # before TensorFlow loads in this new process
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent says stop
     try:
         from app.batcher import MicroBatcher
-        from app.faces import FaceRequest
         from app.models import load_model
 
         model = load_model(Path(model_path), name=model_name)
         batcher = MicroBatcher(model, max_batch=max_batch)
         batcher.warm_up()
-        requests = {i: FaceRequest(model, *fields[i]) for batch in share for i in batch}
         images = Path(out) / IMAGES
         messages.put(("ready", 0))
         while not go.wait(1.0):
@@ -375,8 +410,8 @@ def _worker_main(model_path: str, model_name: str, share: list, fields: dict, ou
         for batch in share:
             if stop.is_set() or os.getppid() != parent:  # Ctrl-C, or the parent is gone
                 return
-            rows = batcher.render([requests[i] for i in batch])
-            messages.put(("wrote", write_batch(requests, batch, rows, images, fmt)))
+            requests = faces.requests(model, batch)
+            messages.put(("wrote", write_batch(requests, batch, batcher.render(requests), images, fmt)))
     except OSError as error:
         messages.put(("error", error.strerror or str(error)))  # the parent names --out and the folder
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which stops every worker
@@ -385,14 +420,14 @@ def _worker_main(model_path: str, model_name: str, share: list, fields: dict, ou
         messages.put(("done", 0))
 
 
-def write_faces_in_workers(model, requests, out: Path, fmt: str, show_progress: bool,
+def write_faces_in_workers(model, faces: FaceSet, out: Path, fmt: str, show_progress: bool,
                            workers: int = DEFAULT_WORKERS) -> tuple[int, float]:
     """write_faces with ``workers`` processes (spawned: TensorFlow is not fork-safe), the batches dealt out in turn
     (process k makes batches k, k + workers, ...): (faces written now, seconds from the moment every worker has
     loaded its model to the last file). Ctrl-C: each worker finishes the batch it is writing, then stops."""
     import multiprocessing
 
-    todo, batches = batches_to_make(len(requests), out, fmt)
+    todo, batches = batches_to_make(faces.count, out, fmt)
     shares = [share for share in (batches[k::workers] for k in range(workers)) if share]
     if not shares:
         return 0, 0.0
@@ -402,10 +437,9 @@ def write_faces_in_workers(model, requests, out: Path, fmt: str, show_progress: 
     interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # children start with Ctrl-C ignored (exec keeps it)
     try:
         for share in shares:
-            fields = {i: _face_fields(requests[i]) for batch in share for i in batch}
             process = context.Process(
                 target=_worker_main, daemon=True, name="generate-worker",
-                args=(str(model.path), model.name, share, fields, str(out), fmt, batch_size(), messages, go, stop,
+                args=(str(model.path), model.name, faces, share, str(out), fmt, batch_size(), messages, go, stop,
                       os.getpid()))
             process.start()
             processes.append(process)
@@ -415,7 +449,7 @@ def write_faces_in_workers(model, requests, out: Path, fmt: str, show_progress: 
         _collect(messages, processes, until="ready")
         go.set()
         started = time.perf_counter()
-        with progress_bar(len(requests), len(requests) - len(todo), show_progress) as bar:
+        with progress_bar(faces.count, faces.count - len(todo), show_progress) as bar:
             _collect(messages, processes, until="done", on_wrote=bar.update)
         return len(todo), time.perf_counter() - started
     finally:  # also after Ctrl-C or a failure: each worker ends the batch it is writing, whole, and stops
@@ -461,19 +495,20 @@ def _drain(messages) -> None:
 
 def generate(args) -> int:
     model = load(args.model)
-    requests = face_requests(model, args)
-    open_folder(args.out, record(model, requests, args))
+    faces = face_set(model, args)
+    open_folder(args.out, record(model, faces, args))
     try:
         if args.workers > 1:
-            written, seconds = write_faces_in_workers(model, requests, args.out, args.format, not args.no_progress,
+            written, seconds = write_faces_in_workers(model, faces, args.out, args.format, not args.no_progress,
                                                       args.workers)
         else:
-            written, seconds = write_faces(model, requests, args.out, args.format, not args.no_progress)
-    except KeyboardInterrupt:
+            written, seconds = write_faces(model, faces, args.out, args.format, not args.no_progress)
+        write_annotation(args.out / ANNOTATION, model, faces, args.format, not args.no_progress)
+    except KeyboardInterrupt:  # while faces or the labels were being written: the same command completes it
         for partial in args.out.rglob(f"*{PARTIAL}"):
             partial.unlink()
         done = sum(1 for _ in (args.out / IMAGES).glob(f"*.{args.format}"))
-        print(f"interrupted: {done} of {len(requests)} faces are in {args.out}; the same command completes it",
+        print(f"interrupted: {done} of {faces.count} faces are in {args.out}; the same command completes it",
               file=sys.stderr)
         return 130
     except OSError as error:
@@ -481,9 +516,8 @@ def generate(args) -> int:
     except WorkerFailed as error:
         print(f"python -m facegen generate: a worker failed: {error}", file=sys.stderr)
         return 1
-    write_atomically(args.out / ANNOTATION, annotation(model, requests, args.format).encode())
     rate = f", {written / seconds:.1f} faces/s" if written and seconds > 0 else ""
-    print(f"wrote {written} faces ({len(requests) - written} already there) to {args.out}{rate}")
+    print(f"wrote {written} faces ({faces.count - written} already there) to {args.out}{rate}")
     return 0
 
 

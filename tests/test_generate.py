@@ -44,7 +44,8 @@ def table_model(table_models_dir, monkeypatch):
 QUERY = {"seed": 70, "attrs": "young,-Eyeglasses", "psi": "0.7", "size": "64"}
 
 
-def test_png_file_i_is_the_services_face_for_seed_s_plus_i(table_model, table_client, tmp_path):
+def test_png_file_i_is_the_services_face_for_seed_s_plus_i(table_model, table_client, tmp_path, monkeypatch):
+    monkeypatch.setattr(generate, "LABEL_BATCH", 5)  # the labels resolved 5 at a time: 12 faces end mid-batch
     out = tmp_path / "faces"
     assert run("--count", 12, "--out", out, "--model", TABLE_MODEL, "--seed", QUERY["seed"], "--attrs",
                QUERY["attrs"], "--psi", QUERY["psi"], "--size", QUERY["size"], "--no-progress", "--workers", 2) == 0
@@ -65,6 +66,33 @@ def test_png_file_i_is_the_services_face_for_seed_s_plus_i(table_model, table_cl
     assert record["model"]["name"] == TABLE_MODEL and len(record["model"]["manifest_sha256"]) == 64
     manifest = json.loads((table_model / "manifest.json").read_text())
     assert record["data_terms"]["licence"] == manifest["dataset"].get("licence")
+
+
+def test_a_face_set_is_its_arguments_each_face_resolved_only_when_it_is_made(table_model, tmp_path, monkeypatch):
+    """A million faces cost this process no more than a thousand before the workers start: nothing is resolved
+    ahead, and what a worker is handed about the faces is the FaceSet, a few numbers."""
+    import pickle
+
+    from app import faces as faces_module
+    from app.faces import FaceRequest
+
+    model = generate.load(str(table_model))
+    args = generate.parser().parse_args(["--count", "1000000", "--out", str(tmp_path / "x"), "--seed", "9",
+                                         "--attrs", "Male", "--psi", "0.8"])
+    resolved = []
+    real = faces_module.resolve
+    monkeypatch.setattr(faces_module, "resolve", lambda *a, **k: resolved.append(a[1]) or real(*a, **k))
+    faces = generate.face_set(model, args)
+    record = generate.record(model, faces, args)
+    assert resolved == [9]  # the record's first face only
+    assert (record["seeds"]["first"], record["seeds"]["last"]) == (9, 1_000_008)
+    assert len(pickle.dumps(faces)) < 500
+    # Resolved later, by whoever makes the face, it is the service's face for seed first + i.
+    last = faces.requests(model, [999_999])[0]
+    expected = FaceRequest.resolving(model, 1_000_008, ("Male",), 0.8)
+    assert last == expected
+    np.testing.assert_array_equal(last.resolved().noise, expected.resolved().noise)
+    np.testing.assert_array_equal(last.resolved().attributes, expected.resolved().attributes)
 
 
 def test_the_same_arguments_give_byte_identical_folders_whichever_process_makes_the_faces(table_model, tmp_path):
@@ -135,6 +163,29 @@ def test_an_interrupted_run_leaves_whole_files_and_the_same_command_completes_it
     assert run(*argv, "--out", part) == 0
     assert f"wrote {count + 1 - len(faces)} faces ({len(faces) - 1} already there)" in capsys.readouterr().out
     assert files(part) == whole
+
+
+def test_ctrl_c_while_the_labels_are_written_leaves_no_annotation_and_the_same_command_writes_it(
+        table_model, tmp_path, monkeypatch, capsys):
+    argv = ("--count", 20, "--seed", 4, "--no-progress")
+    assert run(*argv, "--out", tmp_path / "whole") == 0
+    real_lines = generate.label_lines
+
+    def interrupted_after_7(*args):
+        for number, line in enumerate(real_lines(*args)):
+            if number == 7:
+                raise KeyboardInterrupt
+            yield line
+
+    monkeypatch.setattr(generate, "label_lines", interrupted_after_7)
+    part = tmp_path / "part"
+    assert run(*argv, "--out", part) == 130
+    assert "20 of 20 faces are in" in capsys.readouterr().err
+    assert not (part / generate.ANNOTATION).exists() and not list(part.rglob(f"*{generate.PARTIAL}"))
+    monkeypatch.setattr(generate, "label_lines", real_lines)
+    assert run(*argv, "--out", part) == 0
+    assert "wrote 0 faces (20 already there)" in capsys.readouterr().out
+    assert files(part) == files(tmp_path / "whole")
 
 
 @pytest.mark.slow  # TensorFlow in a subprocess
