@@ -174,9 +174,9 @@ def held_out_photos(data: Path | None, run_dir: Path | None, count: int = EDIT_P
             raise UsageError(f"--data: {error}") from None
         return None, f"the run's data cache is not readable ({error})"
     if not cache.meta.get("synthetic"):  # real people's photos: their terms forbid copying them into a model folder
-        return None, (f"{LICENSED} `{path.name}` are photographs of real people whose terms forbid copying them "
-                      "(and a model folder is shipped), so edits.png starts from faces the model generated (seeds "
-                      f"0-{EDIT_PHOTOS - 1}); the encoder figures above were measured on held-out photos")
+        return None, (f"{LICENSED} `{path.name}` holds photographs of real people whose terms forbid copying them "
+                      f"into a model folder, which is shipped; so edits.png starts from faces the model generated "
+                      f"(seeds 0-{EDIT_PHOTOS - 1}), and the encoder figures above were measured on held-out photos")
     rows, name = held_out_rows(cache.partition)
     if not len(rows):
         return None, f"`{path.name}` holds no held-out (test or validation) photos"
@@ -403,9 +403,9 @@ def _encoder_section(manifest: dict, metrics: dict, pictures: list, baseline: di
         out += _encoder_figures(metrics, baseline, manifest["name"], baseline_name)
         out += _encoder_per_attribute(metrics, baseline, baseline_name)
     if "edits.png" in pictures and (edits_note or "").startswith(LICENSED):
-        out += [f"**Generated faces, {edits_note[len(LICENSED):].strip()}: the face, its rebuild through the "
-                "encoder, then one attribute flipped per column from what the encoder found (under each edit, the "
-                "state asked for)**", "", "![edits.png](edits.png)", ""]
+        out += ["**Edits of generated faces: the face, its rebuild through the encoder, then one attribute flipped "
+                "per column from what the encoder found (under each edit, the state asked for).** Not photos: "
+                f"{edits_note[len(LICENSED):].strip()}.", "", "![edits.png](edits.png)", ""]
     elif "edits.png" in pictures:
         out += [f"**Held-out photos ({edits_note}): the photo, its rebuild, then one attribute flipped per column "
                 "from what the encoder found (under each edit, the state asked for)**", "",
