@@ -183,6 +183,24 @@ def test_judge_shifts_find_the_attributes_the_judge_ties_to_the_edit_at_equal_la
     assert shifts == {"Male": None, "Young": None} and confounded(shifts) == ["Male", "Young"]
 
 
+def test_edit_success_reads_the_flip_the_others_and_what_moved_most():
+    from training.identity import edit_success
+
+    names = ["Male", "Young", "Smiling", "Eyeglasses"]
+    base = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [1, 0, 0, 1], [0, 1, 0, 1]], bool)
+    decisions = base.copy()
+    decisions[:, 3] = [1, 1, 1, 0]  # asked [1, 1, 0, 1]: the first two read as asked
+    decisions[:3, 1] = ~base[:3, 1]  # Young read changed on 3 of 4 edits
+    decisions[0, 0] = ~base[0, 0]  # Male on 1 of 4, Smiling never
+    result = edit_success(decisions, base, [1.0, 1.0, 0.0, 1.0], 3, names, left_out=["Young"])
+    assert result["changed"] == 0.5
+    assert result["kept"] == pytest.approx(1 - 4 / 12, abs=1e-4)
+    assert result["flipped_most"] == {"Young": 0.75, "Male": 0.25, "Smiling": 0.0}
+    assert result["kept_unconfounded"] == pytest.approx(1 - 1 / 8)  # Male and Smiling only
+    assert edit_success(decisions, base, [1.0] * 4, 3, names, left_out=names)["kept_unconfounded"] is None
+    assert "kept_unconfounded" not in edit_success(decisions, base, [1.0] * 4, 3, names)
+
+
 class _ShortcutJudge:
     """A judge for measure(): Young read on the first images it sees (the framed photos, read first) and on nothing
     after, everything else read off; so every edit 'changes' Young and keeps the rest."""

@@ -192,19 +192,93 @@ def inverters(model_dir, methods, settings=None) -> dict:
                                                                                   if m in INVERSIONS})}
 
 
-def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=None, progress: bool = True,
-            methods=DEFAULT_METHODS, settings=None, edit_gains=None, inversion_edit_gains=None,
-            shifts=None) -> dict:
-    """Identity (and, with ``classifier``, edit success) over the photos at ``photo_paths`` for each of ``methods``
-    (METHODS); see the module doc. ``settings``: the inversion recipe (facegen.inversion.Settings); ``edit_gains``
-    and ``inversion_edit_gains``: {attribute: gain} (or {"*": gain}: all) over the model's own for the encoder's edits
-    and the tuned copy's (facegen.model_folder.edit_gains, what is served). ``shifts``: {edited attribute:
-    judge_shifts} for the classifier; with it each edit also gets ``kept_unconfounded``."""
-    from PIL import Image
+class Editor:
+    """What /api/edit runs, loaded once from a model folder and applied photo by photo with the same code: MTCNN
+    framing (facegen.framing), the SavedModel's encoder and generator, the inversions the methods need
+    (facegen.inversion) and the change applied to the framed photo (facegen.photo_edit), with the edit gains in
+    force (the model's, or those asked for: chosen_gains)."""
 
-    from facegen import framing, inversion, model_folder, photo_edit
+    def __init__(self, model_dir, manifest: dict, methods, settings=None, edit_gains=None,
+                 inversion_edit_gains=None):
+        from facegen import framing, model_folder
 
-    manifest = model_folder.read_manifest(model_dir)
+        self.methods = list(methods)
+        self.template = framing.check_template(manifest["encoder"]["framing"]["landmarks"])
+        self.size = int(manifest["resolution"])
+        self.generate, loaded = model_folder.load_generate(model_dir)
+        self.encode = model_folder.load_encode(model_dir, loaded)
+        self.inverting = inverters(model_dir, methods, settings)
+        self.gains = chosen_gains(manifest, edit_gains, inverted=False)
+        self.inversion_gains = chosen_gains(manifest, inversion_edit_gains, inverted=True)
+
+    def edit(self, pixels: np.ndarray, columns) -> dict | None:
+        """One photo (uint8 [H, W, 3]), each attribute in ``columns`` flipped in turn, by every method: None when
+        no face is found, else {"framed": the framed face, "targets": the state asked for per column, "rebuilt":
+        {inversion ("encoder" first): face}, "edited": {method: faces in columns' order}, "seconds": {method: from
+        detection to its edited faces}}."""
+        from facegen import framing, inversion, photo_edit
+
+        started = time.perf_counter()
+        faces = framing.detect_faces(pixels)
+        if not faces:
+            return None
+        face = framing.frame_face(pixels, faces[0].landmarks, self.template, self.size)
+        noise, probabilities = self.encode(face[None])
+        found = (probabilities[0] >= 0.5).astype(np.float32)
+        flipped = []
+        for j in columns:
+            vector = found.copy()
+            vector[j] = 1.0 - vector[j]
+            flipped.append(vector)
+        inputs = [found] + [photo_edit.pushed(found, v, self.gains) for v in flipped]  # as app/edits.py
+        generated = self.generate(np.repeat(noise, len(inputs), axis=0), np.stack(inputs))
+        encoded_s = time.perf_counter() - started
+        rebuilt, outputs = {"encoder": generated[0]}, {}
+        for name, inverter in self.inverting.items():
+            began = time.perf_counter()
+            result = inverter.invert(face, noise[0], found, np.concatenate(
+                [inversion.edit_vectors(found, v, self.inversion_gains) for v in flipped]))
+            outputs[name] = (result, time.perf_counter() - began)
+            rebuilt[name] = result.rebuilt
+        edited, seconds = {}, {}
+        for method in self.methods:
+            began = time.perf_counter()
+            if method in ("generator", "photo"):
+                made, rebuild, spent = generated[1:], generated[0], encoded_s
+            else:
+                result, inverted_s = outputs[INVERSIONS[method]]
+                made, rebuild, spent = result.edits, result.rebuilt, encoded_s + inverted_s
+            if method.endswith("photo"):
+                made = [photo_edit.photo_edit(face, image, rebuild) for image in made]
+            edited[method] = list(made)
+            seconds[method] = spent + time.perf_counter() - began
+        targets = [vector[j] for vector, j in zip(flipped, columns)]
+        return {"framed": face, "targets": targets, "rebuilt": rebuilt, "edited": edited, "seconds": seconds}
+
+
+def edit_success(decisions: np.ndarray, base: np.ndarray, targets, edited: int, names,
+                 left_out=None) -> dict:
+    """The judge's figures for one attribute's edits. ``decisions`` and ``base``: bool [N, A] readings of the
+    edits and of the unedited faces they are compared with, in ``names``' order; ``targets``: the state asked for,
+    per edit; ``edited``: the flipped attribute's column. ``changed``: the flipped attribute read as asked;
+    ``kept``: the others read as on the unedited face; ``flipped_most``: the others read changed most often;
+    with ``left_out`` (the others the judge ties to the edited attribute: confounded), ``kept_unconfounded``."""
+    others = [k for k in range(len(names)) if k != edited]
+    other_names = [names[k] for k in others]
+    agree = decisions[:, others] == base[:, others]
+    flips = 1 - agree.mean(axis=0)
+    result = {"changed": round(float(np.mean(decisions[:, edited] == (np.asarray(targets) > 0.5))), 4),
+              "kept": round(float(np.mean(agree)), 4),
+              "flipped_most": {other_names[n]: round(float(flips[n]), 4)
+                               for n in np.argsort(-flips, kind="stable")[:FLIPPED_SHOWN]}}
+    if left_out is not None:
+        free = [n for n, other in enumerate(other_names) if other not in set(left_out)]
+        result["kept_unconfounded"] = round(float(np.mean(agree[:, free])), 4) if free else None
+    return result
+
+
+def checked_request(model_dir, manifest: dict, methods, edit_attributes) -> list:
+    """The columns of ``edit_attributes`` (any case) in the model's attributes, or a UsageError naming the flag."""
     if not manifest.get("encoder"):
         raise UsageError(f"--model: {model_dir} has no encoder, so its edits cannot be measured")
     unknown = [m for m in methods if m not in METHODS]
@@ -215,73 +289,65 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
     unknown = [a for a in edit_attributes if a.lower() not in lowered]
     if unknown:
         raise UsageError(f"--edit-attributes: {unknown} are not the model's attributes ({names})")
-    columns = [lowered.index(a.lower()) for a in edit_attributes]
-    template = framing.check_template(manifest["encoder"]["framing"]["landmarks"])
-    size = int(manifest["resolution"])
-    generate, loaded = model_folder.load_generate(model_dir)
-    encode = model_folder.load_encode(model_dir, loaded)
-    inverting = inverters(model_dir, methods, settings)
-    gains = chosen_gains(manifest, edit_gains, inverted=False)
-    inversion_gains = chosen_gains(manifest, inversion_edit_gains, inverted=True)
+    return [lowered.index(a.lower()) for a in edit_attributes]
+
+
+def read_square_photo(path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as opened:
+        pixels = np.asarray(opened.convert("RGB"))
+    if pixels.shape[0] != pixels.shape[1]:
+        raise UsageError(f"{path}: not a square photo; the held-out photos are the data set's aligned squares")
+    return pixels
+
+
+def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=None, progress: bool = True,
+            methods=DEFAULT_METHODS, settings=None, edit_gains=None, inversion_edit_gains=None,
+            shifts=None) -> dict:
+    """Identity (and, with ``classifier``, edit success) over the photos at ``photo_paths`` for each of ``methods``
+    (METHODS); see the module doc. ``settings``: the inversion recipe (facegen.inversion.Settings); ``edit_gains``
+    and ``inversion_edit_gains``: {attribute: gain} (or {"*": gain}: all) over the model's own for the encoder's edits
+    and the tuned copy's (facegen.model_folder.edit_gains, what is served). ``shifts``: {edited attribute:
+    judge_shifts} for the classifier; with it each edit also gets ``kept_unconfounded``."""
+    from PIL import Image
+
+    from facegen import model_folder
+
+    manifest = model_folder.read_manifest(model_dir)
+    columns = checked_request(model_dir, manifest, methods, edit_attributes)
+    names = list(manifest["attributes"])
+    editor = Editor(model_dir, manifest, methods, settings, edit_gains, inversion_edit_gains)
 
     photos, framed, skipped = [], [], 0
-    rebuilt = {"encoder": [], **{name: [] for name in inverting}}  # by inversion
+    rebuilt = {"encoder": [], **{name: [] for name in editor.inverting}}  # by inversion
     edited = {method: {name: [] for name in edit_attributes} for method in methods}
     seconds = {method: [] for method in methods}
     targets = {name: [] for name in edit_attributes}
     for number, path in enumerate(photo_paths):
-        with Image.open(path) as opened:
-            pixels = np.asarray(opened.convert("RGB"))
-        if pixels.shape[0] != pixels.shape[1]:
-            raise UsageError(f"{path}: not a square photo; the held-out photos are the data set's aligned squares")
-        started = time.perf_counter()
-        faces = framing.detect_faces(pixels)
-        if not faces:
+        pixels = read_square_photo(path)
+        one = editor.edit(pixels, columns)
+        if one is None:
             skipped += 1
             continue
-        face = framing.frame_face(pixels, faces[0].landmarks, template, size)
-        noise, probabilities = encode(face[None])
-        found = (probabilities[0] >= 0.5).astype(np.float32)
-        vectors = [found]
-        for j in columns:
-            flipped = found.copy()
-            flipped[j] = 1.0 - flipped[j]
-            vectors.append(flipped)
-        inputs = [found] + [photo_edit.pushed(found, v, gains) for v in vectors[1:]]  # as app/edits.py
-        faces_out = generate(np.repeat(noise, len(vectors), axis=0), np.stack(inputs))
-        encoded_s = time.perf_counter() - started
         for k, name in enumerate(edit_attributes):
-            targets[name].append(vectors[k + 1][columns[k]])
-        rebuilt["encoder"].append(faces_out[0])
-        outputs = {}
-        for name, inverter in inverting.items():
-            began = time.perf_counter()
-            result = inverter.invert(face, noise[0], found,
-                                     np.concatenate([inversion.edit_vectors(found, v, inversion_gains)
-                                                     for v in vectors[1:]]))
-            outputs[name] = (result, time.perf_counter() - began)
-            rebuilt[name].append(result.rebuilt)
+            targets[name].append(one["targets"][k])
+            for method in methods:
+                edited[method][name].append(one["edited"][method][k])
+        for name, face in one["rebuilt"].items():
+            rebuilt[name].append(face)
         for method in methods:
-            began = time.perf_counter()
-            if method in ("generator", "photo"):
-                made, rebuild, spent = faces_out[1:], faces_out[0], encoded_s
-            else:
-                result, inverted_s = outputs[INVERSIONS[method]]
-                made, rebuild, spent = result.edits, result.rebuilt, encoded_s + inverted_s
-            if method.endswith("photo"):
-                made = [photo_edit.photo_edit(face, image, rebuild) for image in made]
-            for name, image in zip(edit_attributes, made):
-                edited[method][name].append(image)
-            seconds[method].append(spent + time.perf_counter() - began)
+            seconds[method].append(one["seconds"][method])
         photos.append(np.asarray(Image.fromarray(pixels).resize((DESCRIPTOR_SIDE, DESCRIPTOR_SIDE),
                                                                 Image.Resampling.LANCZOS)))
-        framed.append(face)
+        framed.append(one["framed"])
         if progress and (number + 1) % 10 == 0:
             print(f"  {number + 1} photos", file=sys.stderr, flush=True)
     if not framed:
         raise UsageError("no face found in any of the photos")
 
     net = IdentityNet()
+    template = editor.template
     # The photos are CelebA-HQ's aligned squares: the same template places their faces (the framing's source).
     reference = net.descriptors(np.stack(photos), template)
     judged_rebuilds = {name: same_person(reference, net.descriptors(np.stack(images), template))
@@ -291,43 +357,35 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
                "stranger": same_person(reference, np.roll(reference, 1, axis=0))}
     if judged_rebuilds:
         figures["rebuilt_by_inversion"] = judged_rebuilds
-    edits = {}
     if classifier is not None:
-        judged = [classifier.column(n) for n in names]
-        on = lambda images: classifier.probabilities(np.stack(images)) > 0.5  # noqa: E731
+        judged = [classifier.column(n) for n in names]  # the judge's columns in the model's order
+        on = lambda images: (classifier.probabilities(np.stack(images)) > 0.5)[:, judged]  # noqa: E731
         bases = {"framed": on(framed), **{name: on(images) for name, images in rebuilt.items()}}
-    for name in edit_attributes:
-        entry = {}
+    edits = {}
+    for name, j in zip(edit_attributes, columns):
+        edits[name] = {}
         for method in methods:
             images = edited[method][name]
             result = same_person(reference, net.descriptors(np.stack(images), template))
             if classifier is not None:
-                decisions = on(images)
-                j = lowered.index(name.lower())
                 # The unedited face the other decisions are compared with: the framed photo for the methods that
                 # edit it, else the method's own rebuild.
                 base = bases["framed" if method.endswith("photo") else
                              "encoder" if method == "generator" else INVERSIONS[method]]
-                others = [judged[k] for k in range(len(names)) if k != j]
-                result["changed"] = round(float(np.mean(decisions[:, judged[j]] == (np.asarray(targets[name]) > 0.5))),
-                                          4)
-                agree = decisions[:, others] == base[:, others]
-                result["kept"] = round(float(np.mean(agree)), 4)
-                other_names = [other for k, other in enumerate(names) if k != j]  # agree's columns
-                flips = 1 - agree.mean(axis=0)
-                result["flipped_most"] = {other_names[n]: round(float(flips[n]), 4)
-                                          for n in np.argsort(-flips, kind="stable")[:FLIPPED_SHOWN]}
-                if shifts and name in shifts:
-                    left_out = set(confounded(shifts[name]))
-                    free = [n for n, other in enumerate(other_names) if other not in left_out]
-                    result["kept_unconfounded"] = round(float(np.mean(agree[:, free])), 4) if free else None
-            entry[method] = result
-        edits[name] = entry
+                left_out = confounded(shifts[name]) if shifts and name in shifts else None
+                result.update(edit_success(on(images), base, targets[name], j, names, left_out))
+            edits[name][method] = result
+    return _report(figures, edits, framed, skipped, seconds, names, editor, edit_attributes, classifier, shifts)
+
+
+def _report(figures, edits, framed, skipped, seconds, names, editor, edit_attributes, classifier, shifts) -> dict:
+    from facegen import model_folder
+
     timing = {method: round(float(np.median(values)), 4) for method, values in seconds.items()}
     report = {"photos": len(framed), "no_face": skipped, "same_person_below": SAME_PERSON,
               "network": "dlib face-recognition ResNet (face_recognition_models 0.3.0), template-placed 5-point chip",
-              **figures, "edits": edits, "methods": list(methods),
-              model_folder.EDIT_GAIN_KEYS[False]: named_gains(names, gains),
+              **figures, "edits": edits, "methods": list(editor.methods),
+              model_folder.EDIT_GAIN_KEYS[False]: named_gains(names, editor.gains),
               "seconds_per_photo_median": timing.get("photo", max(timing.values())),
               "seconds_per_photo_median_by_method": timing,
               "seconds_note": f"detect + frame + encode + generate {1 + len(edit_attributes)} faces (+ the method's "
@@ -338,12 +396,13 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
                            "confounded": {name: confounded(shifts[name]) for name in edit_attributes
                                           if name in shifts},
                            "shifts": {name: shifts[name] for name in edit_attributes if name in shifts}}
+    inverting = editor.inverting
     if inverting:
-        pti = next(iter(inverting.values())).settings if "pti" not in inverting else inverting["pti"].settings
+        pti = inverting["pti"].settings if "pti" in inverting else next(iter(inverting.values())).settings
         report["inversion"] = {"latent_steps": pti.latent_steps, "tune_steps": pti.tune_steps,
                                "latent_rate": pti.latent_rate, "tune_rate": pti.tune_rate,
                                "low_pass_weight": pti.low_pass_weight}
-        report[model_folder.EDIT_GAIN_KEYS[True]] = named_gains(names, inversion_gains)
+        report[model_folder.EDIT_GAIN_KEYS[True]] = named_gains(names, editor.inversion_gains)
     return report
 
 
