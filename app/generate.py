@@ -18,9 +18,10 @@ written and makes the rest. A non-empty folder made otherwise is refused. It liv
 SavedModel and the service's rules, never the training code.
 
 The faces are made by ``--workers`` processes (default: one per core), each running TensorFlow on one thread and
-resolving, encoding and writing its own faces; this process hands out the batches, counts, and writes the labels at
-the end. Nothing per face is held or sent ahead (a FaceSet is its arguments), so a million faces cost no more memory
-than a thousand. Which process makes a face does not change its bytes.
+loading the model, then resolving, encoding and writing its own faces; this process reads only the model's manifest
+(no TensorFlow), hands out the batches, counts, and writes the labels at the end. Nothing per face is held or sent
+ahead (a FaceSet is its arguments), so a million faces cost no more memory than a thousand. Which process makes a
+face does not change its bytes.
 """
 
 from __future__ import annotations
@@ -149,12 +150,16 @@ def model_path(value: str | None) -> Path:
                      f"(models there: {', '.join(names) or 'none'})")
 
 
-def load(value: str | None):
-    """The loaded, warmed-up model (app/models.py), or UsageError naming --model."""
-    from app.models import ModelError, load_model, warm_up
+def load(value: str | None, describe_only: bool = False):
+    """The loaded, warmed-up model (app/models.py), or UsageError naming --model. ``describe_only``: its manifest's
+    description (app/models.py's ModelDescription), without TensorFlow: all that a parent of worker processes needs
+    to check the flags, resolve seeds and write the labels; each worker loads the model itself."""
+    from app.models import ModelError, describe_model, load_model, warm_up
 
     path = model_path(value)
     try:
+        if describe_only:
+            return describe_model(path, name=path.resolve().name)
         model = load_model(path, name=path.resolve().name)
         warm_up(model)
     except ModelError as error:
@@ -389,17 +394,22 @@ class WorkerFailed(Exception):
 def _worker_main(model_path: str, model_name: str, faces: FaceSet, share: list, out: str, fmt: str, max_batch: int,
                  messages, go, stop, parent: int) -> None:
     """One worker process: load the model with TensorFlow on one thread, then resolve, make, encode and write its
-    share of the batches (lists of face indices), reporting ("ready" | "wrote" n | "error" text | "failed" text,
-    "done")."""
+    share of the batches (lists of face indices), reporting ("ready" | "wrote" n | "model" text | "error" text |
+    "failed" text, "done")."""
     os.environ["TF_NUM_INTRAOP_THREADS"] = "1"  # before TensorFlow loads in this new process
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent says stop
     try:
         from app.batcher import MicroBatcher
-        from app.models import load_model
+        from app.models import ModelError, load_model, warm_up
 
-        model = load_model(Path(model_path), name=model_name)
+        try:
+            model = load_model(Path(model_path), name=model_name)
+            warm_up(model)
+        except ModelError as error:
+            messages.put(("model", str(error)))  # the parent names --model, as it does for what it checks itself
+            return
         batcher = MicroBatcher(model, max_batch=max_batch)
         batcher.warm_up()
         images = Path(out) / IMAGES
@@ -472,11 +482,15 @@ def _collect(messages, processes, until: str, on_wrote=None) -> None:
         except queue.Empty:
             if any(process.exitcode not in (None, 0) for process in processes):
                 raise WorkerFailed("a worker process was killed (out of memory?)") from None
+            if all(process.exitcode is not None for process in processes):  # gone, all said: nothing more comes
+                raise WorkerFailed(f"the worker processes ended before each said {until!r}") from None
             continue
         if kind == "wrote" and on_wrote is not None:
             on_wrote(value)
         elif kind == "error":
             raise OSError(value)
+        elif kind == "model":
+            raise UsageError(f"--model: {value}")
         elif kind == "failed":
             raise WorkerFailed(value)
         elif kind == until:
@@ -494,7 +508,7 @@ def _drain(messages) -> None:
 
 
 def generate(args) -> int:
-    model = load(args.model)
+    model = load(args.model, describe_only=args.workers > 1)
     faces = face_set(model, args)
     open_folder(args.out, record(model, faces, args))
     try:

@@ -37,10 +37,12 @@ class EncoderSpec:
         self.detector: str | None = framing_field.get("detector")
 
 
-class Model:
-    """One loaded model folder. Equality is identity, so a value holding a Model is a safe cache key."""
+class ModelDescription:
+    """What a model folder's manifest says, read without TensorFlow: enough to check a query (app/params.py),
+    resolve a seed (app/faces.py) and name the model. :class:`Model` adds the SavedModel's calls. Equality is
+    identity, so a value holding one is a safe cache key."""
 
-    def __init__(self, name: str, path: Path, manifest: dict, saved_model):
+    def __init__(self, name: str, path: Path, manifest: dict):
         self.name = name
         self.path = path
         self.manifest = manifest
@@ -53,21 +55,9 @@ class Model:
         # the open attributes of a query are then drawn independently (facegen/attributes.py).
         self.attribute_table = attributes.AttributeTable.from_manifest(manifest.get("attribute_table"),
                                                                        self.attributes)
-        self._saved_model = saved_model
-        self._generate = model_folder.generate_function(saved_model)  # the contract's call: no Keras predict()
         self.version = _model_version(path)
-        self.load_seconds: float | None = None  # load + warm-up time, set by load_models (for /metrics)
-        # The encoder, when the manifest has an encoder object (null or absent: the model cannot encode).
-        self.encoder: EncoderSpec | None = None
-        self._encode = None
         self.edit_gains = model_folder.edit_gains(manifest)  # how far an edit pushes each attribute it changes
         self.inversion_edit_gains = model_folder.edit_gains(manifest, inverted=True)  # the same for the pti methods
-        if manifest.get("encoder") is not None:
-            self.encoder = EncoderSpec(manifest["encoder"])
-            try:
-                self._encode = model_folder.load_encode(path, loaded=saved_model)
-            except ValueError as error:
-                raise ModelError(f"{error}, but its manifest has an encoder object") from None
 
     @property
     def conditional(self) -> bool:
@@ -77,6 +67,25 @@ class Model:
     def attribute_sampling(self) -> str:
         """"table" (whole training rows) or "independent" (each attribute from its frequency): /api/models."""
         return attributes.TABLE if self.attribute_table is not None else attributes.INDEPENDENT
+
+
+class Model(ModelDescription):
+    """One loaded model folder: its description and the SavedModel's generate (and encode) calls."""
+
+    def __init__(self, name: str, path: Path, manifest: dict, saved_model):
+        super().__init__(name, path, manifest)
+        self._saved_model = saved_model
+        self._generate = model_folder.generate_function(saved_model)  # the contract's call: no Keras predict()
+        self.load_seconds: float | None = None  # load + warm-up time, set by load_models (for /metrics)
+        # The encoder, when the manifest has an encoder object (null or absent: the model cannot encode).
+        self.encoder: EncoderSpec | None = None
+        self._encode = None
+        if manifest.get("encoder") is not None:
+            self.encoder = EncoderSpec(manifest["encoder"])
+            try:
+                self._encode = model_folder.load_encode(path, loaded=saved_model)
+            except ValueError as error:
+                raise ModelError(f"{error}, but its manifest has an encoder object") from None
 
     @property
     def can_encode(self) -> bool:
@@ -125,7 +134,9 @@ def _model_version(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_model(path: Path, name: str | None = None) -> Model:
+def describe_model(path: Path, name: str | None = None) -> ModelDescription:
+    """A model folder's description, its name and manifest checked and its SavedModel's file there, without loading
+    TensorFlow; ModelError otherwise."""
     path = Path(path)
     name = name or path.name
     if not re.fullmatch(MODEL_NAME_PATTERN, name):
@@ -136,11 +147,16 @@ def load_model(path: Path, name: str | None = None) -> Model:
         manifest = model_folder.read_manifest(path)
     except model_folder.ManifestError as error:
         raise ModelError(str(error)) from None
+    return ModelDescription(name, path, manifest)
+
+
+def load_model(path: Path, name: str | None = None) -> Model:
+    described = describe_model(path, name)
     try:
-        saved_model = model_folder.load_saved_model(path)
+        saved_model = model_folder.load_saved_model(described.path)
     except Exception as error:  # TensorFlow raises many types for a damaged SavedModel
-        raise ModelError(f"{path}: cannot load the SavedModel ({type(error).__name__}: {error})") from None
-    return Model(name, path, manifest, saved_model)
+        raise ModelError(f"{described.path}: cannot load the SavedModel ({type(error).__name__}: {error})") from None
+    return Model(described.name, described.path, described.manifest, saved_model)
 
 
 def warm_up(model: Model) -> None:

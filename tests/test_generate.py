@@ -225,6 +225,32 @@ def test_ctrl_c_in_a_real_run_leaves_only_whole_files(tiny_models_dir, tmp_path)
         assert (out / generate.IMAGES / f"{i}.png").read_bytes() == render_png(FaceRequest.resolving(model, i))
 
 
+@pytest.mark.slow  # TensorFlow in subprocesses
+def test_with_workers_this_process_reads_the_manifest_only_and_a_workers_model_error_names_the_flag(tiny_models_dir,
+                                                                                                     tmp_path):
+    import shutil
+
+    # The parent never imports TensorFlow: its workers load the model (their start-up is the command's).
+    probe = ("import sys; from app import generate; code = generate.main(sys.argv[1:]); "
+             "print('tensorflow' in sys.modules); sys.exit(code)")
+    argv = ["--count", "40", "--out", str(tmp_path / "faces"), "--model", str(tiny_models_dir / TINY_MODEL),
+            "--no-progress", "--workers", "2"]
+    done = subprocess.run([sys.executable, "-c", probe, *argv], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "False"
+    assert len(list((tmp_path / "faces" / generate.IMAGES).glob("*.png"))) == 40
+    # A SavedModel that only its loading finds damaged: the worker's error is the same one line naming --model.
+    broken = tmp_path / "models" / TINY_MODEL
+    shutil.copytree(tiny_models_dir / TINY_MODEL, broken)
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    done = subprocess.run([sys.executable, "-m", "facegen", "generate", *argv[:2], "--out", str(tmp_path / "other"),
+                           "--model", str(broken), "--no-progress", "--workers", "2"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert last.startswith("python -m facegen generate: error: --model: ") and "cannot load the SavedModel" in last
+
+
 def bad(tmp_path, table_models_dir):
     other = tmp_path / "other"
     (other / "notes").mkdir(parents=True)
@@ -307,6 +333,8 @@ class _Process:
     ([("failed", "ValueError: bad")], [None], generate.WorkerFailed),
     ([("ready", 0), ("error", "No space left on device")], [None, None], OSError),
     ([("ready", 0)], [None, -9], generate.WorkerFailed),  # one said ready, the other was killed
+    ([("ready", 0), ("done", 0)], [0, 0], generate.WorkerFailed),  # both ended, one never said ready: no wait
+    ([("model", "cannot load the SavedModel")], [None], generate.UsageError),
 ])
 def test_a_workers_failure_or_death_stops_the_run_with_its_reason(messages, processes, raised):
     import queue
