@@ -134,9 +134,8 @@ def _model_version(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def describe_model(path: Path, name: str | None = None) -> ModelDescription:
-    """A model folder's description, its name and manifest checked and its SavedModel's file there, without loading
-    TensorFlow; ModelError otherwise."""
+def _checked_folder(path: Path, name: str | None) -> tuple[str, Path, dict]:
+    """(name, path, manifest) of a model folder whose name and manifest pass and whose SavedModel file is there."""
     path = Path(path)
     name = name or path.name
     if not re.fullmatch(MODEL_NAME_PATTERN, name):
@@ -147,16 +146,22 @@ def describe_model(path: Path, name: str | None = None) -> ModelDescription:
         manifest = model_folder.read_manifest(path)
     except model_folder.ManifestError as error:
         raise ModelError(str(error)) from None
-    return ModelDescription(name, path, manifest)
+    return name, path, manifest
+
+
+def describe_model(path: Path, name: str | None = None) -> ModelDescription:
+    """A model folder's description without loading TensorFlow (its SavedModel is only checked to be there);
+    ModelError where the folder cannot be served."""
+    return ModelDescription(*_checked_folder(path, name))
 
 
 def load_model(path: Path, name: str | None = None) -> Model:
-    described = describe_model(path, name)
+    name, path, manifest = _checked_folder(path, name)
     try:
-        saved_model = model_folder.load_saved_model(described.path)
+        saved_model = model_folder.load_saved_model(path)
     except Exception as error:  # TensorFlow raises many types for a damaged SavedModel
-        raise ModelError(f"{described.path}: cannot load the SavedModel ({type(error).__name__}: {error})") from None
-    return Model(described.name, described.path, described.manifest, saved_model)
+        raise ModelError(f"{path}: cannot load the SavedModel ({type(error).__name__}: {error})") from None
+    return Model(name, path, manifest, saved_model)
 
 
 def warm_up(model: Model) -> None:
