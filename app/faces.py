@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from app import limits
-from app.models import Model
+from app.models import Model, ModelDescription
 from facegen import attributes, model_folder, provenance
 
 # zlib level 1 with Huffman coding only (no LZ77 match search): PNG's row filters already turn a photograph into
@@ -44,7 +44,7 @@ class FaceRequest:
     with the old one.
     """
 
-    model: Model
+    model: ModelDescription  # a served Model; generate's parent resolves with the manifest's description alone
     seed: int
     attrs: tuple[str, ...] | None = None
     psi: float = limits.DEFAULT_PSI
@@ -54,7 +54,7 @@ class FaceRequest:
     inputs: FaceInputs | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def resolving(cls, model: Model, seed: int, attrs: tuple[str, ...] | None = None,
+    def resolving(cls, model: ModelDescription, seed: int, attrs: tuple[str, ...] | None = None,
                   psi: float = limits.DEFAULT_PSI, size: int | None = None) -> "FaceRequest":
         return cls(model, seed, attrs, psi, size, resolve(model, seed, attrs, psi))
 
@@ -78,7 +78,7 @@ class FaceRequest:
         return urlencode(params, safe=",")
 
 
-def resolve(model: Model, seed: int, attrs: tuple[str, ...] | None = None,
+def resolve(model: ModelDescription, seed: int, attrs: tuple[str, ...] | None = None,
             psi: float = limits.DEFAULT_PSI) -> FaceInputs:
     """seed + constraints -> the face's inputs, by the rules of facegen.attributes (table or independent)."""
     noise, vector, matched = attributes.seed_face(seed, model.latent_size, psi, model.attribute_frequencies,

@@ -34,6 +34,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -330,15 +331,19 @@ def batch_size() -> int:
     return _env_number("FACEGEN_MAX_BATCH", DEFAULT_MAX_BATCH, int)
 
 
-def batches_to_make(count: int, out: Path, fmt: str) -> tuple[list[int], list[list[int]]]:
-    """The faces of 0 .. count-1 not yet in OUT (a rerun completes a folder), and those in batches of batch_size()."""
+def batches_to_make(count: int, out: Path, fmt: str) -> tuple:
+    """The faces of 0 .. count-1 not yet in OUT (a rerun completes a folder), and those in batches of batch_size():
+    ranges while no face is there yet (a million faces in a few megabytes), else lists of indices."""
     images, size = out / IMAGES, batch_size()
     present = {entry.name for entry in os.scandir(images) if entry.is_file()} if images.is_dir() else set()
-    todo = [i for i in range(count) if f"{i}.{fmt}" not in present]  # one listing, not a stat per face
+    if present:
+        todo = [i for i in range(count) if f"{i}.{fmt}" not in present]  # one listing, not a stat per face
+    else:
+        todo = range(count)
     return todo, [todo[k:k + size] for k in range(0, len(todo), size)]
 
 
-def write_batch(requests, batch: list[int], rows, images: Path, fmt: str) -> int:
+def write_batch(requests, batch: Sequence[int], rows, images: Path, fmt: str) -> int:
     """Encode (app/faces.py's encode_face) and write faces ``batch`` (their ``requests`` and pixels ``rows``, in
     the same order): how many."""
     from app.faces import encode_face
@@ -366,7 +371,7 @@ def write_faces(model, faces: FaceSet, out: Path, fmt: str, show_progress: bool,
     batcher.warm_up()  # every batch shape the service uses, before the clock starts
     window = 2 * max(1, writers)  # batches made and not yet written: the generator never waits for the writers
 
-    def write(batch: list[int], requests, rows) -> int:
+    def write(batch: Sequence[int], requests, rows) -> int:
         return write_batch(requests, batch, rows, images, fmt)
 
     pending: deque = deque()
