@@ -7,7 +7,7 @@
       -> found vector: each attribute on where its probability is at least THRESHOLD (0.5)
       -> edited vector: the query's constraints (``Smiling`` on, ``-Eyeglasses`` off) over the found vector
       -> generator (the model's MicroBatcher, raw pixels): rebuilt = G(noise, found), generated = G(noise, edited)
-      -> edited face, by ``method`` (default_method: pti-photo where the model can invert, else photo): ``photo``
+      -> edited face, by ``method`` (facegen/edit_methods.py; default_method: pti-photo where the model can invert, else photo): ``photo``
          (facegen/photo_edit.py) applies the edit as a change
          to the framed photo, framed + mask * (generated - rebuilt), the mask being where the generator's two faces
          differ, so the rest of the face stays the person's own; ``generator`` is the generated face itself (the
@@ -21,7 +21,7 @@
 
 Nothing here keeps a photo: no file, no cache entry, no log line. The same photo and query give the same bytes (the
 detector, the warp, the encoder and the generator are deterministic on one machine, and the encoder's outputs are
-rounded (:data:`NOISE_DECIMALS`) so that the batch a photo happens to share cannot move a pixel).
+rounded (facegen.edit_methods.NOISE_DECIMALS) so that the batch a photo happens to share cannot move a pixel).
 """
 
 from __future__ import annotations
@@ -40,26 +40,17 @@ from app.batcher import Overloaded
 from app.errors import ApiError
 from app.faces import FaceInputs, encode_png, to_image
 from app.models import Model
-from facegen import attributes, framing, inversion, model_folder, photo_edit, provenance
+from facegen import attributes, edit_methods, framing, inversion, model_folder, photo_edit, provenance
 
 THRESHOLD = attributes.ON_THRESHOLD  # an attribute the encoder gives at least this probability is "on" as found
-# The encoder's latent is rounded to this many decimals before it reaches the generator: a photo encoded in a batch
-# of another size may differ in the last float bits (as a face generated in a grid may), and rounding keeps those
-# bits from ever reaching the pixels. 1e-4 is far below what moves a generated pixel by one level.
-NOISE_DECIMALS = 4
 PROBABILITY_DECIMALS = 3  # probabilities as reported (header and JSON)
 VIEWS = ("edited", "rebuilt", "framed", "strip", "photo")  # /api/edit?view=; strip = framed | rebuilt | edited
 STRIP = ("framed", "rebuilt", "edited")
 JSON_VIEWS = STRIP + ("photo",)  # format=json's images
-# /api/edit?method=, how the edited face is made (module docstring); the pti ones need the model's float signature
-METHODS = ("photo", "generator", "pti", "pti-photo")
-INVERTED_METHODS = ("pti", "pti-photo")
-# The default, chosen by the identity and edit figures in docs/SERVICE.md (200 test photos, celeba-hq-64): pti-photo
-# where the model can invert (its rebuild is the person, 0.995 against the encoder's 0.045, and with its own edit gains
-# its edits read as asked as often as photo's while staying the person more often), else photo (which needs only the
-# encoder and costs about a quarter of the CPU: bench/edit_time.py).
-DEFAULT_METHOD = "pti-photo"
-FALLBACK_METHOD = "photo"
+# /api/edit?method=, how the edited face is made: facegen/edit_methods.py (the pti ones need the float signature)
+METHODS = edit_methods.SERVED
+INVERTED_METHODS = edit_methods.INVERTED
+FALLBACK_METHOD = edit_methods.FALLBACK
 # The whole-photo view is returned at the upright photo's own size, downscaled (Lanczos) so that its longer side is
 # at most this: a 12 MP phone photo would be a 20 MB PNG, and the edited face is 64-128 px of detail anyway.
 PHOTO_MAX_SIDE = 1024
@@ -132,15 +123,13 @@ def can_invert(model: Model) -> bool:
 
 
 def default_method(model: Model) -> str:
-    """/api/edit's method when the query names none: DEFAULT_METHOD where the model can invert, else FALLBACK_METHOD."""
-    return DEFAULT_METHOD if can_invert(model) else FALLBACK_METHOD
+    """/api/edit's method when the query names none (facegen.edit_methods.default)."""
+    return edit_methods.default(can_invert(model))
 
 
 def served_methods(model: Model) -> list:
     """The methods /api/edit offers for this model, in METHODS' order (none where it cannot encode photos)."""
-    if not model.can_encode:
-        return []
-    return [method for method in METHODS if method not in INVERTED_METHODS or can_invert(model)]
+    return edit_methods.served(model.can_encode, can_invert(model))
 
 
 def warm_up_inverters(models) -> float:
@@ -188,13 +177,9 @@ class EncodedPhoto:
     face: framing.Face  # the face used: the largest
     faces_found: int
     framed: np.ndarray  # uint8 [S, S, 3], what the encoder saw
-    noise: np.ndarray  # float32 [latent_size], rounded to NOISE_DECIMALS
+    noise: np.ndarray  # float32 [latent_size], rounded (facegen.edit_methods.encoder_inputs)
     probabilities: np.ndarray  # float32 [A], the encoder's attribute probabilities
-
-    @property
-    def found(self) -> np.ndarray:
-        """The attributes as found: float32 0/1 [A], on where the probability is at least THRESHOLD."""
-        return (self.probabilities >= THRESHOLD).astype(np.float32)
+    found: np.ndarray  # float32 0/1 [A], on where the probability is at least THRESHOLD
 
     def rounded(self) -> list[float]:
         return [round(float(p), PROBABILITY_DECIMALS) for p in self.probabilities]
@@ -237,10 +222,8 @@ def encode_photo(pixels: np.ndarray, model: Model, encoder, deadline: Deadline |
     deadline.remaining("face detection")
     face, count, framed = find_and_frame(pixels, model)
     noise, probabilities = encoder.result(framed, timeout_s=deadline.wait_s("encoding", encoder))
-    noise = np.round(np.asarray(noise, np.float64), NOISE_DECIMALS).astype(np.float32)
-    probabilities = np.clip(np.asarray(probabilities, np.float32), 0.0, 1.0)
-    return EncodedPhoto(model, int(pixels.shape[1]), int(pixels.shape[0]), pixels, face, count, framed, noise,
-                        probabilities)
+    return EncodedPhoto(model, int(pixels.shape[1]), int(pixels.shape[0]), pixels, face, count, framed,
+                        *edit_methods.encoder_inputs(noise, probabilities))
 
 
 def edited_vector(photo: EncodedPhoto, constraints: tuple[str, ...] | None) -> np.ndarray:
@@ -276,7 +259,7 @@ def render_views(photo: EncodedPhoto, edited: np.ndarray, views, size: int, batc
     wanted = set(views)
     needs_edit = bool(wanted & {"edited", "photo"})
     deadline = deadline or Deadline()
-    if method in INVERTED_METHODS:
+    if edit_methods.METHODS[method].inversion:
         faces = inverted_faces(photo, edited, needs_edit, deadline)
     else:
         faces = generated_faces(photo, edited, wanted, needs_edit, method, batcher, deadline)
@@ -284,8 +267,7 @@ def render_views(photo: EncodedPhoto, edited: np.ndarray, views, size: int, batc
     if "rebuilt" in wanted:
         shown["rebuilt"] = faces["rebuilt"]
     if needs_edit:
-        edited_face = faces["generated"] if method in ("generator", "pti") else \
-            photo_edit.photo_edit(photo.framed, faces["generated"], faces["rebuilt"])
+        edited_face = edit_methods.edited_face(method, photo.framed, faces["generated"], faces.get("rebuilt"))
         if "edited" in wanted:
             shown["edited"] = edited_face
     views = {name: np.asarray(to_image(pixels, size)) for name, pixels in shown.items()}
@@ -299,7 +281,7 @@ def generated_faces(photo: EncodedPhoto, edited: np.ndarray, wanted: set, needs_
                     deadline: Deadline) -> dict[str, np.ndarray]:
     """{"rebuilt": G(noise, found), "generated": G(noise, edited)} (those needed) through the model's MicroBatcher."""
     vectors = {}
-    if "rebuilt" in wanted or (needs_edit and method == "photo"):
+    if "rebuilt" in wanted or (needs_edit and edit_methods.METHODS[method].onto_photo):
         vectors["rebuilt"] = photo.found
     if needs_edit:
         vectors["generated"] = photo_edit.pushed(photo.found, edited, photo.model.edit_gains)

@@ -18,9 +18,9 @@ framed photo (facegen.photo_edit). Each image is then compared with the photo by
 - ``framed``: the framed input itself, the ceiling (what the model's resolution leaves of the person);
 - ``rebuilt``: the encoder's rebuild; ``rebuilt_by_inversion``: the rebuild after a per-photo inversion
   (facegen/inversion.py: ``latent``, the noise and attribute logits optimised; ``pti``, then pivotal tuning);
-- ``edits``: each one-attribute edit by every method asked for: ``generator`` (the encoder's noise through G),
-  ``photo`` (G's change applied to the framed photo), ``latent`` / ``pti`` (the inversion's G output) and
-  ``pti-photo`` (the tuned G's change applied to the framed photo);
+- ``edits``: each one-attribute edit by every method asked for (facegen/edit_methods.py): ``generator`` (the
+  encoder's noise through G), ``photo`` (G's change applied to the framed photo), ``latent`` / ``pti`` (the
+  inversion's G output) and ``pti-photo`` (the tuned G's change applied to the framed photo);
 - ``stranger``: another held-out photo, the floor (test photos of one person may repeat: a slight overestimate).
 
 For each: the share called the same person and the mean distance. With an attribute classifier (--classifier, or
@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facegen import edit_methods
 from training.usage_error import UsageError
 
 SAME_PERSON = 0.6  # dlib's threshold for its face-recognition descriptors (99.38% on LFW)
@@ -106,12 +107,7 @@ def same_person(photo: np.ndarray, other: np.ndarray) -> dict:
 
 
 PARTITIONS = ("test", "validation")  # --partition: report on test, choose settings on validation
-# How an edit is made (see the module doc): the encoder's noise through G (generator), that edit as a change to the
-# framed photo (photo), or after a per-photo inversion (facegen/inversion.py): latent optimisation only (latent),
-# pivotal tuning's generator output (pti), or pivotal tuning's change applied to the framed photo (pti-photo).
-METHODS = ("generator", "photo", "latent", "pti", "pti-photo")
-DEFAULT_METHODS = ("generator", "photo")
-INVERSIONS = {"latent": "latent", "pti": "pti", "pti-photo": "pti"}  # method -> the inversion it needs
+DEFAULT_METHODS = ("photo", "generator")  # --methods: how each edit is made (facegen.edit_methods.METHODS)
 
 
 def judge_shifts(readings: np.ndarray, labels: np.ndarray, names, edited: str) -> dict:
@@ -156,11 +152,11 @@ def held_out_readings(cache, classifier, names, leave_out=()) -> tuple:
 
 
 def served_methods(model_dir) -> tuple:
-    """The edit methods a model folder's service offers: the pti ones only with its float signature."""
+    """The edit methods a model folder's service offers (facegen.edit_methods.served)."""
     from facegen import model_folder
 
-    has_pixels = model_folder.has_pixels(model_folder.read_manifest(model_dir))
-    return tuple(m for m in METHODS if m != "latent" and (has_pixels or m not in INVERSIONS))
+    manifest = model_folder.read_manifest(model_dir)
+    return tuple(edit_methods.served(bool(manifest.get("encoder")), model_folder.has_pixels(manifest)))
 
 
 def held_out(cache, count: int, seed: int = 0, partition: str = "test") -> np.ndarray:
@@ -188,8 +184,8 @@ def inverters(model_dir, methods, settings=None) -> dict:
 
     settings = settings or inversion.Settings()
     recipes = {"latent": replace(settings, tune_steps=0), "pti": settings}
-    return {name: inversion.Inverter(model_dir, recipes[name]) for name in sorted({INVERSIONS[m] for m in methods
-                                                                                  if m in INVERSIONS})}
+    needed = {edit_methods.METHODS[m].inversion for m in methods} - {None}
+    return {name: inversion.Inverter(model_dir, recipes[name]) for name in sorted(needed)}
 
 
 class Editor:
@@ -224,7 +220,7 @@ class Editor:
             return None
         face = framing.frame_face(pixels, faces[0].landmarks, self.template, self.size)
         noise, probabilities = self.encode(face[None])
-        found = (probabilities[0] >= 0.5).astype(np.float32)
+        noise, _, found = edit_methods.encoder_inputs(noise, probabilities[0])
         flipped = []
         for j in columns:
             vector = found.copy()
@@ -243,14 +239,13 @@ class Editor:
         edited, seconds = {}, {}
         for method in self.methods:
             began = time.perf_counter()
-            if method in ("generator", "photo"):
+            inverted = edit_methods.METHODS[method].inversion
+            if inverted is None:
                 made, rebuild, spent = generated[1:], generated[0], encoded_s
             else:
-                result, inverted_s = outputs[INVERSIONS[method]]
+                result, inverted_s = outputs[inverted]
                 made, rebuild, spent = result.edits, result.rebuilt, encoded_s + inverted_s
-            if method.endswith("photo"):
-                made = [photo_edit.photo_edit(face, image, rebuild) for image in made]
-            edited[method] = list(made)
+            edited[method] = [edit_methods.edited_face(method, face, image, rebuild) for image in made]
             seconds[method] = spent + time.perf_counter() - began
         targets = [vector[j] for vector, j in zip(flipped, columns)]
         return {"framed": face, "targets": targets, "rebuilt": rebuilt, "edited": edited, "seconds": seconds}
@@ -281,9 +276,9 @@ def checked_request(model_dir, manifest: dict, methods, edit_attributes) -> list
     """The columns of ``edit_attributes`` (any case) in the model's attributes, or a UsageError naming the flag."""
     if not manifest.get("encoder"):
         raise UsageError(f"--model: {model_dir} has no encoder, so its edits cannot be measured")
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in edit_methods.METHODS]
     if unknown:
-        raise UsageError(f"--methods: {unknown} are not among {list(METHODS)}")
+        raise UsageError(f"--methods: {unknown} are not among {list(edit_methods.METHODS)}")
     names = list(manifest["attributes"])
     lowered = [n.lower() for n in names]
     unknown = [a for a in edit_attributes if a.lower() not in lowered]
@@ -306,7 +301,7 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
             methods=DEFAULT_METHODS, settings=None, edit_gains=None, inversion_edit_gains=None,
             shifts=None) -> dict:
     """Identity (and, with ``classifier``, edit success) over the photos at ``photo_paths`` for each of ``methods``
-    (METHODS); see the module doc. ``settings``: the inversion recipe (facegen.inversion.Settings); ``edit_gains``
+    (facegen.edit_methods.METHODS); see the module doc. ``settings``: the inversion recipe (facegen.inversion.Settings); ``edit_gains``
     and ``inversion_edit_gains``: {attribute: gain} (or {"*": gain}: all) over the model's own for the encoder's edits
     and the tuned copy's (facegen.model_folder.edit_gains, what is served). ``shifts``: {edited attribute:
     judge_shifts} for the classifier; with it each edit also gets ``kept_unconfounded``."""
@@ -370,8 +365,7 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
             if classifier is not None:
                 # The unedited face the other decisions are compared with: the framed photo for the methods that
                 # edit it, else the method's own rebuild.
-                base = bases["framed" if method.endswith("photo") else
-                             "encoder" if method == "generator" else INVERSIONS[method]]
+                base = bases[edit_methods.unedited(method)]
                 left_out = confounded(shifts[name]) if shifts and name in shifts else None
                 result.update(edit_success(on(images), base, targets[name], j, names, left_out))
             edits[name][method] = result
@@ -474,7 +468,8 @@ def main(argv=None) -> int:
     parser.add_argument("--partition", choices=PARTITIONS, default="test",
                         help="the held-out partition measured: choose settings on validation, report on test (test)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                        help=f"edit methods compared in one run, of {','.join(METHODS)} ({','.join(DEFAULT_METHODS)})")
+                        help=f"edit methods compared in one run, of {','.join(edit_methods.METHODS)} "
+                             f"({','.join(DEFAULT_METHODS)}; facegen/edit_methods.py)")
     inversion = parser.add_argument_group("inversion (methods latent, pti, pti-photo; facegen/inversion.py)")
     for flag, kind, key in (("--latent-steps", int, "latent_steps"), ("--tune-steps", int, "tune_steps"),
                             ("--latent-rate", float, "latent_rate"), ("--tune-rate", float, "tune_rate"),
