@@ -33,11 +33,15 @@ class Method:
     inversion: str | None  # the facegen.inversion recipe it needs ("latent" or "pti"), None: the encoder's guess
     onto_photo: bool  # the generator's change is applied to the framed photo, instead of showing its face
     served: bool  # offered by /api/edit?method=
+    summary: str  # a few words, for the model card's tables
 
 
-METHODS = {m.name: m for m in (Method("photo", None, True, True), Method("generator", None, False, True),
-                               Method("latent", "latent", False, False), Method("pti", "pti", False, True),
-                               Method("pti-photo", "pti", True, True))}
+METHODS = {m.name: m for m in (
+    Method("photo", None, True, True, "G's change applied to the photo"),
+    Method("generator", None, False, True, "the encoder's noise through G"),
+    Method("latent", "latent", False, False, "noise and attributes optimised per photo"),
+    Method("pti", "pti", False, True, "pivotal tuning's G"),
+    Method("pti-photo", "pti", True, True, "pivotal tuning's change applied to the photo"))}
 SERVED = tuple(name for name, m in METHODS.items() if m.served)
 INVERTED = tuple(name for name in SERVED if METHODS[name].inversion)  # need the model's float signature
 # The default, chosen by the identity and edit figures in docs/SERVICE.md (200 test photos, celeba-hq-64): pti-photo
@@ -46,6 +50,12 @@ INVERTED = tuple(name for name in SERVED if METHODS[name].inversion)  # need the
 # encoder and costs about a quarter of the CPU: bench/edit_time.py).
 DEFAULT = "pti-photo"
 FALLBACK = "photo"
+
+
+def with_inversion(inverted: bool) -> list:
+    """The served methods that need a per-photo inversion (or those that do not): the ones each kind of edit gain
+    (facegen.model_folder.EDIT_GAIN_KEYS) applies to."""
+    return [name for name in SERVED if bool(METHODS[name].inversion) == inverted]
 
 
 def served(can_encode: bool, has_pixels: bool) -> list:

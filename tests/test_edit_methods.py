@@ -16,6 +16,9 @@ def test_the_served_methods_depend_on_the_encoder_and_the_float_signature():
     assert edit_methods.served(True, True) == ["photo", "generator", "pti", "pti-photo"]
     assert "latent" in edit_methods.METHODS and "latent" not in edit_methods.SERVED  # measured, never served
     assert edit_methods.default(True) == "pti-photo" and edit_methods.default(False) == "photo"
+    # Each kind of edit gain reaches the served methods of its kind (the card names them).
+    assert edit_methods.with_inversion(True) == ["pti", "pti-photo"]
+    assert edit_methods.with_inversion(False) == ["photo", "generator"]
 
 
 def test_the_encoder_outputs_become_the_generators_inputs_by_one_rule():

@@ -128,7 +128,7 @@ def test_the_card_renders_the_identity_figures_and_says_when_there_are_none():
               "seconds_per_photo_median_by_method": {"pti-photo": 0.8}, "command": "python -m training.identity",
               "edit_gains": {"Smiling": 2.0}, "inversion_edit_gains": {"Male": 1.25, "Smiling": 1.5}}
     text = "\n".join(identity_section(report))
-    assert "methods generator and photo: Smiling 2; 1 for the rest" in text
+    assert "methods photo and generator: Smiling 2; 1 for the rest" in text
     assert "methods pti and pti-photo: Male 1.25, Smiling 1.5; 1 for the rest" in text
     assert "| the rebuild after inversion (pti) | 1.000 | 0.400 |" in text
     assert ("| Smiling | pti-photo (pivotal tuning's change applied to the photo) | 0.900 | 0.450 | 0.550 | 0.950 | "

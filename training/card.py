@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from facegen import attributes as attributes_module
-from facegen import model_folder
+from facegen import edit_methods, model_folder
 from training import run_folder
 from training.usage_error import UsageError
 
@@ -415,11 +415,6 @@ def _encoder_section(manifest: dict, metrics: dict, pictures: list, baseline: di
     return out + identity_section(metrics.get("identity"))
 
 
-IDENTITY_METHODS = {"generator": "the encoder's noise through G", "photo": "G's change applied to the photo",
-                    "latent": "noise and attributes optimised per photo", "pti": "pivotal tuning's G",
-                    "pti-photo": "pivotal tuning's change applied to the photo"}
-
-
 def identity_section(report: dict | None) -> list:
     """"Identity": metrics.identity (training/identity.py, dlib's face-recognition network) as two small tables:
     the framed ceiling, the rebuilds and the stranger floor; then each edit by method (same person, and where a
@@ -442,7 +437,8 @@ def identity_section(report: dict | None) -> list:
     for attribute, entry in report.get("edits", {}).items():
         for method, figures in entry.items():
             most = ", ".join(f"{name} {share:.2f}" for name, share in (figures.get("flipped_most") or {}).items())
-            out.append(f"| {attribute} | {method} ({IDENTITY_METHODS.get(method, method)}) | "
+            known = edit_methods.METHODS.get(method)
+            out.append(f"| {attribute} | {method}{f' ({known.summary})' if known else ''} | "
                        f"{_f(figures['same_person'])} | {_f(figures['mean_distance'])} | "
                        f"{_f(figures.get('changed'))} | {_f(figures.get('kept'))} | "
                        f"{_f(figures.get('kept_unconfounded'))} | {most or '-'} |")
@@ -454,7 +450,7 @@ def identity_section(report: dict | None) -> list:
                 "; ".join(f"{name}: {', '.join(others) or 'none'}" for name, others in judge["confounded"].items()) +
                 "."]
     for inverted, key in model_folder.EDIT_GAIN_KEYS.items():
-        methods = "pti and pti-photo" if inverted else "generator and photo"
+        methods = " and ".join(edit_methods.with_inversion(inverted))
         if report.get(key):
             out += ["", f"Edit gains (the manifest's encoder.{key}, served with these figures): each edited "
                     f"attribute pushed this many times as far in the generator's input, methods {methods}: " +
