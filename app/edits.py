@@ -7,10 +7,10 @@
       -> found vector: each attribute on where its probability is at least THRESHOLD (0.5)
       -> edited vector: the query's constraints (``Smiling`` on, ``-Eyeglasses`` off) over the found vector
       -> generator (the model's MicroBatcher, raw pixels): rebuilt = G(noise, found), generated = G(noise, edited)
-      -> edited face, by ``method`` (facegen/edit_methods.py; default_method: pti-photo where the model can invert, else photo): ``photo``
-         (facegen/photo_edit.py) applies the edit as a change
-         to the framed photo, framed + mask * (generated - rebuilt), the mask being where the generator's two faces
-         differ, so the rest of the face stays the person's own; ``generator`` is the generated face itself (the
+      -> edited face, by ``method`` (facegen/edit_methods.py; default_method: pti-photo where the model can invert,
+         else photo): ``photo`` (facegen/photo_edit.py) applies the edit as a change to the framed photo,
+         framed + mask * (generated - rebuilt), the mask being where the generator's two faces differ, so the rest
+         of the face stays the person's own; ``generator`` is the generated face itself (the
          encoder's rebuild, edited: another person more often than not, see docs/SERVICE.md's identity figures);
          ``pti`` / ``pti-photo`` first refine the encoder's guess on the photo (facegen/inversion.py: the noise
          and attributes optimised, then pivotal tuning of a copy of G) and then take that copy's rebuild and edit

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from app import limits
 from app.errors import ApiError
-from facegen import attributes
+from facegen import attributes, edit_methods
 
 if TYPE_CHECKING:
     from app.models import Model
@@ -89,10 +89,11 @@ VIEW = Param("view", {"type": "string", "enum": ["edited", "rebuilt", "framed", 
              "photo's face as the encoder saw it (detected, aligned, resized); strip: framed, rebuilt and edited "
              "side by side in one PNG three faces wide; photo: the whole upright photo at its own size (longer side "
              "at most 1024 px) with the edited face put back in place (size does not apply).")
-METHOD = Param("method", {"type": "string", "enum": ["photo", "generator"], "default": "photo"},
-               "How the edited face is made. photo: the edit applied as a change to the framed photo, where the "
-               "generator's edited and rebuilt faces differ (keeps the person); generator: the generator's edited "
-               "face itself.")
+METHOD = Param("method", {"type": "string", "enum": list(edit_methods.SERVED)},
+               "How the edited face is made: " + "; ".join(f"{name}: {edit_methods.METHODS[name].summary}"
+                                                            for name in edit_methods.SERVED) +
+               f". Absent: {edit_methods.DEFAULT} where the model has its float signature, else "
+               f"{edit_methods.FALLBACK} (/api/models lists each model's edit_methods and edit_method).")
 
 FACE_PARAMS = (MODEL, SEED, ATTRS, PSI, SIZE)
 GRID_PARAMS = (MODEL, SEEDS, COUNT, START, ATTRS, PSI, CELL_SIZE, GRID_FORMAT)

@@ -33,19 +33,19 @@ class Method:
     inversion: str | None  # the facegen.inversion recipe it needs ("latent" or "pti"), None: the encoder's guess
     onto_photo: bool  # the generator's change is applied to the framed photo, instead of showing its face
     served: bool  # offered by /api/edit?method=
-    summary: str  # a few words, for the model card's tables
+    summary: str  # a few words, for the API's documentation and the model card's tables
 
 
 METHODS = {m.name: m for m in (
-    Method("photo", None, True, True, "G's change applied to the photo"),
-    Method("generator", None, False, True, "the encoder's noise through G"),
-    Method("latent", "latent", False, False, "noise and attributes optimised per photo"),
-    Method("pti", "pti", False, True, "pivotal tuning's G"),
-    Method("pti-photo", "pti", True, True, "pivotal tuning's change applied to the photo"))}
+    Method("photo", None, True, True, "the generator's change applied to the framed photo"),
+    Method("generator", None, False, True, "the generator's face from the encoder's guess"),
+    Method("latent", "latent", False, False, "the generator's face from a guess optimised on the photo"),
+    Method("pti", "pti", False, True, "the face of a generator copy tuned to the photo"),
+    Method("pti-photo", "pti", True, True, "the tuned copy's change applied to the framed photo"))}
 SERVED = tuple(name for name, m in METHODS.items() if m.served)
 INVERTED = tuple(name for name in SERVED if METHODS[name].inversion)  # need the model's float signature
 # The default, chosen by the identity and edit figures in docs/SERVICE.md (200 test photos, celeba-hq-64): pti-photo
-# where the model can invert (its rebuild is the person, 0.995 against the encoder's 0.045, and with its own edit gains
+# where the model can invert (its rebuild is the person, 0.995 against the encoder's 0.040, and with its own edit gains
 # its edits read as asked as often as photo's while staying the person more often), else photo (which needs only the
 # encoder and costs about a quarter of the CPU: bench/edit_time.py).
 DEFAULT = "pti-photo"

@@ -329,8 +329,11 @@ def test_openapi_document_is_valid_and_complete(app, client):
         body = operation["requestBody"]["content"]
         assert {"image/jpeg", "image/png", "image/webp", "multipart/form-data"} <= set(body), path
         assert {"400", "408", "413", "415", "422"} <= set(operation["responses"]), path
-    edit_params = {p["name"] for p in document["paths"]["/api/edit"]["post"]["parameters"]}
-    assert edit_params == {"model", "attrs", "size", "format", "view", "method"}
+    edit_params = {p["name"]: p for p in document["paths"]["/api/edit"]["post"]["parameters"]}
+    assert set(edit_params) == {"model", "attrs", "size", "format", "view", "method"}
+    # Every method the service takes is documented, and no default that depends on the model is promised.
+    method = edit_params["method"]["schema"]
+    assert method["enum"] == ["photo", "generator", "pti", "pti-photo"] and "default" not in method
     face_params = {p["name"] for p in document["paths"]["/api/face"]["get"]["parameters"]}
     assert face_params == {"model", "seed", "attrs", "psi", "size"}
     validator = pytest.importorskip("openapi_spec_validator")

@@ -131,8 +131,8 @@ def test_the_card_renders_the_identity_figures_and_says_when_there_are_none():
     assert "methods photo and generator: Smiling 2; 1 for the rest" in text
     assert "methods pti and pti-photo: Male 1.25, Smiling 1.5; 1 for the rest" in text
     assert "| the rebuild after inversion (pti) | 1.000 | 0.400 |" in text
-    assert ("| Smiling | pti-photo (pivotal tuning's change applied to the photo) | 0.900 | 0.450 | 0.550 | 0.950 | "
-            "0.970 | Mouth_Slightly_Open 0.40, Young 0.05 |") in text
+    assert ("| Smiling | pti-photo (the tuned copy's change applied to the framed photo) | 0.900 | 0.450 | 0.550 | "
+            "0.950 | 0.970 | Mouth_Slightly_Open 0.40, Young 0.05 |") in text
     assert "Left out: Smiling: Mouth_Slightly_Open." in text
     assert "pti-photo 0.80" in text
 

@@ -301,10 +301,11 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
             methods=DEFAULT_METHODS, settings=None, edit_gains=None, inversion_edit_gains=None,
             shifts=None) -> dict:
     """Identity (and, with ``classifier``, edit success) over the photos at ``photo_paths`` for each of ``methods``
-    (facegen.edit_methods.METHODS); see the module doc. ``settings``: the inversion recipe (facegen.inversion.Settings); ``edit_gains``
-    and ``inversion_edit_gains``: {attribute: gain} (or {"*": gain}: all) over the model's own for the encoder's edits
-    and the tuned copy's (facegen.model_folder.edit_gains, what is served). ``shifts``: {edited attribute:
-    judge_shifts} for the classifier; with it each edit also gets ``kept_unconfounded``."""
+    (facegen.edit_methods.METHODS); see the module doc. ``settings``: the inversion recipe
+    (facegen.inversion.Settings); ``edit_gains`` and ``inversion_edit_gains``: {attribute: gain} (or {"*": gain}:
+    all) over the model's own for the encoder's edits and the tuned copy's (facegen.model_folder.edit_gains, what
+    is served). ``shifts``: {edited attribute: judge_shifts} for the classifier; with it each edit also gets
+    ``kept_unconfounded``."""
     from PIL import Image
 
     from facegen import model_folder
