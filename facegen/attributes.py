@@ -111,15 +111,19 @@ def constraint_arrays(constraints: Constraints | None, attributes: Sequence[str]
     return fixed, values
 
 
+def is_on(values) -> np.ndarray:
+    """bool, the shape of ``values``: where an attribute vector (0/1, pushed, or the encoder's probabilities) is on."""
+    return np.asarray(values) >= ON_THRESHOLD
+
+
 def on_names(vector, attributes: Sequence[str]) -> list[str]:
     """The names that are on, in manifest order: ``X-Attributes``."""
-    return [a for a, v in zip(attributes, np.asarray(vector).reshape(-1)) if v >= ON_THRESHOLD]
+    return [a for a, on in zip(attributes, is_on(np.asarray(vector).reshape(-1))) if on]
 
 
 def explicit(vector, attributes: Sequence[str]) -> str:
     """Every attribute, the off ones with '-': an ``attrs`` value that fixes this exact vector."""
-    return ",".join(("" if v >= ON_THRESHOLD else OFF) + a
-                    for a, v in zip(attributes, np.asarray(vector).reshape(-1)))
+    return ",".join(("" if on else OFF) + a for a, on in zip(attributes, is_on(np.asarray(vector).reshape(-1))))
 
 
 # -- the table --------------------------------------------------------------------------------------------------
@@ -179,7 +183,7 @@ class AttributeTable:
 
     def contains(self, vector) -> bool:
         """Whether this 0/1 vector is one of the training rows."""
-        return (np.asarray(vector).reshape(-1) >= ON_THRESHOLD).astype(np.uint8).tobytes() in self._keys
+        return is_on(np.asarray(vector).reshape(-1)).astype(np.uint8).tobytes() in self._keys
 
     def pick(self, u: float, fixed, values) -> tuple[np.ndarray, bool]:
         """uniform u in [0, 1) -> (a training row weighted by count, True) among the rows agreeing with the

@@ -71,10 +71,11 @@ def default(has_pixels: bool) -> str:
 
 def encoder_inputs(noise, probabilities) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The encoder's outputs for one photo -> (noise rounded to NOISE_DECIMALS, probabilities clipped to 0..1, the
-    attributes as found: float32 0/1, on where the probability is at least facegen.attributes.ON_THRESHOLD)."""
+    attributes as found: float32 0/1, on where the probability is at least facegen.attributes.ON_THRESHOLD).
+    Any leading shape: one photo's outputs, or a batch's."""
     noise = np.round(np.asarray(noise, np.float64), NOISE_DECIMALS).astype(np.float32)
     probabilities = np.clip(np.asarray(probabilities, np.float32), 0.0, 1.0)
-    return noise, probabilities, (probabilities >= attributes.ON_THRESHOLD).astype(np.float32)
+    return noise, probabilities, attributes.is_on(probabilities).astype(np.float32)
 
 
 def edited_face(method: str, framed: np.ndarray, generated: np.ndarray, rebuilt: np.ndarray | None) -> np.ndarray:

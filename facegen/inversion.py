@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facegen import model_folder, photo_edit
+from facegen import attributes, model_folder, photo_edit
 
 # Chosen on the validation photos (docs/SERVICE.md's identity section has the figures and the command).
 LATENT_STEPS = 10  # 10, 15, 20 and 30 gave the same figures on validation photos; 10 is the cheapest
@@ -153,19 +153,19 @@ class Inverter:
         import tensorflow as tf
 
         target = tf.constant(model_folder.from_uint8(np.asarray(framed, np.uint8))[None])
-        logits = np.where(np.asarray(found) >= 0.5, FOUND_LOGIT, -FOUND_LOGIT).astype(np.float32)[None]
+        logits = np.where(attributes.is_on(found), FOUND_LOGIT, -FOUND_LOGIT).astype(np.float32)[None]
         edits = np.asarray(edits, np.float32).reshape(-1, self.num_attributes)
         if not self._lock.acquire(timeout=-1 if wait_s is None else max(0.0, wait_s)):
             raise TimeoutError(f"another photo's inversion held this model's tuning copy for {wait_s:g} s")
         try:
-            pixels, refined, attributes = self._fit(target, tf.constant(np.asarray(noise, np.float32)[None]),
-                                                    tf.constant(logits), tf.constant(edits))
+            pixels, refined, refined_attributes = self._fit(
+                target, tf.constant(np.asarray(noise, np.float32)[None]), tf.constant(logits), tf.constant(edits))
             faces = model_folder.to_uint8(pixels.numpy())
         finally:
             for variable, value in zip(self._weights, self._exported):  # the next photo tunes the exported G
                 variable.assign(value)
             self._lock.release()
-        return Inverted(faces[0], list(faces[1:]), refined.numpy()[0], attributes.numpy()[0])
+        return Inverted(faces[0], list(faces[1:]), refined.numpy()[0], refined_attributes.numpy()[0])
 
 
 def edit_vectors(found: np.ndarray, edited: np.ndarray, gains=1.0) -> np.ndarray:

@@ -74,3 +74,14 @@ def test_the_identity_figures_measure_the_bytes_the_service_answers_with(encoder
     measured = Editor(model_dir, manifest, [method]).edit(pixels, [column])
     assert measured["targets"] == [0.0 if state[names[column]] else 1.0]
     np.testing.assert_array_equal(measured["edited"][method][0], served)
+
+
+def test_the_two_thresholds_one_for_attribute_vectors_one_for_the_judge():
+    """An attribute vector (0/1, pushed by a gain, or the encoder's probabilities) is on from ON_THRESHOLD up; the
+    evaluation judge reads an attribute only above READ_ON. Every figure counts through these two."""
+    from training.classifier import READ_ON, reads_on
+
+    threshold = attributes.ON_THRESHOLD
+    np.testing.assert_array_equal(attributes.is_on([threshold - 1e-4, threshold, 1.75, -0.75]),
+                                  [False, True, True, False])
+    np.testing.assert_array_equal(reads_on([[READ_ON - 1e-4, READ_ON, READ_ON + 1e-4]]), [[False, False, True]])

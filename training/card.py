@@ -152,7 +152,6 @@ EDIT_PHOTOS = 6
 LICENSED = "not the photos:"  # how held_out_photos says why it gave none because of the data's terms
 # Attributes whose flips read at a glance; a model with none of them edits its first three instead.
 EDIT_PREFERENCE = ("Male", "Smiling", "Eyeglasses", "Blond_Hair", "Young")
-FOUND_THRESHOLD = attributes_module.ON_THRESHOLD  # as the service: "on as found" where the encoder gives at least this
 TILE_PAD, EDIT_HEADER, EDIT_LABEL = 2, 14, 12  # pixels: between tiles, column titles, the line under each tile
 
 
@@ -227,8 +226,7 @@ def write_edits(model_dir: Path, manifest: dict, generate, encode, photos, first
 
     size, attributes = manifest["resolution"], manifest["attributes"]
     photos = resize_images(photos, size)  # as evaluate resizes the photos its encoder figures use
-    noise, probabilities = encode(photos)
-    found = (probabilities >= FOUND_THRESHOLD).astype(np.float32)
+    noise, _, found = edit_methods.encoder_inputs(*encode(photos))  # as /api/edit reads the encoder
     columns, titles, labels = [photos, generate(noise, found)], [first_title, "rebuild"], [None, None]
     for name in edit_attributes(attributes):
         j, edited = attributes.index(name), found.copy()

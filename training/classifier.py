@@ -32,6 +32,9 @@ INPUT_SIZE = 64
 WIDTHS = (32, 64, 128, 256)
 FEATURES = 256
 FORMAT = "facegen-classifier/1"
+# The judge's decision: it reads an attribute as present where its probability is above this (every figure that
+# counts its readings, in evaluate and identity, goes through reads_on).
+READ_ON = 0.5
 
 
 def sidecar_path(path) -> Path:
@@ -111,9 +114,14 @@ def balanced_bce(frequencies):
     return loss
 
 
+def reads_on(probabilities) -> np.ndarray:
+    """bool, the shape of ``probabilities``: where the judge reads each attribute as present (above READ_ON)."""
+    return np.asarray(probabilities) > READ_ON
+
+
 def accuracy_table(probabilities, labels, names) -> dict:
     """Per attribute: accuracy, balanced accuracy (mean of the on and off recalls) and the positives' count."""
-    predicted = np.asarray(probabilities) > 0.5
+    predicted = reads_on(probabilities)
     labels = np.asarray(labels).astype(bool)
     table = {}
     for j, name in enumerate(names):

@@ -44,7 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facegen import edit_methods
+from facegen import attributes, edit_methods
+from training.classifier import reads_on
 from training.usage_error import UsageError
 
 SAME_PERSON = 0.6  # dlib's threshold for its face-recognition descriptors (99.38% on LFW)
@@ -145,7 +146,7 @@ def held_out_readings(cache, classifier, names, leave_out=()) -> tuple:
     missing = [n for n in names if n not in cache_names]
     if missing:
         raise UsageError(f"--data: the cache has no labels for {missing}, the model's attributes")
-    readings = classifier.probabilities(cache.images[rows]) > 0.5
+    readings = reads_on(classifier.probabilities(cache.images[rows]))
     readings = readings[:, [classifier.column(n) for n in names]]
     labels = np.asarray(cache.attributes)[rows][:, [cache_names.index(n) for n in names]] > 0
     return readings, labels
@@ -262,7 +263,7 @@ def edit_success(decisions: np.ndarray, base: np.ndarray, targets, edited: int, 
     other_names = [names[k] for k in others]
     agree = decisions[:, others] == base[:, others]
     flips = 1 - agree.mean(axis=0)
-    result = {"changed": round(float(np.mean(decisions[:, edited] == (np.asarray(targets) > 0.5))), 4),
+    result = {"changed": round(float(np.mean(decisions[:, edited] == attributes.is_on(targets))), 4),
               "kept": round(float(np.mean(agree)), 4),
               "flipped_most": {other_names[n]: round(float(flips[n]), 4)
                                for n in np.argsort(-flips, kind="stable")[:FLIPPED_SHOWN]}}
@@ -355,7 +356,7 @@ def measure(model_dir, photo_paths, edit_attributes=DEFAULT_EDITS, classifier=No
         figures["rebuilt_by_inversion"] = judged_rebuilds
     if classifier is not None:
         judged = [classifier.column(n) for n in names]  # the judge's columns in the model's order
-        on = lambda images: (classifier.probabilities(np.stack(images)) > 0.5)[:, judged]  # noqa: E731
+        on = lambda images: reads_on(classifier.probabilities(np.stack(images)))[:, judged]  # noqa: E731
         bases = {"framed": on(framed), **{name: on(images) for name, images in rebuilt.items()}}
     edits = {}
     for name, j in zip(edit_attributes, columns):

@@ -198,18 +198,20 @@ class Context:
         return self.shared["conditioned"]
 
     def encoded_sample(self):
-        """The held-out photos encoded and rebuilt from (their code, the attributes E found, thresholded at 0.5 as
-        an edit keeps them), with the classifier's features and probabilities of the photos and the rebuilds."""
+        """The held-out photos encoded and rebuilt from (their code, the attributes E found, read as /api/edit
+        reads them: facegen.edit_methods.encoder_inputs), with the classifier's features and probabilities of the
+        photos and the rebuilds."""
         if "encoded" not in self.shared:
+            from facegen.edit_methods import encoder_inputs
+
             images = np.asarray(self.encoder_images)
             noise, found = [], []
             for start in range(0, len(images), self.batch_size):
                 n, a = self.encode(images[start:start + self.batch_size])
                 noise.append(np.asarray(n, np.float32))
                 found.append(np.asarray(a, np.float32))
-            noise = np.concatenate(noise)
             found = np.concatenate(found) if len(self.attributes) else np.zeros((len(images), 0), np.float32)
-            attrs = (found > 0.5).astype(np.float32)
+            noise, _, attrs = encoder_inputs(np.concatenate(noise), found)  # as /api/edit reads them
             rebuilt = self.generate_all(noise, attrs, "rebuilding held-out photos from their codes")
             photo_features, photo_probabilities = self.classifier.both(images)
             rebuilt_features, rebuilt_probabilities = self.classifier.both(rebuilt)
@@ -237,6 +239,8 @@ def attribute_accuracy(ctx: Context) -> dict:
     count how often the classifier agrees with the request; balanced over on/off, beside the classifier's ceiling."""
     if not len(ctx.attributes):
         return {"skipped": "unconditional model: no attributes to check"}
+    from training.classifier import reads_on
+
     half = max(1, ctx.attribute_samples // 2)
     rng = np.random.RandomState(ctx.seed + 1)
     noise = rng.standard_normal((half, ctx.latent_size)).astype(np.float32)
@@ -249,7 +253,7 @@ def attribute_accuracy(ctx: Context) -> dict:
         images = ctx.generate_all(np.concatenate([noise, noise]), np.concatenate([on, off]),
                                   f"attribute {j + 1}/{len(ctx.attributes)} {name}")
         p = ctx.classifier.probabilities(images)[:, ctx.classifier.column(name)]
-        on_acc, off_acc = float(np.mean(p[:half] > 0.5)), float(np.mean(p[half:] <= 0.5))
+        on_acc, off_acc = float(np.mean(reads_on(p[:half]))), float(np.mean(~reads_on(p[half:])))
         per_attribute[name] = {"accuracy": _r((on_acc + off_acc) / 2), "on": _r(on_acc), "off": _r(off_acc),
                                "ceiling": _r(ceiling.get(name))}
     accuracies = [v["accuracy"] for v in per_attribute.values()]
@@ -269,12 +273,15 @@ def attribute_accuracy_real_rows(ctx: Context) -> dict:
     data never shows (a bearded woman, bald with blond hair); this one measures faithfulness to real requests."""
     if not len(ctx.attributes):
         return {"skipped": "unconditional model: no attributes to check"}
+    from facegen.attributes import is_on
+    from training.classifier import reads_on
+
     sample = ctx.conditioned_sample()
     ceiling = ctx.classifier.ceiling(list(ctx.attributes))
     per_attribute = {}
     for j, name in enumerate(ctx.attributes):
-        wanted = sample["attributes"][:, j] > 0.5
-        found = sample["probabilities"][:, ctx.classifier.column(name)] > 0.5
+        wanted = is_on(sample["attributes"][:, j])
+        found = reads_on(sample["probabilities"][:, ctx.classifier.column(name)])
         on = float(np.mean(found[wanted])) if wanted.any() else None
         off = float(np.mean(~found[~wanted])) if (~wanted).any() else None
         rates = [r for r in (on, off) if r is not None]
@@ -438,6 +445,8 @@ def encoder_reconstruction(ctx: Context) -> dict:
     skipped = _no_encoder(ctx)
     if skipped:
         return skipped
+    from facegen import attributes as attribute_rules
+
     sample = ctx.encoded_sample()
     images, n = sample["images"], len(sample["images"])
     rng = np.random.RandomState(ctx.seed + 3)
@@ -454,7 +463,7 @@ def encoder_reconstruction(ctx: Context) -> dict:
             "feature_distance": _r(np.mean(distance)),
             "different_photos_feature_distance": _r(np.mean(between)),
             "feature_ratio": _r(np.mean(distance) / np.mean(between)) if np.mean(between) > 0 else None,
-            "attributes": "found by the encoder, thresholded at 0.5", "photos": int(n),
+            "attributes": f"found by the encoder, on at p >= {attribute_rules.ON_THRESHOLD}", "photos": int(n),
             "feature_space": "attribute classifier (256-d)"}
 
 
@@ -470,11 +479,14 @@ def encoder_edit(ctx: Context) -> dict:
         return skipped
     if not len(ctx.attributes):
         return {"skipped": "unconditional model: no attributes to edit"}
+    from facegen.attributes import is_on
+    from training.classifier import reads_on
+
     sample = ctx.encoded_sample()
     n = len(sample["images"])
     names = list(ctx.edit_attributes or ctx.attributes)
     columns = [ctx.classifier.column(name) for name in ctx.attributes]
-    rebuilt_on = sample["rebuilt_probabilities"][:, columns] > 0.5
+    rebuilt_on = reads_on(sample["rebuilt_probabilities"][:, columns])
     centre = ctx.real_sample()["features"].astype(np.float64).mean(axis=0)
     per_attribute, edit_rebuild, edit_photo = {}, [], []
     for name in names:
@@ -484,8 +496,8 @@ def encoder_edit(ctx: Context) -> dict:
         attrs[:, j] = target
         edited = ctx.generate_all(sample["noise"], attrs, f"editing {name}")
         features, probabilities = ctx.classifier.both(edited)
-        edited_on = probabilities[:, columns] > 0.5
-        changed = edited_on[:, j] == (target > 0.5)
+        edited_on = reads_on(probabilities[:, columns])
+        changed = edited_on[:, j] == is_on(target)
         others = [k for k in range(len(columns)) if k != j]
         same = edited_on[:, others] == rebuilt_on[:, others]
         kept = same.mean(axis=1) if others else np.ones(n)
@@ -494,7 +506,7 @@ def encoder_edit(ctx: Context) -> dict:
         cos_photo = centred_cosine(features, sample["photo_features"], centre)
         edit_rebuild.append(cos_rebuild)
         edit_photo.append(cos_photo)
-        to_on = target > 0.5
+        to_on = is_on(target)
         per_attribute[name] = {
             "changed": _r(changed.mean()), "to_on": _r(changed[to_on].mean()) if to_on.any() else None,
             "to_off": _r(changed[~to_on].mean()) if (~to_on).any() else None, "kept": _r(kept.mean()),
