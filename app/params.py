@@ -78,7 +78,8 @@ ENCODING_MODEL = Param("model", MODEL.schema, "Model name (see /api/models: `can
 EDIT_ATTRS = Param("attrs", {"type": "string"},
                    "Comma-separated changes to the attributes the encoder found, case-insensitive, any order: `Name` "
                    "turns an attribute on, `-Name` turns it off; every attribute not named stays as found (on where "
-                   "the encoder's probability is at least 0.5). Absent or empty: the photo rebuilt unchanged.",
+                   f"the encoder's probability is at least {attributes.ON_THRESHOLD}). Absent or empty: the photo "
+                   "rebuilt unchanged.",
                    "Smiling,-Eyeglasses")
 EDIT_FORMAT = Param("format", {"type": "string", "enum": ["png", "json"], "default": "png"},
                     "png: the image chosen by view. json: the encoder's findings and the images framed, rebuilt, "
