@@ -623,7 +623,7 @@ def test_card_draws_edits_png_with_the_savedmodels_encode_and_generate(tmp_path)
     is compared with the SavedModel's own outputs, so a rebuild from random noise (or a wrong flip) fails here."""
     from PIL import Image
 
-    from facegen import model_folder
+    from facegen import edit_methods, model_folder
     from training import card
     from training.__main__ import main
     from training.classifier import resize_images
@@ -651,8 +651,7 @@ def test_card_draws_edits_png_with_the_savedmodels_encode_and_generate(tmp_path)
 
     photos = resize_images(test_photos, 32)
     generate, loaded = model_folder.load_generate(model)
-    noise, probabilities = model_folder.load_encode(model, loaded)(photos)
-    found = (probabilities >= 0.5).astype(np.float32)
+    noise, _, found = edit_methods.encoder_inputs(*model_folder.load_encode(model, loaded)(photos))  # as served
     rebuilt = generate(noise, found)
     attributes = model_folder.read_manifest(model)["attributes"]
     for column, name in enumerate(edits, start=2):
