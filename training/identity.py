@@ -157,7 +157,7 @@ def served_methods(model_dir) -> tuple:
     from facegen import model_folder
 
     manifest = model_folder.read_manifest(model_dir)
-    return tuple(edit_methods.served(bool(manifest.get("encoder")), model_folder.has_pixels(manifest)))
+    return tuple(edit_methods.served(manifest.get("encoder") is not None, model_folder.has_pixels(manifest)))
 
 
 def held_out(cache, count: int, seed: int = 0, partition: str = "test") -> np.ndarray:

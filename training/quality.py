@@ -19,6 +19,10 @@ from typing import Callable
 
 import numpy as np
 
+from facegen.attributes import ON_THRESHOLD, is_on
+from facegen.edit_methods import encoder_inputs
+from training.classifier import reads_on
+
 METRICS: dict = {}  # name -> function(context) -> dict
 
 # diversity: a sample is "collapsed" when its spread is under half the real one, or when this many times more of
@@ -202,8 +206,6 @@ class Context:
         reads them: facegen.edit_methods.encoder_inputs), with the classifier's features and probabilities of the
         photos and the rebuilds."""
         if "encoded" not in self.shared:
-            from facegen.edit_methods import encoder_inputs
-
             images = np.asarray(self.encoder_images)
             noise, found = [], []
             for start in range(0, len(images), self.batch_size):
@@ -239,8 +241,6 @@ def attribute_accuracy(ctx: Context) -> dict:
     count how often the classifier agrees with the request; balanced over on/off, beside the classifier's ceiling."""
     if not len(ctx.attributes):
         return {"skipped": "unconditional model: no attributes to check"}
-    from training.classifier import reads_on
-
     half = max(1, ctx.attribute_samples // 2)
     rng = np.random.RandomState(ctx.seed + 1)
     noise = rng.standard_normal((half, ctx.latent_size)).astype(np.float32)
@@ -273,9 +273,6 @@ def attribute_accuracy_real_rows(ctx: Context) -> dict:
     data never shows (a bearded woman, bald with blond hair); this one measures faithfulness to real requests."""
     if not len(ctx.attributes):
         return {"skipped": "unconditional model: no attributes to check"}
-    from facegen.attributes import is_on
-    from training.classifier import reads_on
-
     sample = ctx.conditioned_sample()
     ceiling = ctx.classifier.ceiling(list(ctx.attributes))
     per_attribute = {}
@@ -445,8 +442,6 @@ def encoder_reconstruction(ctx: Context) -> dict:
     skipped = _no_encoder(ctx)
     if skipped:
         return skipped
-    from facegen import attributes as attribute_rules
-
     sample = ctx.encoded_sample()
     images, n = sample["images"], len(sample["images"])
     rng = np.random.RandomState(ctx.seed + 3)
@@ -463,7 +458,7 @@ def encoder_reconstruction(ctx: Context) -> dict:
             "feature_distance": _r(np.mean(distance)),
             "different_photos_feature_distance": _r(np.mean(between)),
             "feature_ratio": _r(np.mean(distance) / np.mean(between)) if np.mean(between) > 0 else None,
-            "attributes": f"found by the encoder, on at p >= {attribute_rules.ON_THRESHOLD}", "photos": int(n),
+            "attributes": f"found by the encoder, on at p >= {ON_THRESHOLD}", "photos": int(n),
             "feature_space": "attribute classifier (256-d)"}
 
 
@@ -479,9 +474,6 @@ def encoder_edit(ctx: Context) -> dict:
         return skipped
     if not len(ctx.attributes):
         return {"skipped": "unconditional model: no attributes to edit"}
-    from facegen.attributes import is_on
-    from training.classifier import reads_on
-
     sample = ctx.encoded_sample()
     n = len(sample["images"])
     names = list(ctx.edit_attributes or ctx.attributes)
